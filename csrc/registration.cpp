@@ -1,0 +1,17 @@
+// Every fastgan op schema, defined once. Implementations register per dispatch key in csrc/cpu and csrc/cuda;
+// fake kernels and autograd are registered from Python (fastgan/ops/*.py).
+#include <torch/library.h>
+
+TORCH_LIBRARY(fastgan, m) {
+  // y = clamp(act(x + b broadcast along dim) * gain, -clamp, clamp); clamp = -1 disables the clamp.
+  m.def("bias_act(Tensor x, Tensor? b, int dim, str act, float alpha, float gain, float clamp) -> Tensor");
+  // (dx, db): dx = grad * d y / d x computed from ref = x (ref_is_y=False, needs b) or ref = y (ref_is_y=True);
+  // db = dx summed over every dimension but dim when bias_grad, else an empty tensor.
+  m.def(
+      "bias_act_backward(Tensor grad, Tensor ref, Tensor? b, int dim, str act, float alpha, float gain, "
+      "float clamp, bool ref_is_y, bool bias_grad) -> (Tensor, Tensor)");
+  // The derivative of bias_act_backward's dx with respect to ref, contracted with grad_grad, and its bias sum.
+  m.def(
+      "bias_act_backward2(Tensor grad_grad, Tensor grad, Tensor ref, Tensor? b, int dim, str act, float alpha, "
+      "float gain, float clamp, bool ref_is_y, bool bias_grad) -> (Tensor, Tensor)");
+}

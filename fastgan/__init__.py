@@ -1,0 +1,29 @@
+"""fastgan: fused kernels for adversarial generative training in PyTorch.
+
+    import fastgan
+    y = fastgan.bias_act(x, b, act="lrelu", clamp=256)       # C++ on CPU, CUDA on GPU, Triton on request
+    with fastgan.use_backend("reference"): ...               # the pure-PyTorch spec, for comparison
+    fastgan.backend_info()                                   # what was built and what runs
+"""
+from . import _ext
+
+_ext.load()  # runs the C++ op registrations (torch.ops.fastgan.*) when the extension is built
+
+from . import nn, ops  # noqa: E402
+from .activations import ACTIVATIONS  # noqa: E402
+from .allocator import allocator_info, tune_cpu_allocator  # noqa: E402
+from .backend import backend_info, current_backend, use_backend  # noqa: E402
+from .ops import bias_act  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = [
+    "ACTIVATIONS",
+    "allocator_info",
+    "backend_info",
+    "bias_act",
+    "current_backend",
+    "nn",
+    "ops",
+    "tune_cpu_allocator",
+    "use_backend",
+]

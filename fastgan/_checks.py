@@ -1,0 +1,62 @@
+"""Argument checks shared by every op's Python entry point (the C++ side is csrc/include/fastgan/checks.h).
+
+Every message names the argument and what was expected. Checks run before dispatch, so every backend, the
+reference included, rejects bad input the same way.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+def tensor(t, arg: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{arg}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{arg}: expected a floating tensor of dtype float64, float32, float16 or bfloat16, got {t.dtype}")
+    return t
+
+
+def like(t, arg: str, ref: torch.Tensor, ref_arg: str) -> torch.Tensor:
+    tensor(t, arg)
+    if t.device != ref.device:
+        raise ValueError(f"{arg}: expected a tensor on {ref.device} like {ref_arg}, got one on {t.device}")
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{arg}: expected dtype {ref.dtype} like {ref_arg}, got {t.dtype}")
+    return t
+
+
+def dim(d, x: torch.Tensor, arg: str = "dim", x_arg: str = "x") -> int:
+    if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+        raise TypeError(f"{arg}: expected an int, got {type(d).__name__}")
+    nd = x.dim()
+    if nd == 0:
+        raise ValueError(f"{arg}: {x_arg} is 0-dimensional and has no dimension {d}")
+    if not -nd <= d < nd:
+        raise ValueError(f"{arg}: expected a dimension of {x_arg} in [{-nd}, {nd - 1}], got {d}")
+    return int(d) % nd
+
+
+def finite(v, arg: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{arg}: expected a number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"{arg}: expected a finite number, got {v}")
+    return v
+
+
+def clamp(c) -> float:
+    """None or 'none' -> -1.0 (no clamp); a number >= 0 -> float."""
+    if c is None or (isinstance(c, str) and c.lower() == "none"):
+        return -1.0
+    if isinstance(c, str):
+        raise ValueError(f"clamp: expected a number >= 0, None or 'none', got {c!r}")
+    v = finite(c, "clamp")
+    if v < 0:
+        raise ValueError(f"clamp: expected a number >= 0, None or 'none', got {v}")
+    return v

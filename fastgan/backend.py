@@ -1,0 +1,155 @@
+"""Which implementation of an op runs (DESIGN.md §3).
+
+`impl` is one of "auto" | "reference" | "cpp" | "triton" | "cuda", chosen per call (`impl=`), per scope
+(`with fastgan.use_backend("triton"):`) or per process (environment variable FASTGAN_BACKEND); the default is auto.
+
+- An implementation that was asked for and cannot run raises RuntimeError with the reason.
+- auto picks cuda on CUDA tensors (Triton if the CUDA kernels were not built), cpp on CPU tensors; if its choice
+  cannot run it falls back to the next one (at last the pure-PyTorch reference) and warns once per cause.
+- Triton runs on CUDA tensors, and on CPU tensors only under the interpreter (TRITON_INTERPRET=1 set before
+  triton is imported; that is how CI tests the Triton kernels).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import importlib.util
+import os
+import warnings
+
+import torch
+
+from . import _ext
+
+IMPLS = ("auto", "reference", "cpp", "triton", "cuda")
+_scoped: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastgan_backend", default=None)
+_AUTO_ORDER = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpp", "reference")}
+_warned: set = set()
+_resolved: dict = {}
+
+
+def _check_impl(impl, arg="impl") -> str:
+    if not isinstance(impl, str) or impl not in IMPLS:
+        raise ValueError(f"{arg}: expected one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+    return impl
+
+
+def current_backend() -> str:
+    """The backend in force here: the innermost use_backend scope, else FASTGAN_BACKEND, else 'auto'."""
+    v = _scoped.get()
+    if v is not None:
+        return v
+    return _check_impl(os.environ.get("FASTGAN_BACKEND", "auto") or "auto", "FASTGAN_BACKEND")
+
+
+@contextlib.contextmanager
+def use_backend(impl: str):
+    """Runs the enclosed fastgan ops with `impl` unless a call passes its own impl=."""
+    token = _scoped.set(_check_impl(impl))
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
+
+
+def triton_interpreter() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_error() -> str | None:
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed"
+    try:
+        importlib.import_module("fastgan._triton")
+    except Exception as e:  # noqa: BLE001 - reported to the user as the reason
+        return f"the Triton kernels could not be imported ({type(e).__name__}: {e})"
+    return None
+
+
+def why_not(impl: str, device_type: str) -> str | None:
+    """None if `impl` can run on tensors of `device_type`, else the reason it cannot."""
+    if impl == "reference":
+        return None
+    if impl == "cpp":
+        if device_type != "cpu":
+            return f"the cpp backend runs on CPU tensors, got {device_type} tensors (use impl='cuda' or 'triton')"
+        return _ext.error()
+    if impl == "cuda":
+        if device_type != "cuda":
+            return f"the cuda backend runs on CUDA tensors, got {device_type} tensors"
+        if _ext.error():
+            return _ext.error()
+        if not _ext.build_info()["cuda"]:
+            return "fastgan._C was built without CUDA kernels (torch without CUDA, or nvcc not found, or FASTGAN_CUDA=0)"
+        return None
+    if impl == "triton":
+        err = _triton_error()
+        if err:
+            return err
+        if device_type == "cuda":
+            return None
+        if device_type == "cpu":
+            return None if triton_interpreter() else "Triton runs on CPU tensors only under TRITON_INTERPRET=1"
+        return f"Triton does not run on {device_type} tensors"
+    raise ValueError(f"impl: expected one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+
+
+def resolve(impl: str | None, device: torch.device | str, op: str) -> str:
+    """The concrete backend ('reference' | 'cpp' | 'cuda' | 'triton') that runs `op` on `device`."""
+    impl = current_backend() if impl is None else _check_impl(impl)
+    device_type = torch.device(device).type
+    key = (impl, device_type)
+    hit = _resolved.get(key)
+    if hit is not None:
+        return hit
+    if impl != "auto":
+        reason = why_not(impl, device_type)
+        if reason:
+            raise RuntimeError(f"fastgan.{op}: impl={impl!r} cannot run on {device_type} tensors: {reason}")
+        _resolved[key] = impl
+        return impl
+    order = _AUTO_ORDER.get(device_type, ("reference",))
+    first_reason = why_not(order[0], device_type)
+    for cand in order:
+        reason = first_reason if cand == order[0] else why_not(cand, device_type)
+        if reason is None:
+            if cand != order[0] and (device_type, order[0]) not in _warned:
+                _warned.add((device_type, order[0]))
+                warnings.warn(
+                    f"fastgan: the {order[0]!r} backend cannot run on {device_type} tensors ({first_reason}); "
+                    f"falling back to {cand!r}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            _resolved[key] = cand
+            return cand
+    raise AssertionError("unreachable: the reference backend always runs")
+
+
+def reset_cache() -> None:
+    """Forgets resolved choices and warnings (tests; after changing TRITON_INTERPRET)."""
+    _resolved.clear()
+    _warned.clear()
+    _triton_error.cache_clear()
+
+
+def backend_info() -> dict:
+    """What was built and what auto picks per device type."""
+    info = {
+        "torch": torch.__version__,
+        "extension": _ext.build_info(),
+        "triton": {"available": _triton_error() is None, "error": _triton_error(),
+                   "interpreter": triton_interpreter()},
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "backend": current_backend(),
+        "auto": {},
+    }
+    for dev in ("cpu", "cuda"):
+        if dev == "cuda" and not torch.cuda.is_available():
+            info["auto"][dev] = None
+            continue
+        order = _AUTO_ORDER[dev]
+        info["auto"][dev] = next(c for c in order if why_not(c, dev) is None)
+    return info

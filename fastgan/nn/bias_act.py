@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..activations import get_act
+from ..ops.bias_act import bias_act
+
+
+class BiasAct(nn.Module):
+    """A learnable bias (optional) followed by the fused activation, gain and clamp.
+
+    BiasAct(channels, act="lrelu") on a (N, C, ...) tensor computes fastgan.bias_act(x, self.bias, dim, act, ...).
+    channels=None: no bias.
+    """
+
+    def __init__(self, channels: int | None = None, act: str = "linear", alpha: float | None = None,
+                 gain: float | None = None, clamp=None, dim: int = 1, bias_init: float = 0.0, impl: str | None = None):
+        super().__init__()
+        get_act(act)
+        self.act, self.alpha, self.gain, self.clamp, self.dim, self.impl = act, alpha, gain, clamp, dim, impl
+        if channels is not None:
+            if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+                raise ValueError(f"channels: expected a positive int or None, got {channels!r}")
+            self.bias = nn.Parameter(torch.full([channels], float(bias_init)))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return bias_act(x, self.bias, self.dim, self.act, self.alpha, self.gain, self.clamp, impl=self.impl)
+
+    def extra_repr(self) -> str:
+        c = None if self.bias is None else self.bias.shape[0]
+        return f"channels={c}, act={self.act!r}, alpha={self.alpha}, gain={self.gain}, clamp={self.clamp}, dim={self.dim}"

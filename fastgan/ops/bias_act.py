@@ -1,0 +1,213 @@
+"""Fused bias + activation + gain + clamp: the public function, fake kernels and autograd of the op on every backend.
+
+The C++ ops (torch.ops.fastgan.*, CPU and CUDA kernels) and the Triton ops (torch.ops.fastgan_triton.*) share one
+autograd structure, registered by `_register`:
+
+    bias_act            forward; saves y (activations whose derivative is a function of the output, fp32/fp64)
+                        or x (otherwise, and always for fp16/bf16 so the gradient is as exact as the forward)
+    bias_act_backward   (dx, db); its own backward uses bias_act_backward for d(grad) and bias_act_backward2 for
+                        d(ref), so second derivatives (gradient penalties) are exact
+    bias_act_backward2  the second-derivative kernel; third order raises NotImplementedError
+"""
+from __future__ import annotations
+
+from typing import Optional  # noqa: F401  (the Triton ops' annotations are resolved at module scope)
+
+import torch
+
+from .. import _checks
+from ..activations import ACTIVATIONS, get_act
+from ..backend import resolve
+from . import reference
+
+__all__ = ["bias_act"]
+
+_EXACT_Y = (torch.float32, torch.float64)
+
+
+def _resolve_args(x, b, dim, act, alpha, gain, clamp):
+    spec = get_act(act)
+    _checks.tensor(x, "x")
+    if b is not None:
+        _checks.like(b, "b", x, "x")
+        dim = _checks.dim(dim, x)
+        if b.dim() != 1 or b.shape[0] != x.shape[dim]:
+            raise ValueError(f"b: expected a vector of length x.shape[{dim}] = {x.shape[dim]}, got shape {tuple(b.shape)}")
+    elif isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim: expected an int, got {type(dim).__name__}")
+    alpha = spec.default_alpha if alpha is None else _checks.finite(alpha, "alpha")
+    gain = spec.default_gain if gain is None else _checks.finite(gain, "gain")
+    return spec, dim, alpha, gain, _checks.clamp(clamp)
+
+
+def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: str = "linear",
+             alpha: float | None = None, gain: float | None = None, clamp=None, impl: str | None = None) -> torch.Tensor:
+    """y = clamp(act(x + b) * gain, -clamp, clamp), b broadcast along `dim`, in one pass over memory.
+
+    act: linear, relu, lrelu, tanh, sigmoid, elu, selu, softplus, swish; alpha and gain default to the activation's
+    (lrelu: 0.2 and sqrt 2); clamp None or 'none' for no clamp, else a number >= 0 (its gradient is zero where the
+    clamp was active). Differentiable twice on every backend; fp64, fp32, fp16 and bf16 (fp32 math inside).
+    impl: 'auto' | 'reference' | 'cpp' | 'triton' | 'cuda' (default: fastgan.current_backend()).
+    """
+    spec, dim, alpha, gain, clamp = _resolve_args(x, b, dim, act, alpha, gain, clamp)
+    backend = resolve(impl, x.device, "bias_act")
+    if backend == "reference":
+        return reference.bias_act(x, b, dim, spec.name, alpha, gain, clamp)
+    return _ops(backend).bias_act(x, b, dim, spec.name, alpha, gain, clamp)
+
+
+def _bias_shape(ndim: int, dim: int) -> list[int]:
+    shape = [1] * ndim
+    shape[dim] = -1
+    return shape
+
+
+def _sum_but(t: torch.Tensor, dim: int) -> torch.Tensor:
+    return t.sum(dim=[d for d in range(t.dim()) if d != dim]) if t.dim() > 1 else t.clone()
+
+
+def _ref_is_y(act: str, alpha: float, gain: float, dtype: torch.dtype) -> bool:
+    return ACTIVATIONS[act].y_ok and alpha >= 0 and gain != 0 and dtype in _EXACT_Y
+
+
+def _register(ns_name: str, with_fake: bool) -> None:
+    ns = getattr(torch.ops, ns_name)
+    q = f"{ns_name}::"
+
+    if with_fake:
+        @torch.library.register_fake(q + "bias_act")
+        def _(x, b, dim, act, alpha, gain, clamp):
+            return torch.empty_like(x)
+
+        def _fake_bwd(ref, bias_grad, dim):
+            c = ref.shape[dim] if bias_grad else 0
+            return torch.empty_like(ref), ref.new_empty([c])
+
+        @torch.library.register_fake(q + "bias_act_backward")
+        def _(grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, bias_grad):
+            return _fake_bwd(ref, bias_grad, dim)
+
+        @torch.library.register_fake(q + "bias_act_backward2")
+        def _(grad_grad, grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, bias_grad):
+            return _fake_bwd(ref, bias_grad, dim)
+
+    # ---- forward ----
+    def fwd_setup(ctx, inputs, output):
+        x, b, dim, act, alpha, gain, clamp = inputs
+        ctx.args = (dim, act, alpha, gain, clamp)
+        ctx.trivial = act == "linear" and clamp < 0
+        ctx.ref_is_y = _ref_is_y(act, alpha, gain, x.dtype)
+        if ctx.trivial:
+            ctx.save_for_backward()
+        elif ctx.ref_is_y:
+            ctx.save_for_backward(output)
+        else:
+            ctx.save_for_backward(x, b)
+
+    def fwd_backward(ctx, gy):
+        dim, act, alpha, gain, clamp = ctx.args
+        need_x, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if ctx.trivial:
+            dx = gy if gain == 1.0 else gy * gain
+            db = _sum_but(dx, dim) if need_b else None
+        else:
+            ref, b = (ctx.saved_tensors[0], None) if ctx.ref_is_y else ctx.saved_tensors
+            dx, db = ns.bias_act_backward(gy, ref, b, dim, act, alpha, gain, clamp, ctx.ref_is_y, need_b)
+        return (dx if need_x else None), (db if need_b else None), None, None, None, None, None
+
+    torch.library.register_autograd(q + "bias_act", fwd_backward, setup_context=fwd_setup)
+
+    # ---- first derivative ----
+    def bwd_setup(ctx, inputs, output):
+        grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, bias_grad = inputs
+        ctx.args = (dim, act, alpha, gain, clamp, ref_is_y, bias_grad)
+        ctx.save_for_backward(grad, ref, b)
+
+    def bwd_backward(ctx, gdx, gdb):
+        dim, act, alpha, gain, clamp, ref_is_y, bias_grad = ctx.args
+        grad, ref, b = ctx.saved_tensors
+        dd = gdx
+        need_grad, need_ref, need_b = ctx.needs_input_grad[:3]
+        dtype = ref.dtype
+        if bias_grad and gdb is not None:  # db = sum(dx): its gradient is broadcast back onto dx's
+            gb = gdb.reshape(_bias_shape(ref.dim(), dim)).expand_as(ref)
+            if dd is None:
+                dd = gb
+            elif dtype in _EXACT_Y:
+                dd = dd + gb
+            else:  # fp16/bf16: adding in half precision would round; run this step in fp32 instead
+                dd = dd.float() + gb.float()
+                grad, ref, b = grad.float(), ref.float(), None if b is None else b.float()
+        if dd is None:
+            return (None,) * 10
+        g_grad = g_ref = g_b = None
+        if need_grad:
+            g_grad = ns.bias_act_backward(dd, ref, b, dim, act, alpha, gain, clamp, ref_is_y, False)[0].to(dtype)
+        if (need_ref or need_b) and ACTIVATIONS[act].has_2nd:
+            want_b = need_b and not ref_is_y and b is not None
+            r, rb = ns.bias_act_backward2(dd, grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, want_b)
+            g_ref = r.to(dtype) if need_ref else None
+            g_b = rb.to(dtype) if want_b else None
+        return g_grad, g_ref, g_b, None, None, None, None, None, None, None
+
+    torch.library.register_autograd(q + "bias_act_backward", bwd_backward, setup_context=bwd_setup)
+
+    # ---- second derivative: the end of the chain ----
+    def bwd2_setup(ctx, inputs, output):
+        pass
+
+    def bwd2_backward(ctx, *grads):
+        raise NotImplementedError(
+            "fastgan.bias_act: third-order derivatives are not implemented (fastgan::bias_act_backward2 has no "
+            "backward); use impl='reference' if you need them"
+        )
+
+    torch.library.register_autograd(q + "bias_act_backward2", bwd2_backward, setup_context=bwd2_setup)
+
+
+_NS: dict = {}
+
+
+def _ops(backend: str):
+    """The op namespace of a (resolved, runnable) backend: torch.ops.fastgan or torch.ops.fastgan_triton."""
+    ns = _NS.get(backend)
+    if ns is None:
+        if backend == "triton":
+            _define_triton_ops()
+            _register("fastgan_triton", with_fake=False)
+            ns = _NS["triton"] = torch.ops.fastgan_triton
+        else:  # cpp / cuda: resolve() has checked that the extension is loaded
+            ns = _NS[backend] = torch.ops.fastgan
+    return ns
+
+
+def _define_triton_ops() -> None:
+    from torch.library import triton_op
+
+    from .._triton import bias_act as tk
+
+    @triton_op("fastgan_triton::bias_act", mutates_args=())
+    def _fwd(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
+             clamp: float) -> torch.Tensor:
+        return tk.forward(x, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp)
+
+    @triton_op("fastgan_triton::bias_act_backward", mutates_args=())
+    def _bwd(grad: torch.Tensor, ref: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
+             gain: float, clamp: float, ref_is_y: bool, bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return tk.backward(None, grad, ref, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp, ref_is_y, bias_grad)
+
+    @triton_op("fastgan_triton::bias_act_backward2", mutates_args=())
+    def _bwd2(grad_grad: torch.Tensor, grad: torch.Tensor, ref: torch.Tensor, b: Optional[torch.Tensor], dim: int,
+              act: str, alpha: float, gain: float, clamp: float, ref_is_y: bool,
+              bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return tk.backward(grad_grad, grad, ref, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp, ref_is_y, bias_grad)
+
+
+def _init_cpp() -> None:
+    from .. import _ext
+
+    if _ext.load() is not None:
+        _register("fastgan", with_fake=True)
+
+
+_init_cpp()

@@ -1,0 +1,65 @@
+"""The pure-PyTorch specification of every fastgan op: readable, obviously correct, differentiable to any order.
+
+Fast implementations are tested against these functions. Arguments are the resolved ones (no defaults to look up);
+half-precision inputs are computed in float32 and the result cast back, like the kernels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..activations import SELU_ALPHA, SELU_LAMBDA
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def activation(s: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
+    if act == "linear":
+        return s
+    if act == "relu":
+        return torch.relu(s)
+    if act == "lrelu":
+        return torch.where(s > 0, s, alpha * s)
+    if act == "tanh":
+        return torch.tanh(s)
+    if act == "sigmoid":
+        return torch.sigmoid(s)
+    if act == "elu":
+        return torch.where(s > 0, s, alpha * torch.expm1(torch.clamp(s, max=0)))
+    if act == "selu":
+        return SELU_LAMBDA * torch.where(s > 0, s, SELU_ALPHA * torch.expm1(torch.clamp(s, max=0)))
+    if act == "softplus":
+        return torch.logaddexp(s, torch.zeros_like(s))
+    if act == "swish":
+        return s * torch.sigmoid(s)
+    raise ValueError(f"act: unknown activation {act!r}")
+
+
+def bias_act(x: torch.Tensor, b: torch.Tensor | None, dim: int, act: str, alpha: float, gain: float,
+             clamp: float) -> torch.Tensor:
+    """y = clamp(act(x + b broadcast along dim) * gain, -clamp, clamp); clamp < 0: no clamp."""
+    s = x.float() if x.dtype in _HALF else x
+    if b is not None:
+        shape = [1] * x.dim()
+        shape[dim] = -1
+        s = s + (b.float() if b.dtype in _HALF else b).reshape(shape)
+    y = activation(s, act, alpha) * gain
+    if clamp >= 0:
+        y = torch.clamp(y, -clamp, clamp)
+    return y.to(x.dtype)
+
+
+def bias_act_functional(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
+    """The eager composition users write by hand (F.* ops, their default backward): the benchmark's baseline."""
+    if b is not None:
+        shape = [1] * x.dim()
+        shape[dim] = -1
+        x = x + b.reshape(shape)
+    if act == "lrelu":
+        x = F.leaky_relu(x, alpha)
+    elif act != "linear":
+        x = activation(x, act, alpha)
+    x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = torch.clamp(x, -clamp, clamp)
+    return x
