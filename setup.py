@@ -78,7 +78,7 @@ def extensions():
         sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cu"))
         define_macros += [("FASTGAN_WITH_CUDA", None)]
         cxx.append(f'-DFASTGAN_CUDA_ARCHS_STR="{";".join(archs)}"')
-        nvcc = ["-O3", "--use_fast_math", "-lineinfo", "--expt-relaxed-constexpr", "-std=c++20"]
+        nvcc = ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-std=c++20"]
         nvcc += [f'-DFASTGAN_CUDA_ARCHS_STR="{";".join(archs)}"', f'-DFASTGAN_CPU_ARCH_STR="{cpu_arch or "generic"}"']
         for a in archs:
             a = a.replace(".", "")
