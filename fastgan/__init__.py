@@ -5,6 +5,8 @@
     with fastgan.use_backend("reference"): ...               # the pure-PyTorch spec, for comparison
     fastgan.backend_info()                                   # what was built and what runs
 """
+import torch  # noqa: F401  (first: fastgan._C links against its libraries)
+
 from . import _ext
 
 _ext.load()  # runs the C++ op registrations (torch.ops.fastgan.*) when the extension is built

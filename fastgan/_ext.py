@@ -12,6 +12,8 @@ _state: dict = {}
 def load():
     """Returns the fastgan._C module, or None if it cannot be imported (see error())."""
     if "module" not in _state:
+        import torch  # noqa: F401  (loads libc10/libtorch, which fastgan._C links against)
+
         try:
             _state["module"] = importlib.import_module("fastgan._C")
             _state["error"] = None

@@ -100,3 +100,9 @@ def test_allocator_tuning_in_a_fresh_process():
     assert after["malloc"].startswith("glibc")
     with pytest.raises(ValueError, match="top_pad"):
         fastgan.tune_cpu_allocator(top_pad=-1)
+
+
+def test_plain_import_loads_the_extension():
+    """`import fastgan` as the first import of a process must load fastgan._C (it links against torch's libraries)."""
+    code = "import fastgan; import sys; sys.exit(0 if fastgan.backend_info()['extension']['built'] else 1)"
+    subprocess.run([sys.executable, "-c", code], check=True)

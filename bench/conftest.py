@@ -1,0 +1,212 @@
+"""pytest-benchmark setup shared by every bench/bench_<op>.py (DESIGN.md §6).
+
+    pytest bench/bench_bias_act.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
+
+- At session start the CPU allocator is tuned (fastgan.tune_cpu_allocator(); FASTGAN_BENCH_ALLOCATOR=default keeps
+  the system's), so every implementation is measured under the same malloc: with glibc's default, each >32 MB
+  tensor is a fresh page-faulting mmap whose cost would swamp the kernels being compared.
+- The session's copy bandwidth, allocator and machine description go into pytest-benchmark's machine_info (so into
+  --benchmark-json / --benchmark-autosave files) and into every case's extra_info.
+- At session end, for each group, each implementation's median is compared with eager's and compile's medians of
+  the same session: `speedup_vs_eager`, `speedup_vs_compile` go into extra_info (before pytest-benchmark writes its
+  JSON), and a compact table is printed.
+- --threads N sets torch's thread count (recorded; on a shared machine, 1 thread keeps timings stable).
+- --fastgan-save writes bench/results/<machine>-<date>.json (machine info + every case), merged by group into the
+  file of the same name if one exists (so several bench_<op>.py runs of one day share one file).
+
+Test files are named bench_*.py (not test_*): this conftest collects them (see pytest_collect_file).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import fastgan
+
+from . import common
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASELINES = ("eager", "compile")
+_session: dict = {}  # filled at session start: device, allocator, copy bandwidth, machine info
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("fastgan benchmarks")
+    g.addoption("--device", choices=("cpu", "cuda"), default=None,
+                help="device of the benchmarked tensors (default: cuda if available, else cpu)")
+    g.addoption("--threads", type=int, default=None,
+                help="torch.set_num_threads(N) for the session (default: torch's, i.e. all cores); on a shared "
+                     "machine 1 thread keeps timings stable when another process holds a core")
+    g.addoption("--fastgan-save", action="store_true", default=False,
+                help="write bench/results/<machine>-<date>.json with machine info, ratios and floors")
+
+
+def pytest_collect_file(file_path, parent):
+    # The project's python_files is test_*.py; benchmarks are bench_*.py and run only when asked for
+    # (`pytest bench/...`). Explicit command-line paths are collected by pytest itself: not twice.
+    if (file_path.suffix == ".py" and file_path.name.startswith("bench_")
+            and not parent.session.isinitpath(file_path)):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def bench_device(config) -> torch.device:
+    dev = config.getoption("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("--device cuda: no CUDA device is available")
+    return torch.device(dev)
+
+
+def pytest_sessionstart(session):
+    config = session.config
+    device = bench_device(config)
+    if config.getoption("threads"):
+        torch.set_num_threads(config.getoption("threads"))
+    note = "FASTGAN_BENCH_ALLOCATOR=default: the system malloc as it is"
+    if os.environ.get("FASTGAN_BENCH_ALLOCATOR", "tuned") != "default":
+        try:
+            fastgan.tune_cpu_allocator()
+            note = None
+        except RuntimeError as e:  # a preloaded jemalloc/tcmalloc: already fine, and recorded by allocator_info()
+            note = f"not tuned: {e}"
+    t0 = common.cpu_sample()
+    time.sleep(0.5)
+    others = common.other_cpu_load(t0)  # is the machine quiet? (load averages lag by minutes)
+    bw = common.copy_bandwidth(device)  # measured once, before any case, with the allocator setting in force
+    _session.update(
+        device=str(device),
+        allocator=fastgan.allocator_info(),
+        allocator_note=note,
+        torch_threads=torch.get_num_threads(),
+        copy_bandwidth_Bps=bw,
+        other_cpu_load_at_start=others,
+        unavailable=common.unavailable_impls(device),
+        machine=common.machine_info(device),
+    )
+
+
+def pytest_report_header(config):
+    if not _session:
+        return None
+    a = _session["allocator"]
+    lines = [f"fastgan bench: device={_session['device']}  copy bandwidth={_session['copy_bandwidth_Bps'] / 1e9:.2f} GB/s"
+             f"  malloc={a['malloc']} tuned={a['tuned']}  torch threads={torch.get_num_threads()}"]
+    others = _session["other_cpu_load_at_start"]
+    if others is not None and others >= 0.2:
+        lines.append(f"fastgan bench: WARNING: other processes use {others:.2f} cores: timings will be noisy "
+                     f"(column 'others' of the summary: the same per case)")
+    if _session["allocator_note"]:
+        lines.append(f"fastgan bench: allocator {_session['allocator_note']}")
+    for impl, why in _session["unavailable"].items():
+        lines.append(f"fastgan bench: {impl} not benchmarked: {why}")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def device(request) -> torch.device:
+    return bench_device(request.config)
+
+
+@pytest.fixture
+def extra_info(benchmark):
+    """This case's benchmark.extra_info, with the session's device, copy bandwidth and allocator already in."""
+    benchmark.extra_info.update(
+        device=_session["device"],
+        copy_bandwidth_Bps=_session["copy_bandwidth_Bps"],
+        allocator=_session["allocator"],
+    )
+    return benchmark.extra_info
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    if _session:
+        machine_info["fastgan"] = dict(_session)
+
+
+# ------------------------------------------------------------------------------------------------- ratios and table
+def _median(bench) -> float | None:
+    return bench.stats.median if bench and not bench.has_error else None
+
+
+def _add_ratios(benchmarks) -> None:
+    """For each group, eager's and compile's medians / each case's median -> extra_info (same session only).
+
+    A case's `impl` and `group` come from its extra_info (set by the bench file) and the benchmark group.
+    """
+    groups: dict = {}
+    for b in benchmarks:
+        if _median(b) is not None and "impl" in b.extra_info:
+            groups.setdefault(b.group, {})[b.extra_info["impl"]] = b
+    for cases in groups.values():
+        for base in BASELINES:
+            ref = _median(cases.get(base))
+            for b in cases.values():
+                b.extra_info[f"speedup_vs_{base}"] = ref / _median(b) if ref else None
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    # tryfirst: this wrapper encloses pytest-benchmark's, which writes its JSON files before yielding
+    # (the stats are final here; the results file is written now too, so the terminal summary can name it)
+    bs = getattr(session.config, "_benchmarksession", None)
+    if bs is not None:
+        _add_ratios(bs.benchmarks)
+        if session.config.getoption("fastgan_save") and any(_median(b) is not None for b in bs.benchmarks):
+            session.config._fastgan_saved = _save(bs.benchmarks)
+    yield
+
+
+def _fmt(v, spec, none="-"):
+    return none if v is None else format(v, spec)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter):
+    bs = getattr(terminalreporter.config, "_benchmarksession", None)
+    if bs is None or not bs.benchmarks:
+        return
+    tr = terminalreporter
+    tr.write_sep("-", "fastgan: speedups and floors (this session)")
+    head = f"{'group':<30} {'impl':<14} {'median ms':>10} {'IQR ms':>8} {'vs eager':>9} {'vs compile':>10} " \
+           f"{'floor ms':>9} {'% floor':>8} {'peak MB':>8} {'others':>6}"
+    tr.write_line(head)
+    for b in sorted((b for b in bs.benchmarks if _median(b) is not None), key=lambda b: (b.group or "", b.name)):
+        e = b.extra_info
+        tr.write_line(
+            f"{(b.group or ''):<30} {e.get('impl', b.name):<14} {b.stats.median * 1e3:>10.3f} {b.stats.iqr * 1e3:>8.3f} "
+            f"{_fmt(e.get('speedup_vs_eager'), '.2f'):>8}x {_fmt(e.get('speedup_vs_compile'), '.2f'):>9}x "
+            f"{_fmt(e.get('floor_s') and e['floor_s'] * 1e3, '.3f'):>9} {_fmt(e.get('pct_of_floor'), '.1f'):>7}% "
+            f"{_fmt(e.get('peak_bytes') and e['peak_bytes'] / 1e6, '.1f'):>8} {_fmt(e.get('other_cpu_load'), '.2f'):>6}")
+    path = getattr(tr.config, "_fastgan_saved", None)
+    if path:
+        tr.write_line(f"fastgan: wrote {path}")
+
+
+def _save(benchmarks) -> Path:
+    """bench/results/<machine>-<date>.json; groups of this run replace the same groups of an existing file."""
+    device = _session["device"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    slug = common.machine_slug(device)
+    if torch.device(device).type == "cpu" and _session["torch_threads"] != _session["machine"]["cpu_affinity"]:
+        slug += f"-{_session['torch_threads']}t"  # a --threads run is another configuration: its own file
+    path = RESULTS / f"{slug}-{common.today()}.json"
+    cases = [b.as_dict(include_data=False) for b in benchmarks if _median(b) is not None]
+    old = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text()).get("benchmarks", [])
+        except (OSError, ValueError):
+            old = []
+    groups = {c["group"] for c in cases}
+    out = {
+        "machine_info": common.machine_info(device),  # again after the run: the GPU's clocks and power now
+        "session": {k: v for k, v in _session.items() if k != "machine"},
+        "benchmarks": [c for c in old if c.get("group") not in groups] + cases,
+    }
+    path.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    return path

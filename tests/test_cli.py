@@ -1,0 +1,28 @@
+"""The command line: `fastgan info` and a quick `fastgan demo` run for real (no timing is asserted)."""
+import json
+import subprocess
+import sys
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "fastgan", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_info():
+    out = run("info")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["backends"]["extension"]["built"] is True
+    assert "malloc" in info["allocator"]
+
+
+def test_demo_quick():
+    out = run("demo", "--quick", "--no-compile", "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    assert "max relative difference to the reference" in out.stdout
+    assert "fastgan-cpp" in out.stdout and "eager" in out.stdout
+
+
+def test_bad_arguments():
+    out = run("demo", "--device", "tpu")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
