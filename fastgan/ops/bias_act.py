@@ -184,23 +184,25 @@ def _ops(backend: str):
 def _define_triton_ops() -> None:
     from torch.library import triton_op
 
-    from .._triton import bias_act as tk
+    # bare names: torch finds the kernels behind a triton_op (for its compile-cache keys) only through them
+    from .._triton.bias_act import backward as tk_backward
+    from .._triton.bias_act import forward as tk_forward
 
     @triton_op("fastgan_triton::bias_act", mutates_args=())
     def _fwd(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
              clamp: float) -> torch.Tensor:
-        return tk.forward(x, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp)
+        return tk_forward(x, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp)
 
     @triton_op("fastgan_triton::bias_act_backward", mutates_args=())
     def _bwd(grad: torch.Tensor, ref: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
              gain: float, clamp: float, ref_is_y: bool, bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return tk.backward(None, grad, ref, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp, ref_is_y, bias_grad)
+        return tk_backward(None, grad, ref, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp, ref_is_y, bias_grad)
 
     @triton_op("fastgan_triton::bias_act_backward2", mutates_args=())
     def _bwd2(grad_grad: torch.Tensor, grad: torch.Tensor, ref: torch.Tensor, b: Optional[torch.Tensor], dim: int,
               act: str, alpha: float, gain: float, clamp: float, ref_is_y: bool,
               bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return tk.backward(grad_grad, grad, ref, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp, ref_is_y, bias_grad)
+        return tk_backward(grad_grad, grad, ref, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp, ref_is_y, bias_grad)
 
 
 def _init_cpp() -> None:
