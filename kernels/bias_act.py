@@ -1,7 +1,7 @@
 """Triton kernels of bias_act (forward, first and second derivative) and their launch helpers.
 
 The element formulas mirror csrc/include/fastgan/activations.h one for one (act_fwd, act_d1_x, act_d1_y, act_d2_x,
-act_d2_y, the clamp rules and bias_act_{fwd,bwd,bwd2}_elem); the memory layout is that of
+act_d2_y, clamp_pass and bias_act_{fwd,bwd,bwd2}_elem); the memory layout is that of
 csrc/include/fastgan/bias_act.h: a dense tensor seen in memory order as [O][C][S] (the element at memory offset i has
 channel (i // S) % C). One kernel, specialised on ACT / MODE / YREF / HAS_BIAS, walks that view in tiles
 [OB][CB][SB], so each element's channel comes from its tile index, and with BIAS_SUM also writes per-channel partial
@@ -244,16 +244,11 @@ def _apply_clamp(v, clamp):
 
 
 @triton.jit
-def _clamp_pass_v(v, clamp):
-    return (clamp < 0) | ((v >= -clamp) & (v <= clamp))
+def _clamp_pass(v, clamp):
+    # strictly inside (-clamp, clamp): the same answer from the unclamped value and from the clamped output
+    return (clamp < 0) | ((v > -clamp) & (v < clamp))
 
 
-@triton.jit
-def _clamp_pass_y(y, clamp):
-    return (clamp < 0) | ((y > -clamp) & (y < clamp))
-
-
-# ---- the element computations of the three ops ----
 @triton.jit
 def _fwd_elem(x, bv, alpha, gain, clamp, ACT: tl.constexpr):
     return _apply_clamp(_act(x + bv, alpha, ACT) * gain, clamp)
@@ -263,11 +258,11 @@ def _fwd_elem(x, bv, alpha, gain, clamp, ACT: tl.constexpr):
 def _bwd_elem(g, ref, bv, alpha, gain, clamp, ACT: tl.constexpr, YREF: tl.constexpr):
     if YREF:
         a = ref / gain
-        r = tl.where(_clamp_pass_y(ref, clamp), g * gain * _d1_y(a, alpha, ACT), 0.0)
+        r = tl.where(_clamp_pass(ref, clamp), g * gain * _d1_y(a, alpha, ACT), 0.0)
     else:
         s = ref + bv
         a = _act(s, alpha, ACT)
-        r = tl.where(_clamp_pass_v(a * gain, clamp), g * gain * _d1_x(s, a, alpha, ACT), 0.0)
+        r = tl.where(_clamp_pass(a * gain, clamp), g * gain * _d1_x(s, a, alpha, ACT), 0.0)
     return r
 
 
@@ -275,11 +270,11 @@ def _bwd_elem(g, ref, bv, alpha, gain, clamp, ACT: tl.constexpr, YREF: tl.conste
 def _bwd2_elem(gg, g, ref, bv, alpha, gain, clamp, ACT: tl.constexpr, YREF: tl.constexpr):
     if YREF:
         a = ref / gain
-        r = tl.where(_clamp_pass_y(ref, clamp), gg * g * _d2_y(a, alpha, ACT), 0.0)
+        r = tl.where(_clamp_pass(ref, clamp), gg * g * _d2_y(a, alpha, ACT), 0.0)
     else:
         s = ref + bv
         a = _act(s, alpha, ACT)
-        r = tl.where(_clamp_pass_v(a * gain, clamp), gg * g * gain * _d2_x(s, a, alpha, ACT), 0.0)
+        r = tl.where(_clamp_pass(a * gain, clamp), gg * g * gain * _d2_x(s, a, alpha, ACT), 0.0)
     return r
 
 

@@ -326,3 +326,19 @@ def test_compile_traces_the_op():
     f(x, b).backward()
     close(gx, x.grad, torch.float32, "compiled dx")
     close(gb, b.grad, torch.float32, "compiled db")
+
+
+@pytest.mark.parametrize("impl", ["reference"] + impl_params())
+def test_clamp_boundary_counts_as_clamped(impl):
+    """At |act * gain| == clamp the gradient is 0 on every implementation (from x or from y alike)."""
+    device = IMPL_DEVICE.get(impl, "cpu")
+    x = torch.tensor([-0.5, -0.25, 0.0, 0.25, 0.5, 0.75], device=device, dtype=torch.float64, requires_grad=True)
+    for act, gain in (("linear", 1.0), ("relu", 1.0), ("swish", 1.0)):
+        c = 0.5 if act != "swish" else float(0.5 * torch.sigmoid(torch.tensor(0.5, dtype=torch.float64)))
+        (g,) = torch.autograd.grad(fastgan.bias_act(x, None, 0, act, gain=gain, clamp=c, impl=impl).sum(), x)
+        if act == "linear":
+            assert g.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+        elif act == "relu":
+            assert g.tolist() == [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+        else:  # swish(0.5) == c exactly: clamped
+            assert g[4].item() == 0.0 and g[3].item() > 0

@@ -37,7 +37,11 @@ def activation(s: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
 
 def bias_act(x: torch.Tensor, b: torch.Tensor | None, dim: int, act: str, alpha: float, gain: float,
              clamp: float) -> torch.Tensor:
-    """y = clamp(act(x + b broadcast along dim) * gain, -clamp, clamp); clamp < 0: no clamp."""
+    """y = clamp(act(x + b broadcast along dim) * gain, -clamp, clamp); clamp < 0: no clamp.
+
+    The clamp's gradient is 1 strictly inside (-clamp, clamp) and 0 elsewhere, boundary included (torch.clamp passes
+    it at the boundary; a kernel that sees only the clamped output cannot, so the spec says 0 there).
+    """
     s = x.float() if x.dtype in _HALF else x
     if b is not None:
         shape = [1] * x.dim()
@@ -45,7 +49,8 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None, dim: int, act: str, alpha:
         s = s + (b.float() if b.dtype in _HALF else b).reshape(shape)
     y = activation(s, act, alpha) * gain
     if clamp >= 0:
-        y = torch.clamp(y, -clamp, clamp)
+        # the gradient passes strictly inside (-clamp, clamp); at the boundary the clamp counts as active
+        y = torch.where(y.abs() < clamp, y, torch.clamp(y, -clamp, clamp).detach())
     return y.to(x.dtype)
 
 

@@ -199,15 +199,12 @@ FG_HD T apply_clamp(T v, T clamp) {
   return v > clamp ? clamp : (v < -clamp ? -clamp : v);
 }
 
-// Whether the gradient passes the clamp: from the unclamped value v (inclusive, as torch.clamp) ...
+// Whether the gradient passes the clamp: strictly inside (-clamp, clamp). The boundary counts as clamped, so the
+// answer is the same from the unclamped value v and from the clamped output y (an output equal to +-clamp cannot
+// tell whether it was clamped); NaN never passes.
 template <typename T>
-FG_HD bool clamp_pass_v(T v, T clamp) {
-  return clamp < T(0) || (v >= -clamp && v <= clamp);
-}
-// ... or from the clamped output y, where the boundary itself counts as clamped.
-template <typename T>
-FG_HD bool clamp_pass_y(T y, T clamp) {
-  return clamp < T(0) || (y > -clamp && y < clamp);
+FG_HD bool clamp_pass(T v, T clamp) {
+  return clamp < T(0) || (v > -clamp && v < clamp);
 }
 
 // Element-wise pieces of the three ops (forward, first and second derivative), so CPU and CUDA compute
@@ -221,11 +218,11 @@ template <int A, bool YREF, typename T>
 FG_HD T bias_act_bwd_elem(T g, T ref, T bv, T alpha, T gain, T clamp) {
   if constexpr (YREF) {
     const T a = ref / gain;
-    return clamp_pass_y(ref, clamp) ? g * gain * act_d1_y<A>(a, alpha) : T(0);
+    return clamp_pass(ref, clamp) ? g * gain * act_d1_y<A>(a, alpha) : T(0);
   } else {
     const T s = ref + bv;
     const T a = act_fwd<A>(s, alpha);
-    return clamp_pass_v(a * gain, clamp) ? g * gain * act_d1_x<A>(s, a, alpha) : T(0);
+    return clamp_pass(a * gain, clamp) ? g * gain * act_d1_x<A>(s, a, alpha) : T(0);
   }
 }
 
@@ -234,11 +231,11 @@ template <int A, bool YREF, typename T>
 FG_HD T bias_act_bwd2_elem(T gg, T g, T ref, T bv, T alpha, T gain, T clamp) {
   if constexpr (YREF) {
     const T a = ref / gain;
-    return clamp_pass_y(ref, clamp) ? gg * g * act_d2_y<A>(a, alpha) : T(0);
+    return clamp_pass(ref, clamp) ? gg * g * act_d2_y<A>(a, alpha) : T(0);
   } else {
     const T s = ref + bv;
     const T a = act_fwd<A>(s, alpha);
-    return clamp_pass_v(a * gain, clamp) ? gg * g * gain * act_d2_x<A>(s, a, alpha) : T(0);
+    return clamp_pass(a * gain, clamp) ? gg * g * gain * act_d2_x<A>(s, a, alpha) : T(0);
   }
 }
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Everything GPU-side in one call (for the lent GPU machine: few, full calls): build the extension with CUDA kernels,
+# run the whole test suite (CUDA and Triton on the GPU, C++ on the CPU), then the benchmarks on CUDA, saving
+# bench/results/<machine>-<date>.json. Logs and results are copied to $OUT when it is set (the device tool).
+#   bash bench/gpu.sh            # build + tests + benchmarks
+#   SKIP_BENCH=1 bash bench/gpu.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/fastgan-gpu}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 MAX_JOBS="${MAX_JOBS:-16}" FASTGAN_CUDA=1 FASTGAN_CUDA_ARCHS="${FASTGAN_CUDA_ARCHS:-90}"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+
+echo "== build"
+t0=$SECONDS
+pip install -q --no-build-isolation --no-deps -e . >"$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+echo "built in $((SECONDS - t0)) s"
+python -m fastgan info | tee "$OUT/info.json"
+
+echo "== tests"
+python -m pytest -q -x -rs tests 2>&1 | tee "$OUT/tests.log" | tail -25
+tests_rc=${PIPESTATUS[0]}
+
+if [[ -z "${SKIP_BENCH:-}" ]]; then
+  echo "== benchmarks"
+  python -m pytest bench/ --device cuda --benchmark-min-rounds 20 --fastgan-save -q -p no:cacheprovider 2>&1 \
+    | tee "$OUT/bench.log" | grep -A40 "speedups and floors"
+  cp bench/results/*.json "$OUT/" 2>/dev/null
+fi
+exit "$tests_rc"
