@@ -14,4 +14,9 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "bias_act_backward2(Tensor grad_grad, Tensor grad, Tensor ref, Tensor? b, int dim, str act, float alpha, "
       "float gain, float clamp, bool ref_is_y, bool bias_grad) -> (Tensor, Tensor)");
+  // The BiGAN joint layer: act(x @ weight.T + z @ z_weight.T + bias) * gain, act in {linear, relu, lrelu}.
+  // Its backward is composed of bias_act_backward and matrix products (registered from Python).
+  m.def(
+      "joint_linear(Tensor x, Tensor z, Tensor weight, Tensor z_weight, Tensor? bias, str act, float alpha, "
+      "float gain) -> Tensor");
 }

@@ -96,21 +96,30 @@ def why_not(impl: str, device_type: str) -> str | None:
     raise ValueError(f"impl: expected one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
 
 
-def resolve(impl: str | None, device: torch.device | str, op: str) -> str:
-    """The concrete backend ('reference' | 'cpp' | 'cuda' | 'triton') that runs `op` on `device`."""
+_ALL = frozenset(IMPLS)
+
+
+def resolve(impl: str | None, device: torch.device | str, op: str, implemented: frozenset = _ALL) -> str:
+    """The concrete backend ('reference' | 'cpp' | 'cuda' | 'triton') that runs `op` on `device`.
+
+    `implemented`: the backends `op` has (an op without Triton kernels yet leaves 'triton' out): asking for another
+    raises; auto skips it.
+    """
     impl = current_backend() if impl is None else _check_impl(impl)
     device_type = torch.device(device).type
-    key = (impl, device_type)
+    key = (impl, device_type, implemented)
     hit = _resolved.get(key)
     if hit is not None:
         return hit
     if impl != "auto":
         reason = why_not(impl, device_type)
+        if reason is None and impl not in implemented:
+            reason = f"fastgan.{op} has no {impl} implementation (it has: {', '.join(sorted(implemented))})"
         if reason:
             raise RuntimeError(f"fastgan.{op}: impl={impl!r} cannot run on {device_type} tensors: {reason}")
         _resolved[key] = impl
         return impl
-    order = _AUTO_ORDER.get(device_type, ("reference",))
+    order = [c for c in _AUTO_ORDER.get(device_type, ("reference",)) if c in implemented]
     first_reason = why_not(order[0], device_type)
     for cand in order:
         reason = first_reason if cand == order[0] else why_not(cand, device_type)

@@ -51,6 +51,16 @@ def pytest_report_header(config):
     return [f"fastgan seed: FASTGAN_TEST_SEED={SEED}", f"fastgan backends: {fastgan.backend_info()}"]
 
 
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+def close(actual, expected, dtype, what):
+    """The dtype's relative tolerance; the absolute part scales with the expected tensor's magnitude."""
+    tol = TOL[dtype]
+    scale = max(1.0, expected.detach().abs().max().item()) if expected.numel() else 1.0
+    torch.testing.assert_close(actual, expected, rtol=tol, atol=tol * scale, msg=lambda m: f"{what}: {m}")
+
+
 @pytest.fixture(autouse=True)
 def _seed(request):
     seed = (SEED + zlib.crc32(request.node.nodeid.encode())) % 2**31

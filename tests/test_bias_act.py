@@ -16,18 +16,11 @@ from fastgan import backend
 from fastgan.activations import ACTIVATIONS
 from fastgan.ops import reference
 
-from conftest import IMPL_DEVICE, impl_params
+from conftest import IMPL_DEVICE, close, impl_params
 
 ACTS = list(ACTIVATIONS)
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
-
-def close(actual, expected, dtype, what):
-    """Relative tolerance of the dtype; the absolute part scales with the tensor's magnitude."""
-    tol = TOL[dtype]
-    scale = max(1.0, expected.detach().abs().max().item()) if expected.numel() else 1.0
-    torch.testing.assert_close(actual, expected, rtol=tol, atol=tol * scale, msg=lambda m: f"{what}: {m}")
 
 
 def layouts(device, dtype):

@@ -297,6 +297,12 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward2_cpu(const at::Tensor& grad
 
 }  // namespace
 
+void bias_act_inplace_cpu(at::Tensor& y, const c10::optional<at::Tensor>& b, int64_t dim, const std::string& act,
+                          double alpha, double gain, double clamp) {
+  auto p = plan_bias_act<1>({"y"}, {y}, b, dim, act, alpha, gain, clamp, false, false, /*inplace=*/true);
+  run<Kind::kFwd>(p);
+}
+
 TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
   m.impl("bias_act", &bias_act_cpu);
   m.impl("bias_act_backward", &bias_act_backward_cpu);

@@ -254,6 +254,13 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward2_cuda(const at::Tensor& gra
 
 }  // namespace
 
+void bias_act_inplace_cuda(at::Tensor& y, const c10::optional<at::Tensor>& b, int64_t dim, const std::string& act,
+                           double alpha, double gain, double clamp) {
+  const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(y));
+  auto p = plan_bias_act<1>({"y"}, {y}, b, dim, act, alpha, gain, clamp, false, false, /*inplace=*/true);
+  run<Kind::kFwd>(p);
+}
+
 TORCH_LIBRARY_IMPL(fastgan, CUDA, m) {
   m.impl("bias_act", &bias_act_cuda);
   m.impl("bias_act_backward", &bias_act_backward_cuda);

@@ -1,4 +1,18 @@
 """Modules built on fastgan ops."""
 from .bias_act import BiasAct
+from .joint_linear import EagerJointLinear, JointLinear
+from .bigan import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, MLPCritic
+from .dcgan import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
 
-__all__ = ["BiasAct"]
+__all__ = [
+    "BiasAct",
+    "BiGANDiscriminator",
+    "BiGANEncoder",
+    "BiGANGenerator",
+    "DCGANDiscriminator",
+    "DCGANEncoder",
+    "DCGANGenerator",
+    "EagerJointLinear",
+    "JointLinear",
+    "MLPCritic",
+]

@@ -1,5 +1,6 @@
 """fastgan ops: one module per op (public function, fake kernel, autograd); reference.py holds their spec."""
 from . import reference
 from .bias_act import bias_act
+from .joint_linear import joint_linear
 
-__all__ = ["bias_act", "reference"]
+__all__ = ["bias_act", "joint_linear", "reference"]

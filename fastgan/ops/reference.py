@@ -68,3 +68,14 @@ def bias_act_functional(x, b=None, dim=1, act="linear", alpha=None, gain=None, c
     if clamp is not None and clamp >= 0:
         x = torch.clamp(x, -clamp, clamp)
     return x
+
+
+def joint_linear(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weight: torch.Tensor,
+                 bias: torch.Tensor | None, act: str, alpha: float, gain: float) -> torch.Tensor:
+    """The BiGAN joint layer: act(x @ weight.T + z @ z_weight.T + bias) * gain (fp32 math for half inputs)."""
+    half = x.dtype in _HALF
+    up = (lambda t: t.float()) if half else (lambda t: t)
+    s = up(x) @ up(weight).t() + up(z) @ up(z_weight).t()
+    if bias is not None:
+        s = s + up(bias)
+    return (activation(s, act, alpha) * gain).to(x.dtype)

@@ -74,7 +74,8 @@ struct BiasActPlan {
 template <size_t N>
 inline BiasActPlan<N> plan_bias_act(const std::array<const char*, N>& names, const std::array<at::Tensor, N>& inputs,
                                     const c10::optional<at::Tensor>& b, int64_t dim, const std::string& act,
-                                    double alpha, double gain, double clamp, bool ref_is_y, bool bias_grad) {
+                                    double alpha, double gain, double clamp, bool ref_is_y, bool bias_grad,
+                                    bool inplace = false) {
   BiasActPlan<N> p;
   const at::Tensor& ref_in = inputs[N - 1];
   const char* ref_name = names[N - 1];
@@ -106,7 +107,12 @@ inline BiasActPlan<N> plan_bias_act(const std::array<const char*, N>& names, con
   p.in[N - 1] = {ref, 1};
   for (size_t i = 0; i + 1 < N; ++i) p.in[i] = operand_like(inputs[i], ref);
   if (uses_bias) p.bias = b->contiguous();
-  p.out = at::empty_like(ref);
+  if (inplace) {  // write over the (dense) reference itself: every kernel reads element i before writing it
+    TORCH_CHECK(ref.is_same(ref_in), ref_name, ": an in-place bias_act needs a dense tensor");
+    p.out = ref;
+  } else {
+    p.out = at::empty_like(ref);
+  }
 
   const int64_t C = (has_b || bias_grad) ? ref.size(d) : 1;
   p.bias_sum = at::empty({bias_grad ? C : 0}, ref.options());
@@ -118,5 +124,12 @@ inline BiasActPlan<N> plan_bias_act(const std::array<const char*, N>& names, con
   }
   return p;
 }
+
+// In-place forward, y = clamp(act(y + b) * gain): the epilogue of ops that compute y first (joint_linear).
+// Defined per device in csrc/cpu/bias_act.cpp and csrc/cuda/bias_act.cu.
+void bias_act_inplace_cpu(at::Tensor& y, const c10::optional<at::Tensor>& b, int64_t dim, const std::string& act,
+                          double alpha, double gain, double clamp);
+void bias_act_inplace_cuda(at::Tensor& y, const c10::optional<at::Tensor>& b, int64_t dim, const std::string& act,
+                           double alpha, double gain, double clamp);
 
 }  // namespace fastgan

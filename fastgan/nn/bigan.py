@@ -1,0 +1,216 @@
+"""The BiGAN networks of permutation-invariant MNIST (Donahue, Kraehenbuehl, Darrell 2017, appendix C.1) and an MLP
+critic, each in a fused form (fastgan ops) and an eager twin (torch ops) with the same parameters.
+
+    D(x, z), G(z), E(x): two hidden layers of `hidden` (1024) units and a linear output layer;
+      hidden 1: linear -> non-linearity
+      hidden 2: linear -> parameter-free batch norm (BatchNorm1d(affine=False)) -> non-linearity
+      leaky ReLU 0.2 in D and E, ReLU in G, gain 1 everywhere (the paper's nets have no gain);
+      D injects z at every layer (hidden 1, hidden 2 and the output) through a JointLinear: act(W h + U z + b).
+
+Fused (eager=False): JointLinear (D), or F.linear + fastgan.bias_act with the layer's bias handed to bias_act (G, E,
+MLPCritic); after the batch norm a fastgan BiasAct(None) applies the non-linearity. Eager twin (eager=True):
+EagerJointLinear / F.linear with the bias, F.leaky_relu / F.relu. Both forms have the same parameter and buffer names
+and shapes, so `twin.load_state_dict(fused.state_dict())` works and gives the same outputs and gradients.
+
+The layer before a parameter-free batch norm has no bias: the batch norm subtracts the batch mean, which cancels any
+bias exactly in training, so such a bias would only get a zero gradient (and in eval mode only shift the running mean
+it is then subtracted with). Its weights are the only parameters of hidden layer 2.
+
+Discriminators and critics return one logit per sample, shape (N,).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..activations import get_act
+from ..ops.bias_act import bias_act
+from ..ops.reference import activation
+from .bias_act import BiasAct
+from .joint_linear import EagerJointLinear, JointLinear
+
+__all__ = ["BiGANDiscriminator", "BiGANEncoder", "BiGANGenerator", "MLPCritic"]
+
+_LEAK = 0.2
+
+
+def _positive_int(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    return v
+
+
+def _alpha_of(act: str, alpha: float | None) -> float:
+    return get_act(act).default_alpha if alpha is None else float(alpha)
+
+
+def torch_act(x: torch.Tensor, act: str, alpha: float | None = None, gain: float = 1.0) -> torch.Tensor:
+    """The activation as eager torch ops (what a user writes by hand): the eager twins' non-linearity."""
+    if act == "lrelu":
+        x = F.leaky_relu(x, _alpha_of(act, alpha))
+    elif act == "relu":
+        x = F.relu(x)
+    elif act == "tanh":
+        x = torch.tanh(x)
+    elif act == "sigmoid":
+        x = torch.sigmoid(x)
+    elif act != "linear":
+        x = activation(x, act, _alpha_of(act, alpha))
+    return x if gain == 1.0 else x * gain
+
+
+class EagerAct(nn.Module):
+    """The parameter-free eager twin of BiasAct(None, act, alpha, gain)."""
+
+    def __init__(self, act: str = "linear", alpha: float | None = None, gain: float = 1.0):
+        super().__init__()
+        get_act(act)
+        self.act, self.alpha, self.gain = act, alpha, float(gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch_act(x, self.act, self.alpha, self.gain)
+
+    def extra_repr(self) -> str:
+        return f"act={self.act!r}, alpha={self.alpha}, gain={self.gain}"
+
+
+def make_act(act: str, alpha: float | None = None, gain: float = 1.0, impl: str | None = None,
+             eager: bool = False) -> nn.Module:
+    """A parameter-free activation module: fastgan BiasAct(None, ...) or its eager twin."""
+    return EagerAct(act, alpha, gain) if eager else BiasAct(None, act=act, alpha=alpha, gain=gain, impl=impl)
+
+
+class LinearAct(nn.Module):
+    """act(x @ weight.T + bias) * gain with nn.Linear's parameters (weight (out, in), bias (out,)) and initialisation.
+
+    Fused: F.linear without the bias, then fastgan.bias_act(h, bias, dim=1, ...) adds the bias, applies the
+    activation and gain in one pass, and computes the bias gradient in the same pass as the input gradient (a plain
+    F.linear(x, w, b) when act is 'linear'). Eager: F.linear(x, weight, bias) and the torch activation.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, act: str = "linear",
+                 alpha: float | None = None, gain: float = 1.0, impl: str | None = None, eager: bool = False):
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        get_act(act)
+        self.act, self.alpha, self.gain, self.impl, self.eager = act, alpha, float(gain), impl, bool(eager)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias."""
+        bound = 1 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.eager:
+            return torch_act(F.linear(x, self.weight, self.bias), self.act, self.alpha, self.gain)
+        if self.act == "linear" and self.gain == 1.0:
+            return F.linear(x, self.weight, self.bias)
+        return bias_act(F.linear(x, self.weight), self.bias, 1, self.act, self.alpha, self.gain, impl=self.impl)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"act={self.act!r}, alpha={self.alpha}, gain={self.gain}, eager={self.eager}")
+
+
+class _BiGANMLP(nn.Module):
+    """in -> hidden (act) -> hidden (no bias, BatchNorm1d(affine=False), act) -> out (linear): G and E."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, act: str, impl: str | None, eager: bool):
+        super().__init__()
+        self.eager = bool(eager)
+        alpha = _LEAK if act == "lrelu" else None
+        self.fc1 = LinearAct(in_dim, hidden, act=act, alpha=alpha, gain=1.0, impl=impl, eager=eager)
+        self.fc2 = LinearAct(hidden, hidden, bias=False, impl=impl, eager=eager)
+        self.bn2 = nn.BatchNorm1d(hidden, affine=False)
+        self.act2 = make_act(act, alpha, 1.0, impl, eager)
+        self.out = LinearAct(hidden, out_dim, impl=impl, eager=eager)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act2(self.bn2(self.fc2(self.fc1(x)))))
+
+
+class BiGANGenerator(_BiGANMLP):
+    """G(z) -> x of the BiGAN permutation-invariant MNIST experiments: ReLU hidden layers, a linear output of x_dim
+    units (apply a sigmoid/tanh outside if the data calls for it). z (N, z_dim) -> (N, x_dim)."""
+
+    def __init__(self, z_dim: int = 50, x_dim: int = 784, hidden: int = 1024, impl: str | None = None,
+                 eager: bool = False):
+        _positive_int(z_dim, "z_dim"), _positive_int(x_dim, "x_dim")
+        super().__init__(z_dim, x_dim, _positive_int(hidden, "hidden"), "relu", impl, eager)
+        self.z_dim, self.x_dim = z_dim, x_dim
+
+
+class BiGANEncoder(_BiGANMLP):
+    """E(x) -> z of the BiGAN permutation-invariant MNIST experiments: leaky ReLU 0.2 hidden layers, a linear output
+    of z_dim units. x (N, x_dim) -> (N, z_dim)."""
+
+    def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024, impl: str | None = None,
+                 eager: bool = False):
+        _positive_int(x_dim, "x_dim"), _positive_int(z_dim, "z_dim")
+        super().__init__(x_dim, z_dim, _positive_int(hidden, "hidden"), "lrelu", impl, eager)
+        self.x_dim, self.z_dim = x_dim, z_dim
+
+
+class BiGANDiscriminator(nn.Module):
+    """D(x, z) -> logit of the BiGAN permutation-invariant MNIST experiments, z injected at every layer:
+
+        h1 = lrelu(W1 x + U1 z + b1)                      fc1: JointLinear(x_dim, z_dim, hidden, act='lrelu')
+        h2 = lrelu(BN(W2 h1 + U2 z))                      fc2: JointLinear(..., bias=False, act='linear'), bn2, act2
+        logit = w3 h2 + u3 z + b3                         out: JointLinear(hidden, z_dim, 1, act='linear')
+
+    x (N, x_dim), z (N, z_dim) -> (N,). Differentiable twice (gradient penalties w.r.t. x and z).
+    """
+
+    def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024, impl: str | None = None,
+                 eager: bool = False):
+        super().__init__()
+        self.x_dim, self.z_dim = _positive_int(x_dim, "x_dim"), _positive_int(z_dim, "z_dim")
+        self.hidden, self.eager = _positive_int(hidden, "hidden"), bool(eager)
+        JL = EagerJointLinear if eager else JointLinear
+        self.fc1 = JL(x_dim, z_dim, hidden, act="lrelu", alpha=_LEAK, gain=1.0, impl=impl)
+        self.fc2 = JL(hidden, z_dim, hidden, bias=False, act="linear", alpha=0.0, gain=1.0, impl=impl)
+        self.bn2 = nn.BatchNorm1d(hidden, affine=False)
+        self.act2 = make_act("lrelu", _LEAK, 1.0, impl, eager)
+        self.out = JL(hidden, z_dim, 1, act="linear", alpha=0.0, gain=1.0, impl=impl)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x, z)
+        h = self.act2(self.bn2(self.fc2(h, z)))
+        return self.out(h, z).squeeze(1)
+
+
+class MLPCritic(nn.Module):
+    """A batch-norm-free MLP critic (WGAN-GP style): LinearAct(act) for each width in `hidden`, then a linear output
+    to one unit. x (N, in_dim) -> (N,). All layers are in `self.layers` (the last one is the output), each with
+    weight, bias, act, alpha and gain: what a fused gradient-penalty path needs to walk the net."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (1024, 1024), act: str = "lrelu", alpha: float = 0.2,
+                 impl: str | None = None, eager: bool = False):
+        super().__init__()
+        self.in_dim = _positive_int(in_dim, "in_dim")
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise ValueError(f"hidden: expected a sequence of positive ints, got {hidden!r}")
+        for h in hidden:
+            if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+                raise ValueError(f"hidden: expected a sequence of positive ints, got {tuple(hidden)!r}")
+        get_act(act)
+        self.hidden, self.act, self.alpha, self.eager = tuple(hidden), act, alpha, bool(eager)
+        widths = (in_dim,) + self.hidden
+        hidden_layers = [LinearAct(a, b, act=act, alpha=alpha, gain=1.0, impl=impl, eager=eager)
+                         for a, b in zip(widths, widths[1:])]
+        self.layers = nn.ModuleList(hidden_layers + [LinearAct(widths[-1], 1, impl=impl, eager=eager)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x.squeeze(1)

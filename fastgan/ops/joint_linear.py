@@ -1,0 +1,113 @@
+"""The BiGAN joint discriminator layer act(W x + U z + b) as one op (Donahue et al. 2017, section 4).
+
+    y = act(x @ weight.T + z @ z_weight.T + bias) * gain,   act in {linear, relu, lrelu}
+
+Forward (C++ on CPU and CUDA): both GEMMs accumulate into one output buffer, then one in-place bias + activation
+pass. Backward: dA = gy * act'(y) * gain with the fused bias_act_backward kernel (which also reduces db), then the
+four GEMMs. It is composed of registered ops that have their own autograd, so second derivatives (gradient
+penalties through stacks of these layers) are exact; these activations have a zero second derivative, so the
+backward's own backward is a masked product computed from the saved output's sign: no pre-activation is saved.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import _checks
+from ..activations import get_act
+from ..backend import resolve
+from . import reference
+
+__all__ = ["joint_linear"]
+
+_IMPLEMENTED = frozenset({"reference", "cpp", "cuda"})
+_ACTS = ("linear", "relu", "lrelu")
+
+
+def check_act(act, alpha, gain) -> tuple[float, float]:
+    """The activations whose derivative is exact from the output in every dtype (only its sign matters)."""
+    get_act(act)
+    if act not in _ACTS:
+        raise ValueError(f"act: joint_linear supports {', '.join(map(repr, _ACTS))}, got {act!r} (use a linear "
+                         "layer followed by fastgan.bias_act for others)")
+    alpha = _checks.finite(alpha, "alpha")
+    if alpha < 0:
+        raise ValueError(f"alpha: expected a finite number >= 0, got {alpha}")
+    gain = _checks.finite(gain, "gain")
+    if gain == 0:
+        raise ValueError("gain: expected a finite non-zero number, got 0.0")
+    return alpha, gain
+
+
+def _check_args(x, z, weight, z_weight, bias, act, alpha, gain):
+    alpha, gain = check_act(act, alpha, gain)
+    _checks.tensor(x, "x")
+    for t, name in ((z, "z"), (weight, "weight"), (z_weight, "z_weight")) + (((bias, "bias"),) if bias is not None else ()):
+        _checks.like(t, name, x, "x")
+    for t, name, shape in ((x, "x", "(N, in_features)"), (z, "z", "(N, z_features)"),
+                           (weight, "weight", "(out_features, in_features)"),
+                           (z_weight, "z_weight", "(out_features, z_features)")):
+        if t.dim() != 2:
+            raise ValueError(f"{name}: expected a 2-d tensor of shape {shape}, got shape {tuple(t.shape)}")
+    if z.shape[0] != x.shape[0]:
+        raise ValueError(f"z: expected {x.shape[0]} rows like x, got shape {tuple(z.shape)}")
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight: expected shape (out_features, {x.shape[1]}) for x of shape {tuple(x.shape)}, "
+                         f"got {tuple(weight.shape)}")
+    if z_weight.shape != (weight.shape[0], z.shape[1]):
+        raise ValueError(f"z_weight: expected shape ({weight.shape[0]}, {z.shape[1]}), got {tuple(z_weight.shape)}")
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0]):
+        raise ValueError(f"bias: expected shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    return alpha, gain
+
+
+def joint_linear(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weight: torch.Tensor,
+                 bias: torch.Tensor | None = None, act: str = "lrelu", alpha: float = 0.2, gain: float = 1.0,
+                 impl: str | None = None) -> torch.Tensor:
+    """act(x @ weight.T + z @ z_weight.T + bias) * gain for x (N, in), z (N, zdim), weight (out, in),
+    z_weight (out, zdim), bias (out,) -> (N, out). act: 'linear', 'relu' or 'lrelu' (alpha >= 0; gain != 0).
+
+    Differentiable twice on every backend; fp64, fp32, fp16, bf16 (half: GEMMs accumulate in fp32, the epilogue
+    computes in fp32). impl: 'auto' | 'reference' | 'cpp' | 'cuda' (Triton kernels: not yet).
+    """
+    alpha, gain = _check_args(x, z, weight, z_weight, bias, act, alpha, gain)
+    backend = resolve(impl, x.device, "joint_linear", _IMPLEMENTED)
+    if backend == "reference":
+        return reference.joint_linear(x, z, weight, z_weight, bias, act, alpha, gain)
+    return torch.ops.fastgan.joint_linear(x, z, weight, z_weight, bias, act, alpha, gain)
+
+
+def _register() -> None:
+    ns = torch.ops.fastgan
+
+    @torch.library.register_fake("fastgan::joint_linear")
+    def _(x, z, weight, z_weight, bias, act, alpha, gain):
+        return x.new_empty((x.shape[0], weight.shape[0]))
+
+    def setup(ctx, inputs, output):
+        x, z, weight, z_weight, bias, act, alpha, gain = inputs
+        ctx.args = (act, alpha, gain)
+        ctx.save_for_backward(x, z, weight, z_weight, output)
+
+    def backward(ctx, gy):
+        act, alpha, gain = ctx.args
+        x, z, weight, z_weight, y = ctx.saved_tensors
+        nx, nz, nw, nu, nb = ctx.needs_input_grad[:5]
+        if act == "linear":
+            da = gy if gain == 1.0 else gy * gain
+            db = da.sum(0) if nb else None
+        else:  # dA = gy * act'(y) * gain, db = sum_n dA in the same pass
+            da, db = ns.bias_act_backward(gy, y, None, 1, act, alpha, gain, -1.0, True, nb)
+        return (da.mm(weight) if nx else None, da.mm(z_weight) if nz else None, da.t().mm(x) if nw else None,
+                da.t().mm(z) if nu else None, db if nb else None, None, None, None)
+
+    torch.library.register_autograd("fastgan::joint_linear", backward, setup_context=setup)
+
+
+def _init() -> None:
+    from .. import _ext
+
+    if _ext.load() is not None:
+        _register()
+
+
+_init()

@@ -1,0 +1,166 @@
+"""fastgan.joint_linear (the BiGAN joint layer) against the reference: forward, all gradients, double backward,
+gradcheck/gradgradcheck fp64, opcheck, a WGAN-GP penalty through a 3-layer joint critic, module twins, errors."""
+import pytest
+import torch
+
+import fastgan
+from fastgan.nn import EagerJointLinear, JointLinear
+from fastgan.ops import reference
+
+from conftest import IMPL_DEVICE, close, impl_params
+
+IMPLS = impl_params(("cpp", "cuda"))
+
+
+
+def _inputs(n, i, zd, o, device, dtype, bias=True, noncontig=False):
+    def r(*s):
+        t = torch.randn(*s, device=device, dtype=dtype)
+        return t
+    x, z = r(n, i), r(n, zd)
+    w, u = r(o, i) / max(i, 1) ** 0.5, r(o, zd) / max(zd, 1) ** 0.5
+    if noncontig:  # transposed storage for the weights and a strided x
+        w = r(i, o).t() / max(i, 1) ** 0.5
+        x = r(n, 2 * i)[:, ::2]
+    b = r(o) if bias else None
+    return [x, z, w, u, b]
+
+
+def _orders(impl, ins, act, alpha, gain):
+    ins = [None if t is None else t.detach().clone().requires_grad_(True) for t in ins]
+    if impl == "reference":
+        y = reference.joint_linear(*ins, act, alpha, gain)
+    else:
+        y = fastgan.joint_linear(*ins, act=act, alpha=alpha, gain=gain, impl=impl)
+    leaves = [t for t in ins if t is not None]
+    gy = torch.randn_like(y)
+    g1 = torch.autograd.grad(y, leaves, gy, create_graph=True)
+    loss = sum((g.float() ** 2).sum() for g in g1[:2])  # a penalty on the input gradients
+    g2 = torch.autograd.grad(loss, leaves, allow_unused=True)
+    g2 = [torch.zeros_like(t) if g is None else g for g, t in zip(g2, leaves)]
+    return y.detach(), [g.detach() for g in g1], [g.detach() for g in g2], gy
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16],
+                         ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_matches_reference(impl, dtype):
+    device = IMPL_DEVICE[impl]
+    for (n, i, zd, o), bias, noncontig in (((7, 5, 3, 6), True, False), ((0, 4, 2, 3), True, False),
+                                           ((1, 1, 1, 1), False, False), ((9, 13, 5, 11), True, True),
+                                           ((4, 6, 0, 5), True, False)):
+        for act, alpha, gain in (("lrelu", 0.2, 1.0), ("relu", 0.0, 2 ** 0.5), ("linear", 0.0, 0.5)):
+            ins = _inputs(n, i, zd, o, device, dtype, bias, noncontig)
+            torch.manual_seed(5)
+            y, g1, g2, _ = _orders(impl, ins, act, alpha, gain)
+            torch.manual_seed(5)
+            ry, rg1, rg2, _ = _orders("reference", ins, act, alpha, gain)
+            what = f"{(n, i, zd, o)} {act} bias={bias} noncontig={noncontig}"
+            close(y, ry, dtype, f"forward {what}")
+            for k, (a, e) in enumerate(zip(g1, rg1)):
+                close(a, e, dtype, f"gradient #{k} {what}")
+            for k, (a, e) in enumerate(zip(g2, rg2)):
+                close(a.to(e.dtype), e, dtype, f"second-order gradient #{k} {what}")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradcheck_gradgradcheck_fp64(impl):
+    device = IMPL_DEVICE[impl]
+    ins = [t.requires_grad_(True) for t in _inputs(5, 4, 3, 6, device, torch.float64)]
+    with torch.no_grad():  # keep pre-activations away from the lrelu kink
+        s = ins[0] @ ins[2].t() + ins[1] @ ins[3].t() + ins[4]
+        ins[4] += torch.where(s.abs().min(0).values < 0.05, 0.2, 0.0)
+    for act in ("lrelu", "relu", "linear"):
+        f = lambda *a: fastgan.joint_linear(*a, act=act, alpha=0.2, impl=impl)  # noqa: E731
+        assert torch.autograd.gradcheck(f, ins)
+        assert torch.autograd.gradgradcheck(f, ins)
+
+
+def test_opcheck():
+    ins = _inputs(6, 5, 3, 4, "cpu", torch.float32)
+    ins = [t.requires_grad_(True) for t in ins]
+    torch.library.opcheck(torch.ops.fastgan.joint_linear.default, (*ins, "lrelu", 0.2, 1.0))
+    torch.library.opcheck(torch.ops.fastgan.joint_linear.default, (*ins[:4], None, "relu", 0.0, 2.0))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_wgan_gp_through_three_joint_layers(impl):
+    """A WGAN-GP penalty through a 3-layer joint critic D(x, z) equals the eager twin's to 1e-10 (fp64)."""
+    device = IMPL_DEVICE[impl]
+    torch.manual_seed(0)
+    dims = [(10, 8, 16), (16, 8, 16), (16, 8, 1)]
+    fused = torch.nn.ModuleList([JointLinear(i, zd, o, act=a, impl=impl)
+                                 for (i, zd, o), a in zip(dims, ("lrelu", "lrelu", "linear"))]).to(device).double()
+    eager = torch.nn.ModuleList([EagerJointLinear(i, zd, o, act=a)
+                                 for (i, zd, o), a in zip(dims, ("lrelu", "lrelu", "linear"))]).to(device).double()
+    eager.load_state_dict(fused.state_dict())
+    real_x, fake_x = torch.randn(12, 10, device=device, dtype=torch.float64), torch.randn(12, 10, device=device,
+                                                                                          dtype=torch.float64)
+    real_z, fake_z = torch.randn(12, 8, device=device, dtype=torch.float64), torch.randn(12, 8, device=device,
+                                                                                        dtype=torch.float64)
+    eps = torch.rand(12, 1, device=device, dtype=torch.float64)
+
+    def penalty(net):
+        xh = (eps * real_x + (1 - eps) * fake_x).requires_grad_(True)
+        zh = (eps * real_z + (1 - eps) * fake_z).requires_grad_(True)
+        h = xh
+        for layer in net:
+            h = layer(h, zh)
+        gx, gz = torch.autograd.grad(h.sum(), (xh, zh), create_graph=True)
+        gp = ((torch.cat([gx, gz], 1).norm(dim=1) - 1) ** 2).mean()
+        grads = torch.autograd.grad(gp, list(net.parameters()), allow_unused=True)
+        return gp.detach(), [torch.zeros_like(p) if g is None else g for g, p in zip(grads, net.parameters())]
+
+    gp, grads = penalty(fused)
+    rgp, rgrads = penalty(eager)
+    close(gp, rgp, torch.float64, "penalty")
+    for (name, _), a, e in zip(fused.named_parameters(), grads, rgrads):
+        close(a, e, torch.float64, f"penalty gradient {name}")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_module_twins(impl):
+    device = IMPL_DEVICE[impl]
+    fused = JointLinear(7, 3, 5, impl=impl).to(device)
+    eager = EagerJointLinear(7, 3, 5).to(device)
+    assert set(fused.state_dict()) == {"weight", "z_weight", "bias"}
+    eager.load_state_dict(fused.state_dict())
+    x, z = torch.randn(4, 7, device=device), torch.randn(4, 3, device=device)
+    y1, y2 = fused(x, z), eager(x, z)
+    close(y1, y2, torch.float32, "twin outputs")
+    y1.square().sum().backward()
+    y2.square().sum().backward()
+    for (name, p1), p2 in zip(fused.named_parameters(), eager.parameters()):
+        close(p1.grad, p2.grad, torch.float32, f"twin gradient {name}")
+    assert "z_features=3" in repr(fused)
+    nobias = JointLinear(7, 3, 5, bias=False, act="relu", gain=2.0)
+    assert nobias.bias is None and set(nobias.state_dict()) == {"weight", "z_weight"}
+
+
+def test_errors():
+    x, z, w, u, b = _inputs(4, 5, 3, 6, "cpu", torch.float32)
+    cases = [
+        (dict(act="tanh"), ValueError, "act: joint_linear supports"),
+        (dict(act="nope"), ValueError, "act: unknown activation"),
+        (dict(alpha=-0.1), ValueError, "alpha: expected a finite number >= 0"),
+        (dict(gain=0.0), ValueError, "gain: expected a finite non-zero number"),
+        (dict(z=torch.randn(3, 3)), ValueError, "z: expected 4 rows like x"),
+        (dict(weight=torch.randn(6, 4)), ValueError, r"weight: expected shape \(out_features, 5\)"),
+        (dict(z_weight=torch.randn(6, 2)), ValueError, r"z_weight: expected shape \(6, 3\)"),
+        (dict(bias=torch.randn(5)), ValueError, r"bias: expected shape \(6,\)"),
+        (dict(x=torch.randn(4, 5, 1)), ValueError, "x: expected a 2-d tensor"),
+        (dict(z=z.double()), TypeError, "z: expected dtype torch.float32"),
+        (dict(x=x.long()), TypeError, "x: expected a floating tensor"),
+        (dict(impl="triton"), RuntimeError, "has no triton implementation"),
+    ]
+    for kw, exc, msg in cases:
+        args = dict(x=x, z=z, weight=w, z_weight=u, bias=b)
+        args.update(kw)
+        with pytest.raises(exc, match=msg):
+            fastgan.joint_linear(**args)
+    with pytest.raises(ValueError, match="act: joint_linear supports"):  # the C++ check, direct call
+        torch.ops.fastgan.joint_linear(x, z, w, u, b, "swish", 0.0, 1.0)
+    with pytest.raises(ValueError, match="in_features: expected a positive int"):
+        JointLinear(0, 3, 4)
+    with pytest.raises(ValueError, match="act: joint_linear supports"):
+        JointLinear(3, 3, 4, act="elu")

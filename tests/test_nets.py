@@ -1,0 +1,217 @@
+"""fastgan.nn networks: BiGAN MLPs (D, G, E), the MLP critic and DCGAN-style G, D, E.
+
+Output shapes (the full 1024-unit BiGAN nets once, everything else tiny); the fused nets against their eager twins
+(eager=True, torch ops) after load_state_dict: same parameter names and shapes, same outputs, parameter gradients and
+batch-norm running statistics, in train and eval mode, float64 (1e-10) and float32 (1e-5, plus the eager float32
+net's own rounding error where long reductions round differently); a gradient penalty through D(x, z) (grad
+w.r.t. x and z with create_graph, then a second backward) equal to the twin's; bad sizes raise ValueError naming the
+argument.
+"""
+import copy
+
+import pytest
+import torch
+
+from fastgan.nn import (BiGANDiscriminator, BiGANEncoder, BiGANGenerator, DCGANDiscriminator, DCGANEncoder,
+                        DCGANGenerator, MLPCritic)
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+N = 5
+
+
+def close(actual, expected, dtype, what, slack=0.0):
+    """Relative tolerance of the dtype; the absolute part scales with the tensor's magnitude (plus `slack`)."""
+    tol = TOL[dtype]
+    scale = max(1.0, expected.detach().abs().max().item()) if expected.numel() else 1.0
+    torch.testing.assert_close(actual, expected, rtol=tol, atol=tol * scale + slack, msg=lambda m: f"{what}: {m}")
+
+
+# name -> (constructor, kwargs, input shapes (the first one batch N), output shape)
+NETS = {
+    "bigan-D": (BiGANDiscriminator, dict(x_dim=12, z_dim=5, hidden=16), [(N, 12), (N, 5)], (N,)),
+    "bigan-G": (BiGANGenerator, dict(z_dim=5, x_dim=12, hidden=16), [(N, 5)], (N, 12)),
+    "bigan-E": (BiGANEncoder, dict(x_dim=12, z_dim=5, hidden=16), [(N, 12)], (N, 5)),
+    "critic-lrelu": (MLPCritic, dict(in_dim=12, hidden=(16, 8)), [(N, 12)], (N,)),
+    "critic-relu": (MLPCritic, dict(in_dim=12, hidden=(16,), act="relu"), [(N, 12)], (N,)),
+    "dcgan-D": (DCGANDiscriminator, dict(nc=3, size=32, base=4), [(N, 3, 32, 32)], (N,)),
+    "dcgan-D-bn": (DCGANDiscriminator, dict(nc=3, size=32, base=4, batch_norm=True), [(N, 3, 32, 32)], (N,)),
+    "dcgan-D-joint": (DCGANDiscriminator, dict(nc=1, size=32, base=4, z_dim=6, joint_hidden=16),
+                      [(N, 1, 32, 32), (N, 6)], (N,)),
+    "dcgan-D-joint-bn-64": (DCGANDiscriminator, dict(nc=3, size=64, base=2, batch_norm=True, z_dim=6),
+                            [(N, 3, 64, 64), (N, 6)], (N,)),
+    "dcgan-E": (DCGANEncoder, dict(nc=1, size=32, z_dim=6, base=4), [(N, 1, 32, 32)], (N, 6)),
+    "dcgan-E-bn-64": (DCGANEncoder, dict(nc=3, size=64, z_dim=6, base=2, batch_norm=True), [(N, 3, 64, 64)], (N, 6)),
+    "dcgan-G": (DCGANGenerator, dict(z_dim=6, nc=3, size=32, base=4), [(N, 6)], (N, 3, 32, 32)),
+    "dcgan-G-bn": (DCGANGenerator, dict(z_dim=6, nc=1, size=32, base=4, batch_norm=True), [(N, 6)], (N, 1, 32, 32)),
+    "dcgan-G-64": (DCGANGenerator, dict(z_dim=6, nc=3, size=64, base=2), [(N, 6)], (N, 3, 64, 64)),
+}
+JOINT = ["bigan-D", "dcgan-D-joint", "dcgan-D-joint-bn-64"]
+
+
+def twins(name, dtype, impl=None):
+    """(fused, eager twin with the fused net's state) in dtype, train mode."""
+    cls, kw, _, _ = NETS[name]
+    fused = cls(**kw, impl=impl).to(dtype)
+    eager = cls(**kw, eager=True).to(dtype)
+    eager.load_state_dict(fused.state_dict())
+    return fused, eager
+
+
+def inputs(name, dtype, requires_grad=False):
+    return [torch.randn(s, dtype=dtype, requires_grad=requires_grad) for s in NETS[name][2]]
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_shapes(name):
+    cls, kw, shapes, out_shape = NETS[name]
+    for eager in (False, True):
+        y = cls(**kw, eager=eager)(*inputs(name, torch.float32))
+        assert y.shape == out_shape and y.dtype == torch.float32
+        assert torch.isfinite(y).all()
+
+
+def test_shapes_full_bigan():
+    """The paper's sizes: 784-dim x, 50-dim z, 1024 hidden units."""
+    x, z = torch.rand(4, 784), torch.randn(4, 50)
+    d, g, e = BiGANDiscriminator(), BiGANGenerator(), BiGANEncoder()
+    assert d(x, z).shape == (4,) and g(z).shape == (4, 784) and e(x).shape == (4, 50)
+    assert d.fc1.weight.shape == (1024, 784) and d.fc1.z_weight.shape == (1024, 50)
+    assert d.fc2.z_weight.shape == (1024, 50) and d.out.z_weight.shape == (1, 50)
+    assert g.fc2.weight.shape == (1024, 1024) and e.out.weight.shape == (50, 1024)
+
+
+def test_generator_range_and_no_redundant_bias():
+    g = DCGANGenerator(z_dim=6, nc=3, size=32, base=4, batch_norm=True)
+    assert g(torch.randn(N, 6) * 10).abs().max() <= 1
+    # layers followed by a batch norm carry no bias: the batch mean would cancel it
+    assert g.fc.bias is None and g.deconv1.bias is None and g.deconv4.bias is not None
+    assert DCGANDiscriminator(nc=3, size=32, base=4, batch_norm=True).conv1.bias is not None
+    for net in (BiGANDiscriminator(8, 3, 16), BiGANGenerator(3, 8, 16), BiGANEncoder(8, 3, 16)):
+        assert net.fc2.bias is None and net.fc1.bias is not None
+        assert not any(p is not None for p in net.bn2.parameters())
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_state_dicts_interchangeable(name):
+    fused, eager = twins(name, torch.float64)
+    fs, es = fused.state_dict(), eager.state_dict()
+    assert list(fs) == list(es)
+    assert all(fs[k].shape == es[k].shape for k in fs)
+    # the fused net runs fastgan layers only, the twin torch ones only
+    assert all(getattr(m, "eager", False) is False for m in fused.modules())
+    assert all(getattr(m, "eager", True) is True for m in eager.modules() if hasattr(m, "eager"))
+    assert not any(type(m).__name__ in ("JointLinear", "BiasAct") for m in eager.modules())
+    assert any(type(m).__name__ in ("JointLinear", "BiasAct", "LinearAct", "ConvAct") for m in fused.modules())
+
+
+def _step(net, xs, w, xs_eval):
+    """Train-mode forward, backward of a weighted sum, then an eval-mode forward: {what: tensor}."""
+    ins = [x.detach().clone().requires_grad_() for x in xs]
+    y = net(*ins)
+    (y * w.to(y.dtype)).sum().backward()
+    out = {"output": y.detach()}
+    out.update({f"grad of input {i}": x.grad for i, x in enumerate(ins)})
+    out.update({f"grad of {n}": p.grad for n, p in net.named_parameters()})
+    # the same batch gives the same batch-norm running statistics; eval mode uses them
+    out.update({f"buffer {n}": b.to(y.dtype) for n, b in net.named_buffers()})
+    net.eval()
+    with torch.no_grad():
+        out["eval output"] = net(*[x.to(y.dtype) for x in xs_eval])
+    return out
+
+
+def _penalty(net, xs):
+    """grad of D w.r.t. x (and z) with create_graph, a penalty on it, a second backward into the parameters."""
+    ins = [x.detach().clone().requires_grad_() for x in xs]
+    y = net(*ins)
+    grads = torch.autograd.grad(y.sum(), ins, create_graph=True)
+    for g, inp in zip(grads, ins):
+        assert g is not None and g.shape == inp.shape and g.abs().sum() > 0
+    penalty = sum(g.flatten(1).pow(2).sum(1) for g in grads)
+    ((penalty - 1) ** 2).mean().backward()
+    out = {"output": y.detach()}
+    out.update({f"d output / d input {i}": g.detach() for i, g in enumerate(grads)})
+    # None: the penalty does not depend on the parameter (the output bias): the same as zeros
+    out.update({f"penalty grad of {n}": torch.zeros_like(p) if p.grad is None else p.grad
+                for n, p in net.named_parameters()})
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    return out
+
+
+def compare_twins(name, dtype, fn, impl=None):
+    """fn(fused net, inputs) against fn(eager twin, inputs), key by key.
+
+    float32: beyond the relative tolerance, the fused result may differ from the eager one by 3x the rounding
+    error the eager float32 net itself makes (measured against a float64 copy of it): long float32 reductions
+    (a bias gradient sums N H W terms) round differently in a different order.
+    """
+    fused, eager = twins(name, dtype, impl)
+    truth_net = copy.deepcopy(eager).double() if dtype == torch.float32 else None
+    xs = inputs(name, dtype)
+    a, b = fn(fused, xs), fn(eager, xs)
+    assert list(a) == list(b)
+    slack = {}
+    if truth_net is not None:
+        truth = fn(truth_net, [x.double() for x in xs])
+        slack = {k: 3 * (b[k].double() - truth[k]).abs().max().item() if b[k].numel() else 0.0 for k in b}
+    for k in a:
+        assert a[k] is not None and b[k] is not None, k
+        close(a[k], b[k], dtype, k, slack.get(k, 0.0))
+
+
+@pytest.mark.parametrize("impl", [None, "reference"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", list(NETS))
+def test_twin_forward_backward(name, dtype, impl):
+    w = torch.randn(NETS[name][3], dtype=torch.float64)
+    xs_eval = inputs(name, torch.float64)
+    compare_twins(name, dtype, lambda net, xs: _step(net, xs, w, xs_eval), impl)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", JOINT + ["critic-lrelu", "dcgan-D-bn"])
+def test_gradient_penalty_matches_twin(name, dtype):
+    compare_twins(name, dtype, _penalty)
+
+
+@pytest.mark.parametrize("make, arg", [
+    (lambda: BiGANDiscriminator(x_dim=0), "x_dim"),
+    (lambda: BiGANDiscriminator(z_dim=-3), "z_dim"),
+    (lambda: BiGANDiscriminator(hidden=0), "hidden"),
+    (lambda: BiGANGenerator(z_dim=0), "z_dim"),
+    (lambda: BiGANGenerator(x_dim=2.5), "x_dim"),
+    (lambda: BiGANEncoder(x_dim=True), "x_dim"),
+    (lambda: BiGANEncoder(hidden=-1), "hidden"),
+    (lambda: MLPCritic(0), "in_dim"),
+    (lambda: MLPCritic(8, hidden=(16, 0)), "hidden"),
+    (lambda: MLPCritic(8, hidden=16), "hidden"),
+    (lambda: MLPCritic(8, act="nope"), "act"),
+    (lambda: DCGANGenerator(size=48), "size"),
+    (lambda: DCGANGenerator(size=128), "size"),
+    (lambda: DCGANGenerator(z_dim=0), "z_dim"),
+    (lambda: DCGANGenerator(nc=0), "nc"),
+    (lambda: DCGANDiscriminator(size=16), "size"),
+    (lambda: DCGANDiscriminator(size=64.0), "size"),
+    (lambda: DCGANDiscriminator(base=0), "base"),
+    (lambda: DCGANDiscriminator(z_dim=0), "z_dim"),
+    (lambda: DCGANDiscriminator(joint_hidden=8), "joint_hidden"),
+    (lambda: DCGANDiscriminator(z_dim=4, joint_hidden=0), "joint_hidden"),
+    (lambda: DCGANEncoder(size=31), "size"),
+    (lambda: DCGANEncoder(z_dim=-1), "z_dim"),
+    (lambda: DCGANEncoder(nc=0), "nc"),
+])
+def test_bad_arguments(make, arg):
+    with pytest.raises(ValueError, match=f"^{arg}:"):
+        make()
+
+
+def test_bad_inputs():
+    d = DCGANDiscriminator(nc=3, size=32, base=2)
+    with pytest.raises(ValueError, match="^x:"):
+        d(torch.randn(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="^x:"):
+        DCGANEncoder(nc=1, size=32, z_dim=4, base=2)(torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="^z:"):
+        d(torch.randn(2, 3, 32, 32), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="^z:"):
+        DCGANDiscriminator(nc=3, size=32, base=2, z_dim=4)(torch.randn(2, 3, 32, 32))
