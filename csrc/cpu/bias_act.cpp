@@ -95,10 +95,15 @@ struct Kernel {
           const int64_t m = std::min(kBlock, n - i0);
           const scalar_t* blk[N];
           for (int k = 0; k < N; ++k) blk[k] = in[k] + i0;
-          for (int64_t i = 0; i < m; ++i) tmp[i] = elem(blk, i, bias ? bias[i0 + i] : acc_t(0), alpha, gain, clamp);
+          if (bias) {
+            for (int64_t i = 0; i < m; ++i) tmp[i] = elem(blk, i, bias[i0 + i], alpha, gain, clamp);
+          } else {
+            for (int64_t i = 0; i < m; ++i) tmp[i] = elem(blk, i, acc_t(0), alpha, gain, clamp);
+          }
+          double* __restrict__ a = acc + i0;
           for (int64_t i = 0; i < m; ++i) {
             out[i0 + i] = scalar_t(tmp[i]);
-            acc[i0 + i] += double(tmp[i]);
+            a[i] += double(tmp[i]);
           }
         }
         return;
