@@ -75,27 +75,12 @@ def test_bias_act(benchmark, extra_info, device, impl, shape_name, mode):
     x = torch.randn(shape, generator=gen, device=device, dtype=DTYPE)
     b = torch.randn(shape[DIM], generator=gen, device=device, dtype=DTYPE)
     op = make_op(impl)
-    is_cuda = device.type == "cuda"
-
-    if mode == "fwd":
-        def run():
-            with torch.no_grad():
-                y = op(x, b)
-            if is_cuda:
-                torch.cuda.synchronize(device)
-            return y
-    else:
+    gy = None
+    if mode == "fwd+bwd":
         x.requires_grad_(True)
         b.requires_grad_(True)
         gy = torch.randn(shape, generator=gen, device=device, dtype=DTYPE)  # preallocated upstream gradient
-
-        def run():
-            # autograd.grad, not backward(): nothing accumulates into .grad, so no rep pays for an extra add/alloc
-            y = op(x, b)
-            dx, db = torch.autograd.grad(y, (x, b), gy)
-            if is_cuda:
-                torch.cuda.synchronize(device)
-            return dx, db
+    run = common.make_step(lambda: op(x, b), mode, [x, b], gy, device)
 
     for _ in range(WARMUP):
         run()

@@ -105,24 +105,12 @@ def _case(benchmark, extra_info, device, impl, group, dims, mode):
     x = torch.randn(n, sizes[0], generator=g, device=device)
     z = torch.randn(n, ZD, generator=g, device=device)
     params = list(net.parameters())
-    is_cuda = device.type == "cuda"
-    if mode == "fwd":
-        def run():
-            with torch.no_grad():
-                y = op(x, z)
-            if is_cuda:
-                torch.cuda.synchronize(device)
-            return y
-    else:
+    gy = None
+    if mode == "fwd+bwd":
         x.requires_grad_(True)
         z.requires_grad_(True)
         gy = torch.randn(n, sizes[-1], generator=g, device=device)
-
-        def run():
-            grads = torch.autograd.grad(op(x, z), [x, z] + params, gy)
-            if is_cuda:
-                torch.cuda.synchronize(device)
-            return grads
+    run = common.make_step(lambda: op(x, z), mode, [x, z] + params, gy, device)
 
     for _ in range(WARMUP):
         run()

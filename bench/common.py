@@ -31,6 +31,31 @@ from fastgan.benchmarking import (  # noqa: F401  (timing and floors live in the
 REPO = Path(__file__).resolve().parent.parent
 
 
+# ------------------------------------------------------------------------------------------------------ step runner
+def make_step(forward: Callable[[], torch.Tensor], mode: str, wrt: list, gy: torch.Tensor | None,
+              device: torch.device | str) -> Callable[[], object]:
+    """The timed call of a case: mode 'fwd' runs forward() without autograd; 'fwd+bwd' runs it and then
+    torch.autograd.grad of its output w.r.t. `wrt` with the preallocated upstream gradient gy (autograd.grad, not
+    backward(): nothing accumulates into .grad, so no rep pays for an extra add or allocation). CUDA-synchronised."""
+    is_cuda = torch.device(device).type == "cuda"
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                out = forward()
+            if is_cuda:
+                torch.cuda.synchronize(device)
+            return out
+    elif mode == "fwd+bwd":
+        def run():
+            grads = torch.autograd.grad(forward(), wrt, gy)
+            if is_cuda:
+                torch.cuda.synchronize(device)
+            return grads
+    else:
+        raise ValueError(f"mode: expected 'fwd' or 'fwd+bwd', got {mode!r}")
+    return run
+
+
 # ----------------------------------------------------------------------------------------------------- peak memory
 def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
     """Peak bytes allocated by one call of fn() above what was allocated before it (outputs still alive included).
