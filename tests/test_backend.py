@@ -106,3 +106,11 @@ def test_plain_import_loads_the_extension():
     """`import fastgan` as the first import of a process must load fastgan._C (it links against torch's libraries)."""
     code = "import fastgan; import sys; sys.exit(0 if fastgan.backend_info()['extension']['built'] else 1)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_op_without_a_backend_raises_when_asked_and_auto_skips_it(fresh_backend):
+    cpp_only = frozenset({"reference", "cpp"})
+    with pytest.raises(RuntimeError, match=r"fastgan.some_op has no triton implementation \(it has: cpp, reference\)"):
+        backend.resolve("triton", "cpu", "some_op", cpp_only) if backend.triton_interpreter() else \
+            backend.resolve("triton", "cuda", "some_op", cpp_only)
+    assert backend.resolve("auto", "cpu", "some_op", frozenset({"reference"})) == "reference"

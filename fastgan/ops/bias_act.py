@@ -18,6 +18,7 @@ import torch
 from .. import _checks
 from ..activations import ACTIVATIONS, get_act
 from ..backend import resolve
+from ._namespaces import OpNamespaces
 from . import reference
 
 __all__ = ["bias_act"]
@@ -165,22 +166,6 @@ def _register(ns_name: str, with_fake: bool) -> None:
     torch.library.register_autograd(q + "bias_act_backward2", bwd2_backward, setup_context=bwd2_setup)
 
 
-_NS: dict = {}
-
-
-def _ops(backend: str):
-    """The op namespace of a (resolved, runnable) backend: torch.ops.fastgan or torch.ops.fastgan_triton."""
-    ns = _NS.get(backend)
-    if ns is None:
-        if backend == "triton":
-            _define_triton_ops()
-            _register("fastgan_triton", with_fake=False)
-            ns = _NS["triton"] = torch.ops.fastgan_triton
-        else:  # cpp / cuda: resolve() has checked that the extension is loaded
-            ns = _NS[backend] = torch.ops.fastgan
-    return ns
-
-
 def _define_triton_ops() -> None:
     from torch.library import triton_op
 
@@ -203,6 +188,9 @@ def _define_triton_ops() -> None:
               act: str, alpha: float, gain: float, clamp: float, ref_is_y: bool,
               bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
         return tk_backward(grad_grad, grad, ref, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp, ref_is_y, bias_grad)
+
+
+_ops = OpNamespaces(_define_triton_ops, _register)
 
 
 def _init_cpp() -> None:

@@ -2,24 +2,31 @@
 
     y = act(x @ weight.T + z @ z_weight.T + bias) * gain,   act in {linear, relu, lrelu}
 
-Forward (C++ on CPU and CUDA): both GEMMs accumulate into one output buffer, then one in-place bias + activation
-pass. Backward: dA = gy * act'(y) * gain with the fused bias_act_backward kernel (which also reduces db), then the
-four GEMMs. It is composed of registered ops that have their own autograd, so second derivatives (gradient
-penalties through stacks of these layers) are exact; these activations have a zero second derivative, so the
-backward's own backward is a masked product computed from the saved output's sign: no pre-activation is saved.
+Forward: C++ on CPU and CUDA (both GEMMs accumulate into one output buffer, then one in-place bias + activation
+pass); Triton (torch.ops.fastgan_triton.joint_linear: one tiled matmul over both K ranges into one accumulator with
+the bias + activation epilogue). Backward, the same structure on every backend: dA = gy * act'(y) * gain with the
+fused bias_act_backward kernel of the backend (which also reduces db), then the four matrix products (torch.mm for
+the C++ backends; for Triton the joint kernel itself with act = linear). It is composed of registered ops that have
+their own autograd, so second derivatives (gradient penalties through stacks of these layers) are exact; these
+activations have a zero second derivative, so the backward's own backward is a masked product computed from the
+saved output's sign: no pre-activation is saved.
 """
 from __future__ import annotations
+
+from typing import Optional  # noqa: F401  (the Triton op's annotations are resolved at module scope)
 
 import torch
 
 from .. import _checks
 from ..activations import get_act
 from ..backend import resolve
+from ._namespaces import OpNamespaces
+from .bias_act import _ops as _act_ops
 from . import reference
 
 __all__ = ["joint_linear"]
 
-_IMPLEMENTED = frozenset({"reference", "cpp", "cuda"})
+_IMPLEMENTED = frozenset({"reference", "cpp", "cuda", "triton"})
 _ACTS = ("linear", "relu", "lrelu")
 
 
@@ -67,21 +74,30 @@ def joint_linear(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weigh
     z_weight (out, zdim), bias (out,) -> (N, out). act: 'linear', 'relu' or 'lrelu' (alpha >= 0; gain != 0).
 
     Differentiable twice on every backend; fp64, fp32, fp16, bf16 (half: GEMMs accumulate in fp32, the epilogue
-    computes in fp32). impl: 'auto' | 'reference' | 'cpp' | 'cuda' (Triton kernels: not yet).
+    computes in fp32). impl: 'auto' | 'reference' | 'cpp' | 'cuda' | 'triton'.
     """
     alpha, gain = _check_args(x, z, weight, z_weight, bias, act, alpha, gain)
     backend = resolve(impl, x.device, "joint_linear", _IMPLEMENTED)
     if backend == "reference":
         return reference.joint_linear(x, z, weight, z_weight, bias, act, alpha, gain)
-    return torch.ops.fastgan.joint_linear(x, z, weight, z_weight, bias, act, alpha, gain)
+    return _ops(backend).joint_linear(x, z, weight, z_weight, bias, act, alpha, gain)
 
 
-def _register() -> None:
-    ns = torch.ops.fastgan
+def _register(ns_name: str, with_fake: bool) -> None:
+    ns = getattr(torch.ops, ns_name)
+    act_ns = _act_ops("triton" if ns_name == "fastgan_triton" else "cpp")  # bias_act_backward of the backend
 
-    @torch.library.register_fake("fastgan::joint_linear")
-    def _(x, z, weight, z_weight, bias, act, alpha, gain):
-        return x.new_empty((x.shape[0], weight.shape[0]))
+    if ns_name == "fastgan_triton":
+        def mm(a, b):  # a @ b with the joint kernel (act linear, no z range): differentiable through this op again
+            return ns.joint_linear(a, a.new_empty((a.shape[0], 0)), b.t(), b.new_empty((b.shape[1], 0)), None,
+                                   "linear", 0.0, 1.0)
+    else:
+        mm = torch.mm
+
+    if with_fake:
+        @torch.library.register_fake(f"{ns_name}::joint_linear")
+        def _(x, z, weight, z_weight, bias, act, alpha, gain):
+            return x.new_empty((x.shape[0], weight.shape[0]))
 
     def setup(ctx, inputs, output):
         x, z, weight, z_weight, bias, act, alpha, gain = inputs
@@ -96,18 +112,33 @@ def _register() -> None:
             da = gy if gain == 1.0 else gy * gain
             db = da.sum(0) if nb else None
         else:  # dA = gy * act'(y) * gain, db = sum_n dA in the same pass
-            da, db = ns.bias_act_backward(gy, y, None, 1, act, alpha, gain, -1.0, True, nb)
-        return (da.mm(weight) if nx else None, da.mm(z_weight) if nz else None, da.t().mm(x) if nw else None,
-                da.t().mm(z) if nu else None, db if nb else None, None, None, None)
+            da, db = act_ns.bias_act_backward(gy, y, None, 1, act, alpha, gain, -1.0, True, nb)
+        return (mm(da, weight) if nx else None, mm(da, z_weight) if nz else None, mm(da.t(), x) if nw else None,
+                mm(da.t(), z) if nu else None, db if nb else None, None, None, None)
 
-    torch.library.register_autograd("fastgan::joint_linear", backward, setup_context=setup)
+    torch.library.register_autograd(f"{ns_name}::joint_linear", backward, setup_context=setup)
+
+
+def _define_triton_ops() -> None:
+    from torch.library import triton_op
+
+    from ..activations import ACTIVATIONS
+    from .._triton.joint_linear import matmul_act  # a bare name: torch finds the kernel behind a triton_op by it
+
+    @triton_op("fastgan_triton::joint_linear", mutates_args=())
+    def _fwd(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weight: torch.Tensor,
+             bias: Optional[torch.Tensor], act: str, alpha: float, gain: float) -> torch.Tensor:
+        return matmul_act(x, weight.t(), z, z_weight.t(), bias, ACTIVATIONS[act].id, alpha, gain)
+
+
+_ops = OpNamespaces(_define_triton_ops, _register)
 
 
 def _init() -> None:
     from .. import _ext
 
     if _ext.load() is not None:
-        _register()
+        _register("fastgan", with_fake=True)
 
 
 _init()
