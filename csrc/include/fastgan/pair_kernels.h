@@ -1,0 +1,45 @@
+// The pairwise kernels of kernel_sum / MMD, as functions of the squared distance r2 = |a - b|^2, and the argument
+// checks of the op. One table for every backend (fastgan/ops/mmd.py mirrors the names and parameters):
+//
+//   gaussian   k = exp(-r2 / (2 s^2))                       parameter p = 1 / (2 s^2)   (s: the bandwidth)
+//   rq         k = (1 + r2 / (2 a))^(-a)                    parameter p = a             (rational quadratic)
+//   imq        k = s^2 / (s^2 + r2)                         parameter p = s^2           (inverse multiquadric)
+//
+// A mixture sums w_s k_s over the bandwidths. Each is smooth in r2 with a bounded derivative dk/dr2, so the
+// gradient sum_j c_ij (a_i - b_j) (c = dk/dr2) is finite everywhere, also at zero distance.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace fastgan {
+
+enum PairKernel : int { kGaussian = 0, kRationalQuadratic = 1, kInverseMultiquadric = 2 };
+
+inline int parse_pair_kernel(const std::string& name) {
+  if (name == "gaussian") return kGaussian;
+  if (name == "rq") return kRationalQuadratic;
+  if (name == "imq") return kInverseMultiquadric;
+  TORCH_CHECK_VALUE(false, "kernel: expected 'gaussian', 'rq' or 'imq', got '", name, "'");
+  return 0;
+}
+
+// The per-bandwidth parameters p_s of the table above, checked.
+inline std::vector<double> pair_kernel_params(int kernel, at::ArrayRef<double> bandwidths, at::ArrayRef<double> weights) {
+  TORCH_CHECK_VALUE(!bandwidths.empty(), "bandwidths: expected at least one bandwidth, got none");
+  TORCH_CHECK_VALUE(weights.size() == bandwidths.size(), "weights: expected ", bandwidths.size(),
+                    " weights (one per bandwidth), got ", weights.size());
+  std::vector<double> p;
+  for (size_t i = 0; i < bandwidths.size(); ++i) {
+    const double s = bandwidths[i];
+    TORCH_CHECK_VALUE(std::isfinite(s) && s > 0, "bandwidths: expected finite numbers > 0, got ", s, " at index ", i);
+    TORCH_CHECK_VALUE(std::isfinite(weights[i]), "weights: expected finite numbers, got ", weights[i], " at index ", i);
+    p.push_back(kernel == kGaussian ? 1.0 / (2.0 * s * s) : kernel == kRationalQuadratic ? s : s * s);
+  }
+  return p;
+}
+
+}  // namespace fastgan
