@@ -26,4 +26,8 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "kernel_sum(Tensor x, Tensor? y, str kernel, float[] bandwidths, float[] weights, bool diagonal, bool grad_x, "
       "bool grad_y) -> (Tensor, Tensor, Tensor)");
+  // Its second derivative: (d/dx, d/dy) of <u, dS/dx> + <v, dS/dy> (self-sum: y = v = None; v None: zero).
+  m.def(
+      "kernel_sum_backward2(Tensor x, Tensor? y, Tensor u, Tensor? v, str kernel, float[] bandwidths, "
+      "float[] weights, bool grad_x, bool grad_y) -> (Tensor, Tensor)");
 }

@@ -15,7 +15,7 @@ from . import nn, ops  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
 from .allocator import allocator_info, tune_cpu_allocator  # noqa: E402
 from .backend import backend_info, current_backend, use_backend  # noqa: E402
-from .ops import bias_act, joint_linear  # noqa: E402
+from .ops import bias_act, joint_linear, kernel_sum, median_bandwidth, mmd2, mmd_test  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -24,6 +24,10 @@ __all__ = [
     "backend_info",
     "bias_act",
     "joint_linear",
+    "kernel_sum",
+    "median_bandwidth",
+    "mmd2",
+    "mmd_test",
     "current_backend",
     "nn",
     "ops",

@@ -36,76 +36,100 @@ struct Mixture {
   std::vector<T> p, w;  // per-bandwidth parameter (pair_kernels.h) and weight
 };
 
-// Kernel values and derivatives of a vector of r2: returns sum_s w_s k_s(r2); c = sum_s w_s dk_s/dr2 when WANT_C.
-template <typename T, bool WANT_C>
-inline at::vec::Vectorized<T> mixture(const at::vec::Vectorized<T>& r2, const Mixture<T>& m, at::vec::Vectorized<T>& c) {
+// The mixture at a vector of r2: returns sum_s w_s k_s(r2) (ORDER 0, 1) and sets c = sum_s w_s k_s'(r2) (ORDER >= 1)
+// and h = sum_s w_s k_s''(r2) (ORDER 2; the value is then not needed and not summed).
+template <typename T, int ORDER>
+inline at::vec::Vectorized<T> mixture(const at::vec::Vectorized<T>& r2, const Mixture<T>& m, at::vec::Vectorized<T>& c,
+                                      at::vec::Vectorized<T>& h) {
   using V = at::vec::Vectorized<T>;
   V val(T(0));
-  if constexpr (WANT_C) c = V(T(0));
+  c = V(T(0));
+  h = V(T(0));
   const size_t ns = m.p.size();
   for (size_t s = 0; s < ns; ++s) {
     const T p = m.p[s], w = m.w[s];
-    if (m.kernel == kGaussian) {
+    if (m.kernel == kGaussian) {  // k = e^(-p r2), k' = -p k, k'' = p^2 k
       const V e = (r2 * V(-p)).exp();
-      val = at::vec::fmadd(V(w), e, val);
-      if constexpr (WANT_C) c = at::vec::fmadd(V(-w * p), e, c);
-    } else if (m.kernel == kRationalQuadratic) {
-      const V t = at::vec::fmadd(r2, V(T(0.5) / p), V(T(1)));  // 1 + r2 / (2 a)
-      const V e = (t.log() * V(-p)).exp();                      // t^-a
-      val = at::vec::fmadd(V(w), e, val);
-      if constexpr (WANT_C) c = at::vec::fmadd(V(T(-0.5) * w), e / t, c);
-    } else {  // inverse multiquadric
+      if constexpr (ORDER < 2) val = at::vec::fmadd(V(w), e, val);
+      if constexpr (ORDER >= 1) c = at::vec::fmadd(V(-w * p), e, c);
+      if constexpr (ORDER == 2) h = at::vec::fmadd(V(w * p * p), e, h);
+    } else if (m.kernel == kRationalQuadratic) {  // k = t^-a, t = 1 + r2/(2a); k' = -k/(2t), k'' = (a+1)/(4a) k/t^2
+      const V t = at::vec::fmadd(r2, V(T(0.5) / p), V(T(1)));
+      const V e = (t.log() * V(-p)).exp();
+      if constexpr (ORDER < 2) val = at::vec::fmadd(V(w), e, val);
+      if constexpr (ORDER >= 1) {
+        const V et = e / t;
+        c = at::vec::fmadd(V(T(-0.5) * w), et, c);
+        if constexpr (ORDER == 2) h = at::vec::fmadd(V(w * (p + T(1)) / (T(4) * p)), et / t, h);
+      }
+    } else {  // inverse multiquadric: k = p/q, q = p + r2; k' = -k/q, k'' = 2k/q^2
       const V q = V(p) + r2;
       const V e = V(p) / q;
-      val = at::vec::fmadd(V(w), e, val);
-      if constexpr (WANT_C) c = at::vec::fmadd(V(-w), e / q, c);
+      if constexpr (ORDER < 2) val = at::vec::fmadd(V(w), e, val);
+      if constexpr (ORDER >= 1) {
+        const V eq = e / q;
+        c = at::vec::fmadd(V(-w), eq, c);
+        if constexpr (ORDER == 2) h = at::vec::fmadd(V(T(2) * w), eq / q, h);
+      }
     }
   }
   return val;
 }
 
-// Columns [j0, j1) of one row of a tile: d holds x_i . y_j on entry and c_ij on exit (WANT_C); returns the sum of
-// the kernel values.
-template <typename T, bool WANT_C>
-T row_range(T* d, const T* ny, T nxi, int64_t j0, int64_t j1, const Mixture<T>& m) {
+// Columns [j0, j1) of one row i of a tile. On entry d[j] = x_i . y_j (and, ORDER 2, e[j] = u_i . y_j + x_i . v_j);
+// r2 = |x_i|^2 + |y_j|^2 - 2 d[j] clamped at 0. ORDER 0: returns the sum of the kernel values; 1: also d[j] = c_ij;
+// 2: d[j] = c_ij and e[j] = k''_ij (u_i - v_j).(x_i - y_j) with that dot product = ux + vy[j] - e[j].
+template <typename T, int ORDER>
+T row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t j0, int64_t j1, const Mixture<T>& m) {
   using V = at::vec::Vectorized<T>;
-  V acc(T(0)), c;
-  const V two(T(2)), zero(T(0)), vnx(nxi);
+  V acc(T(0)), c, h;
+  const V two(T(2)), zero(T(0)), vnx(nxi), vux(ux);
+  auto step = [&](int64_t j, int n) {
+    const bool full = n == V::size();
+    const V dv = full ? V::loadu(d + j) : V::loadu(d + j, n);
+    const V nyv = full ? V::loadu(ny + j) : V::loadu(ny + j, n);
+    const V r2 = at::vec::maximum(vnx + nyv - two * dv, zero);
+    V val = mixture<T, ORDER>(r2, m, c, h);
+    if constexpr (ORDER < 2) acc += full ? val : V::set(zero, val, n);
+    if constexpr (ORDER >= 1) full ? c.store(d + j) : c.store(d + j, n);
+    if constexpr (ORDER == 2) {
+      const V ev = full ? V::loadu(e + j) : V::loadu(e + j, n);
+      const V vyv = full ? V::loadu(vy + j) : V::loadu(vy + j, n);
+      const V q = h * (vux + vyv - ev);
+      full ? q.store(e + j) : q.store(e + j, n);
+    }
+  };
   int64_t j = j0;
-  for (; j + V::size() <= j1; j += V::size()) {
-    const V r2 = at::vec::maximum(vnx + V::loadu(ny + j) - two * V::loadu(d + j), zero);
-    acc += mixture<T, WANT_C>(r2, m, c);
-    if constexpr (WANT_C) c.store(d + j);
-  }
-  if (j < j1) {
-    const int n = static_cast<int>(j1 - j);
-    const V r2 = at::vec::maximum(vnx + V::loadu(ny + j, n) - two * V::loadu(d + j, n), zero);
-    acc += V::set(zero, mixture<T, WANT_C>(r2, m, c), n);
-    if constexpr (WANT_C) c.store(d + j, n);
-  }
+  for (; j + V::size() <= j1; j += V::size()) step(j, V::size());
+  if (j < j1) step(j, static_cast<int>(j1 - j));
   return at::vec::vec_reduce_all<T>([](V a, V b) { return a + b; }, acc);
 }
 
-// One tile [i0, i0 + bi) x [j0, j0 + bj) held in d (bi x bj, row-major): returns the sum of its kernel values.
-// diag_tile: a tile on the diagonal of a self-sum (i0 == j0): its pairs (i, i) get r2 = 0 exactly, or are left
-// out (their value, and c = 0) when !diagonal.
-template <typename T, bool WANT_C>
-double tile_pass(T* d, int64_t bi, int64_t bj, const T* nx, const T* ny, const Mixture<T>& m, bool diag_tile,
-                 bool diagonal) {
+// One tile [i0, i0 + bi) x [j0, j0 + bj) held row-major in d (and e, ORDER 2): returns the sum of its kernel values.
+// diag_tile: a tile on the diagonal of a self-sum (i0 == j0): its pairs (i, i) get r2 = 0 exactly, or are left out
+// (value 0, c = 0) when !diagonal; ORDER 2 zeroes their c and second-order term (both vanish there analytically).
+template <typename T, int ORDER>
+double tile_pass(T* d, T* e, int64_t bi, int64_t bj, const T* nx, const T* ny, const T* ux, const T* vy,
+                 const Mixture<T>& m, bool diag_tile, bool diagonal) {
   std::vector<double> rows(bi, 0.0);
   at::parallel_for(0, bi, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       T* row = d + i * bj;
+      T* erow = ORDER == 2 ? e + i * bj : nullptr;
+      const T uxi = ORDER == 2 ? ux[i] : T(0);
       if (!diag_tile) {
-        rows[i] = row_range<T, WANT_C>(row, ny, nx[i], 0, bj, m);
-      } else if (diagonal) {
-        row[i] = nx[i];  // r2 = nx + nx - 2 nx = 0 exactly
-        rows[i] = row_range<T, WANT_C>(row, ny, nx[i], 0, bj, m);
-      } else {
-        rows[i] = double(row_range<T, WANT_C>(row, ny, nx[i], 0, i, m)) +
-                  double(row_range<T, WANT_C>(row, ny, nx[i], i + 1, bj, m));
-        if constexpr (WANT_C) row[i] = T(0);
+        rows[i] = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m);
+        continue;
       }
+      row[i] = nx[i];  // r2 = nx + nx - 2 nx = 0 exactly
+      if (diagonal || ORDER == 2) {
+        rows[i] = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m);
+      } else {
+        rows[i] = double(row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, i, m)) +
+                  double(row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, i + 1, bj, m));
+      }
+      if (ORDER == 2 || (ORDER == 1 && !diagonal)) row[i] = T(0);
+      if constexpr (ORDER == 2) erow[i] = T(0);
     }
   });
   double total = 0.0;
@@ -113,7 +137,7 @@ double tile_pass(T* d, int64_t bi, int64_t bj, const T* nx, const T* ny, const M
   return total;
 }
 
-// [a | 1]: the centred rows with a column of ones, in the compute type.
+// [a - mean | 1] in the compute type: the centred rows with a column of ones (GEMMs against it also sum).
 at::Tensor augment(const at::Tensor& a, const at::Tensor& mean, at::ScalarType ct) {
   at::Tensor out = at::empty({a.size(0), a.size(1) + 1}, a.options().dtype(ct));
   out.narrow(1, 0, a.size(1)).copy_(a.to(ct) - mean);
@@ -121,76 +145,148 @@ at::Tensor augment(const at::Tensor& a, const at::Tensor& mean, at::ScalarType c
   return out;
 }
 
-template <typename T>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_impl(const at::Tensor& x, const c10::optional<at::Tensor>& y_opt,
-                                                               const Mixture<T>& mix, bool diagonal, bool grad_x,
-                                                               bool grad_y) {
-  const bool self = !(y_opt.has_value() && y_opt->defined());
-  const at::Tensor& y = self ? x : *y_opt;
-  const int64_t n = x.size(0), m = y.size(0), dd = x.size(1);
-  const at::ScalarType ct = c10::CppTypeToScalarType<T>::value;
-  const bool want_c = grad_x || (grad_y && !self);
+// The centred point sets of a call: x, y (= x for a self-sum) with ones columns, their squared norms, the mean.
+struct Points {
+  bool self;
+  int64_t n, m, d;
+  at::ScalarType ct;
+  at::Tensor mean, xa, ya, xc, yc, nx, ny;
+};
 
-  // centre both sets on their common mean (in the compute type)
-  at::Tensor mean;
-  {
-    at::Tensor sx = x.to(ct).sum(0);
-    if (!self) sx = sx + y.to(ct).sum(0);
-    const int64_t cnt = self ? n : n + m;
-    mean = cnt > 0 ? sx / double(cnt) : sx;
-  }
-  const at::Tensor xa = augment(x, mean, ct);
-  const at::Tensor ya = self ? xa : augment(y, mean, ct);
-  const at::Tensor xc = xa.narrow(1, 0, dd), yc = ya.narrow(1, 0, dd);
-  const at::Tensor nx = xc.square().sum(1).contiguous();
-  const at::Tensor ny = self ? nx : yc.square().sum(1).contiguous();
+Points centre(const at::Tensor& x, const c10::optional<at::Tensor>& y_opt, at::ScalarType ct) {
+  Points P;
+  P.self = !(y_opt.has_value() && y_opt->defined());
+  const at::Tensor& y = P.self ? x : *y_opt;
+  P.n = x.size(0), P.m = y.size(0), P.d = x.size(1), P.ct = ct;
+  at::Tensor sx = x.to(ct).sum(0);
+  if (!P.self) sx = sx + y.to(ct).sum(0);
+  const int64_t cnt = P.self ? P.n : P.n + P.m;
+  P.mean = cnt > 0 ? sx / double(cnt) : sx;
+  P.xa = augment(x, P.mean, ct);
+  P.ya = P.self ? P.xa : augment(y, P.mean, ct);
+  P.xc = P.xa.narrow(1, 0, P.d), P.yc = P.ya.narrow(1, 0, P.d);
+  P.nx = P.xc.square().sum(1).contiguous();
+  P.ny = P.self ? P.nx : P.yc.square().sum(1).contiguous();
+  return P;
+}
 
-  // [C Y | rowsum C] per x row and [C^T X | colsum C] per y row (self: both into acc_x)
-  at::Tensor acc_x = grad_x ? at::zeros({n, dd + 1}, xa.options()) : at::Tensor();
-  at::Tensor acc_y = (want_c && !self) ? at::zeros({m, dd + 1}, xa.options()) : at::Tensor();
-  at::Tensor buf = at::empty({std::min(n, kTile) * std::min(m, kTile)}, xa.options());
-
-  double total = 0.0;
-  for (int64_t i0 = 0; i0 < n; i0 += kTile) {
-    const int64_t bi = std::min(kTile, n - i0);
-    for (int64_t j0 = self ? i0 : 0; j0 < m; j0 += kTile) {
-      const int64_t bj = std::min(kTile, m - j0);
-      at::Tensor tile = buf.narrow(0, 0, bi * bj).view({bi, bj});
-      at::mm_out(tile, xc.narrow(0, i0, bi), yc.narrow(0, j0, bj).t());
-      const bool diag_tile = self && i0 == j0;
-      T* d = tile.data_ptr<T>();
-      const T* pnx = nx.data_ptr<T>() + i0;
-      const T* pny = ny.data_ptr<T>() + j0;
-      const double s = want_c ? tile_pass<T, true>(d, bi, bj, pnx, pny, mix, diag_tile, diagonal)
-                              : tile_pass<T, false>(d, bi, bj, pnx, pny, mix, diag_tile, diagonal);
-      total += (self && !diag_tile) ? 2.0 * s : s;
-      if (!want_c) continue;
-      if (grad_x) acc_x.narrow(0, i0, bi).addmm_(tile, ya.narrow(0, j0, bj));
-      if (self && !diag_tile) {
-        acc_x.narrow(0, j0, bj).addmm_(tile.t(), xa.narrow(0, i0, bi));
-      } else if (!self && grad_y) {
-        acc_y.narrow(0, j0, bj).addmm_(tile.t(), xa.narrow(0, i0, bi));
-      }
+// Calls fn(i0, bi, j0, bj, diag_tile) for the tiles of the pair walk: all of them, or for a self-sum the upper
+// triangle (j0 >= i0) only.
+template <typename Fn>
+void walk_tiles(const Points& P, Fn&& fn) {
+  for (int64_t i0 = 0; i0 < P.n; i0 += kTile) {
+    const int64_t bi = std::min(kTile, P.n - i0);
+    for (int64_t j0 = P.self ? i0 : 0; j0 < P.m; j0 += kTile) {
+      fn(i0, bi, j0, std::min(kTile, P.m - j0), P.self && i0 == j0);
     }
   }
+}
 
-  // dS/dx_i = f (rowsum_i x_i - (C Y)_i), f = 2 (4 for a self-sum: x_i appears on both sides of each pair)
-  auto grad_of = [&](const at::Tensor& acc, const at::Tensor& centred, double f, const at::Tensor& like) {
-    at::Tensor g = (centred * acc.narrow(1, dd, 1) - acc.narrow(1, 0, dd)) * f;
-    return g.to(like.scalar_type());
-  };
-  at::Tensor gx = grad_x ? grad_of(acc_x, xc, self ? 4.0 : 2.0, x) : x.new_empty({0});
-  at::Tensor gy = (grad_y && !self) ? grad_of(acc_y, yc, 2.0, y) : x.new_empty({0});
+// f (s_i a_i - t_i) for acc = [t | s] (a GEMM against a ones-augmented matrix): the form of every gradient here.
+at::Tensor combine(const at::Tensor& acc, const at::Tensor& a, int64_t d, double f) {
+  return (a * acc.narrow(1, d, 1) - acc.narrow(1, 0, d)) * f;
+}
+
+template <typename T>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_impl(const at::Tensor& x, const c10::optional<at::Tensor>& y,
+                                                               const Mixture<T>& mix, bool diagonal, bool grad_x,
+                                                               bool grad_y) {
+  const Points P = centre(x, y, c10::CppTypeToScalarType<T>::value);
+  grad_y = grad_y && !P.self;
+  const bool want_c = grad_x || grad_y;
+  // [C Y | rowsum C] per x row and [C^T X | colsum C] per y row (self-sum: both into acc_x)
+  at::Tensor acc_x = grad_x ? at::zeros({P.n, P.d + 1}, P.xa.options()) : at::Tensor();
+  at::Tensor acc_y = grad_y ? at::zeros({P.m, P.d + 1}, P.xa.options()) : at::Tensor();
+  at::Tensor buf = at::empty({std::min(P.n, kTile) * std::min(P.m, kTile)}, P.xa.options());
+  const T* nx = P.nx.data_ptr<T>();
+  const T* ny = P.ny.data_ptr<T>();
+  double total = 0.0;
+  walk_tiles(P, [&](int64_t i0, int64_t bi, int64_t j0, int64_t bj, bool diag_tile) {
+    at::Tensor tile = buf.narrow(0, 0, bi * bj).view({bi, bj});
+    at::mm_out(tile, P.xc.narrow(0, i0, bi), P.yc.narrow(0, j0, bj).t());
+    T* d = tile.data_ptr<T>();
+    const double s = want_c ? tile_pass<T, 1>(d, nullptr, bi, bj, nx + i0, ny + j0, nullptr, nullptr, mix, diag_tile,
+                                              diagonal)
+                            : tile_pass<T, 0>(d, nullptr, bi, bj, nx + i0, ny + j0, nullptr, nullptr, mix, diag_tile,
+                                              diagonal);
+    total += (P.self && !diag_tile) ? 2.0 * s : s;
+    if (grad_x) acc_x.narrow(0, i0, bi).addmm_(tile, P.ya.narrow(0, j0, bj));
+    if (grad_x && P.self && !diag_tile) acc_x.narrow(0, j0, bj).addmm_(tile.t(), P.xa.narrow(0, i0, bi));
+    if (grad_y) acc_y.narrow(0, j0, bj).addmm_(tile.t(), P.xa.narrow(0, i0, bi));
+  });
+  // dS/dx_i = f (rowsum_i x_i - (C Y)_i), f = 2 (4 for a self-sum: x_i is on both sides of its pairs)
+  at::Tensor gx = grad_x ? combine(acc_x, P.xc, P.d, P.self ? 4.0 : 2.0).to(x.scalar_type()) : x.new_empty({0});
+  at::Tensor gy = grad_y ? combine(acc_y, P.yc, P.d, 2.0).to(x.scalar_type()) : x.new_empty({0});
   at::Tensor value = at::scalar_tensor(total, x.options().dtype(at::kDouble)).to(x.scalar_type());
   return {value, gx, gy};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& y,
-                                                              c10::string_view kernel, at::ArrayRef<double> bandwidths,
-                                                              at::ArrayRef<double> weights, bool diagonal, bool grad_x,
-                                                              bool grad_y) {
-  const int kind = parse_pair_kernel(std::string(kernel));
-  const std::vector<double> params = pair_kernel_params(kind, bandwidths, weights);
+// d/d(x, y) of <u, dS/dx> + <v, dS/dy>. With c = k'(r2), h = k''(r2), delta_ij = x_i - y_j and
+// q_ij = h_ij (u_i - v_j).delta_ij:  <u, dS/dx> + <v, dS/dy> = 2 sum_ij c_ij (u_i - v_j).delta_ij, so
+//   d/dx_i = 2 [rowsum(C)_i u_i - (C V)_i + 2 (rowsum(Q)_i x_i - (Q Y)_i)]
+//   d/dy_j = 2 [colsum(C)_j v_j - (C^T U)_j + 2 (colsum(Q)_j y_j - (Q^T X)_j)]
+// (self-sum: v = u, y = x, factor 4). Per tile: D = X Y^T and E = U Y^T + X V^T in one GEMM over [U | X] [Y | V]^T.
+template <typename T>
+std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_impl(const at::Tensor& x, const c10::optional<at::Tensor>& y,
+                                                             const at::Tensor& u, const at::Tensor& v,
+                                                             const Mixture<T>& mix, bool grad_x, bool grad_y) {
+  const Points P = centre(x, y, c10::CppTypeToScalarType<T>::value);
+  grad_y = grad_y && !P.self;
+  const at::Tensor uc = u.to(P.ct), vc = P.self ? uc : v.to(P.ct);
+  const at::Tensor ua = at::cat({uc, at::ones({P.n, 1}, P.xa.options())}, 1);
+  const at::Tensor va = P.self ? ua : at::cat({vc, at::ones({P.m, 1}, P.xa.options())}, 1);
+  const at::Tensor ux_cat = at::cat({uc, P.xc}, 1), yv_cat = at::cat({P.yc, vc}, 1);
+  const at::Tensor ux = (uc * P.xc).sum(1).contiguous();
+  const at::Tensor vy = P.self ? ux : (vc * P.yc).sum(1).contiguous();
+  const bool any = grad_x || grad_y;
+  at::Tensor ax1, ax2, ay1, ay2;  // [C V | rowsum C], [Q Y | rowsum Q], [C^T U | colsum C], [Q^T X | colsum Q]
+  if (grad_x) ax1 = at::zeros({P.n, P.d + 1}, P.xa.options()), ax2 = at::zeros_like(ax1);
+  if (grad_y) ay1 = at::zeros({P.m, P.d + 1}, P.xa.options()), ay2 = at::zeros_like(ay1);
+  const int64_t cap = std::min(P.n, kTile) * std::min(P.m, kTile);
+  at::Tensor buf = at::empty({2 * cap}, P.xa.options());
+  const T* nx = P.nx.data_ptr<T>();
+  const T* ny = P.ny.data_ptr<T>();
+  if (any) {
+    walk_tiles(P, [&](int64_t i0, int64_t bi, int64_t j0, int64_t bj, bool diag_tile) {
+      at::Tensor dt = buf.narrow(0, 0, bi * bj).view({bi, bj});
+      at::Tensor et = buf.narrow(0, cap, bi * bj).view({bi, bj});
+      at::mm_out(dt, P.xc.narrow(0, i0, bi), P.yc.narrow(0, j0, bj).t());
+      at::mm_out(et, ux_cat.narrow(0, i0, bi), yv_cat.narrow(0, j0, bj).t());
+      tile_pass<T, 2>(dt.data_ptr<T>(), et.data_ptr<T>(), bi, bj, nx + i0, ny + j0, ux.data_ptr<T>() + i0,
+                      vy.data_ptr<T>() + j0, mix, diag_tile, true);
+      if (grad_x) {
+        ax1.narrow(0, i0, bi).addmm_(dt, va.narrow(0, j0, bj));
+        ax2.narrow(0, i0, bi).addmm_(et, P.ya.narrow(0, j0, bj));
+        if (P.self && !diag_tile) {
+          ax1.narrow(0, j0, bj).addmm_(dt.t(), ua.narrow(0, i0, bi));
+          ax2.narrow(0, j0, bj).addmm_(et.t(), P.xa.narrow(0, i0, bi));
+        }
+      }
+      if (grad_y) {
+        ay1.narrow(0, j0, bj).addmm_(dt.t(), ua.narrow(0, i0, bi));
+        ay2.narrow(0, j0, bj).addmm_(et.t(), P.xa.narrow(0, i0, bi));
+      }
+    });
+  }
+  const double f = P.self ? 4.0 : 2.0;
+  at::Tensor dx = grad_x ? (combine(ax1, uc, P.d, f) + combine(ax2, P.xc, P.d, 2.0 * f)).to(x.scalar_type())
+                         : x.new_empty({0});
+  at::Tensor dy = grad_y ? (combine(ay1, vc, P.d, 2.0) + combine(ay2, P.yc, P.d, 4.0)).to(x.scalar_type())
+                         : x.new_empty({0});
+  return {dx, dy};
+}
+
+struct Parsed {
+  int kind;
+  std::vector<double> params, weights;
+};
+
+Parsed check_kernel_sum(const at::Tensor& x, const c10::optional<at::Tensor>& y, c10::string_view kernel,
+                        at::ArrayRef<double> bandwidths, at::ArrayRef<double> weights) {
+  Parsed p;
+  p.kind = parse_pair_kernel(std::string(kernel));
+  p.params = pair_kernel_params(p.kind, bandwidths, weights);
+  p.weights.assign(weights.begin(), weights.end());
   check_float_tensor(x, "x");
   TORCH_CHECK_VALUE(x.dim() == 2, "x: expected a 2-d tensor of shape (n, d), got shape ", x.sizes());
   if (y.has_value() && y->defined()) {
@@ -198,17 +294,51 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cpu(const at::Tensor& 
     TORCH_CHECK_VALUE(y->dim() == 2 && y->size(1) == x.size(1), "y: expected a 2-d tensor of shape (m, ", x.size(1),
                       ") like x, got shape ", y->sizes());
   }
-  if (x.scalar_type() == at::kDouble) {
-    Mixture<double> mix{kind, params, std::vector<double>(weights.begin(), weights.end())};
-    return kernel_sum_impl<double>(x, y, mix, diagonal, grad_x, grad_y);
+  return p;
+}
+
+template <typename T>
+Mixture<T> to_mixture(const Parsed& p) {
+  return Mixture<T>{p.kind, std::vector<T>(p.params.begin(), p.params.end()),
+                    std::vector<T>(p.weights.begin(), p.weights.end())};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& y,
+                                                              c10::string_view kernel, at::ArrayRef<double> bandwidths,
+                                                              at::ArrayRef<double> weights, bool diagonal, bool grad_x,
+                                                              bool grad_y) {
+  const Parsed p = check_kernel_sum(x, y, kernel, bandwidths, weights);
+  if (x.scalar_type() == at::kDouble) return kernel_sum_impl<double>(x, y, to_mixture<double>(p), diagonal, grad_x, grad_y);
+  return kernel_sum_impl<float>(x, y, to_mixture<float>(p), diagonal, grad_x, grad_y);
+}
+
+std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& y,
+                                                            const at::Tensor& u, const c10::optional<at::Tensor>& v,
+                                                            c10::string_view kernel, at::ArrayRef<double> bandwidths,
+                                                            at::ArrayRef<double> weights, bool grad_x, bool grad_y) {
+  const Parsed p = check_kernel_sum(x, y, kernel, bandwidths, weights);
+  check_like(u, "u", x, "x");
+  check_same_shape(u, "u", x, "x");
+  const bool self = !(y.has_value() && y->defined());
+  at::Tensor vv;
+  if (!self) {
+    if (v.has_value() && v->defined()) {
+      check_like(*v, "v", x, "x");
+      check_same_shape(*v, "v", *y, "y");
+      vv = *v;
+    } else {
+      vv = at::zeros_like(*y);
+    }
   }
-  Mixture<float> mix{kind, std::vector<float>(params.begin(), params.end()),
-                     std::vector<float>(weights.begin(), weights.end())};
-  return kernel_sum_impl<float>(x, y, mix, diagonal, grad_x, grad_y);
+  if (x.scalar_type() == at::kDouble) return kernel_sum_backward2_impl<double>(x, y, u, vv, to_mixture<double>(p), grad_x, grad_y);
+  return kernel_sum_backward2_impl<float>(x, y, u, vv, to_mixture<float>(p), grad_x, grad_y);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgan, CPU, m) { m.impl("kernel_sum", &kernel_sum_cpu); }
+TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
+  m.impl("kernel_sum", &kernel_sum_cpu);
+  m.impl("kernel_sum_backward2", &kernel_sum_backward2_cpu);
+}
 
 }  // namespace fastgan

@@ -3,6 +3,7 @@ from .bias_act import BiasAct
 from .joint_linear import EagerJointLinear, JointLinear
 from .bigan import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, MLPCritic
 from .dcgan import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
+from .mmd import MMDLoss
 
 __all__ = [
     "BiasAct",
@@ -15,4 +16,5 @@ __all__ = [
     "EagerJointLinear",
     "JointLinear",
     "MLPCritic",
+    "MMDLoss",
 ]

@@ -1,0 +1,244 @@
+"""Pairwise-kernel sums and the maximum mean discrepancy (GMMN, MMD-GAN, two-sample tests) without the n x m kernel
+matrix.
+
+    kernel_sum(x, y)  S = sum_ij sum_s w_s k_s(|x_i - y_j|^2)             (y None: the self-sum over x)
+    mmd2(x, y)        MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y), biased (V-statistic) or unbiased (U-statistic)
+    mmd_test(x, y)    the unbiased MMD^2 and its permutation p-value
+
+Kernels (csrc/include/fastgan/pair_kernels.h is the one table; s = bandwidth):
+    gaussian  exp(-r2 / (2 s^2))       rq  (1 + r2 / (2 a))^(-a)  (bandwidths are the a's)       imq  s^2 / (s^2 + r2)
+
+fastgan::kernel_sum walks the pairs in tiles (C++: a GEMM per tile for the dot products, one vectorised pass for the
+kernel values of every bandwidth from the same distance, two more GEMMs for the gradients) and returns the sum and,
+in the same pass, its gradients: one walk over the pairs serves forward and backward. Its autograd multiplies the
+saved gradients by the incoming scalar; second derivatives (a gradient penalty through an MMD, MMD-GAN's penalty on
+the witness) go through fastgan::kernel_sum_backward2, one more tiled walk (Hessian-vector products with k''), whose
+own derivative (third order) raises NotImplementedError.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+
+from .. import _checks
+from ..backend import resolve
+from ._namespaces import OpNamespaces
+from . import reference
+
+__all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "MMDTestResult", "KERNELS"]
+
+KERNELS = ("gaussian", "rq", "imq")
+DEFAULT_BANDWIDTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+_IMPLEMENTED = frozenset({"reference", "cpp"})
+MEDIAN_SAMPLES = 1024
+
+
+def _check_points(t, arg: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    if like is None:
+        _checks.tensor(t, arg)
+    else:
+        _checks.like(t, arg, like, "x")
+    if t.dim() != 2:
+        raise ValueError(f"{arg}: expected a 2-d tensor of shape (n, d) (flatten samples first), got shape "
+                         f"{tuple(t.shape)}")
+    if like is not None and t.shape[1] != like.shape[1]:
+        raise ValueError(f"{arg}: expected {like.shape[1]} features like x, got shape {tuple(t.shape)}")
+    return t
+
+
+def _check_kernel(kernel, bandwidths, weights) -> tuple[str, list[float], list[float]]:
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel: expected one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
+    if isinstance(bandwidths, (int, float)) and not isinstance(bandwidths, bool):
+        bandwidths = (bandwidths,)
+    if not isinstance(bandwidths, Sequence) or isinstance(bandwidths, str) or len(bandwidths) == 0:
+        raise ValueError(f"bandwidths: expected a non-empty sequence of numbers > 0, got {bandwidths!r}")
+    bw = [_checks.finite(b, "bandwidths") for b in bandwidths]
+    if any(b <= 0 for b in bw):
+        raise ValueError(f"bandwidths: expected numbers > 0, got {bw}")
+    if weights is None:
+        ws = [1.0] * len(bw)
+    else:
+        ws = [_checks.finite(w, "weights") for w in weights]
+        if len(ws) != len(bw):
+            raise ValueError(f"weights: expected {len(bw)} weights (one per bandwidth), got {len(ws)}")
+    return kernel, bw, ws
+
+
+def kernel_sum(x: torch.Tensor, y: torch.Tensor | None = None, kernel: str = "gaussian",
+               bandwidths=DEFAULT_BANDWIDTHS, weights=None, diagonal: bool = True,
+               impl: str | None = None) -> torch.Tensor:
+    """sum_i sum_j sum_s weights[s] k_s(x_i, y_j) for x (n, d), y (m, d); y None: the self-sum over pairs of rows of
+    x (diagonal=False leaves out the pairs (i, i)). A scalar of x's dtype, differentiable twice in x and y.
+    Memory O((n + m) d): the kernel matrix is never formed."""
+    _check_points(x, "x")
+    if y is not None:
+        _check_points(y, "y", x)
+    kernel, bw, ws = _check_kernel(kernel, bandwidths, weights)
+    backend = resolve(impl, x.device, "kernel_sum", _IMPLEMENTED)
+    if backend == "reference":
+        return reference.kernel_sum(x, y, kernel, bw, ws, bool(diagonal))
+    grad = torch.is_grad_enabled()
+    gx = grad and x.requires_grad
+    gy = grad and y is not None and y.requires_grad
+    return _ops(backend).kernel_sum(x, y, kernel, bw, ws, bool(diagonal), gx, gy)[0]
+
+
+def median_bandwidth(x: torch.Tensor, y: torch.Tensor | None = None, max_samples: int = MEDIAN_SAMPLES) -> float:
+    """The median heuristic: the median Euclidean distance between distinct points of x and y pooled. Above
+    max_samples pooled points it is the median over a uniform random subsample of max_samples points (without
+    replacement, drawn by a generator seeded with 0, so the same data give the same bandwidth), which keeps it
+    O(max_samples^2) in time and memory. Computed without gradient."""
+    with torch.no_grad():
+        z = x if y is None else torch.cat([x, y])
+        z = z.detach().reshape(z.shape[0], -1)
+        if z.shape[0] > max_samples:
+            idx = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(0))[:max_samples]
+            z = z[idx.to(z.device)]
+        if z.shape[0] < 2:
+            raise ValueError(f"bandwidths='median': needs at least 2 points, got {z.shape[0]}")
+        zf = z.double()
+        iu = torch.triu_indices(zf.shape[0], zf.shape[0], offset=1, device=zf.device)
+        d = torch.cdist(zf, zf)[iu[0], iu[1]]
+        med = d.median().item()
+    if not med > 0:
+        raise ValueError("bandwidths='median': the median pairwise distance is 0 (more than half the points "
+                         "coincide); pass bandwidths explicitly")
+    return med
+
+
+def _resolve_bandwidths(x, y, kernel, bandwidths):
+    if isinstance(bandwidths, str):
+        if bandwidths != "median":
+            raise ValueError(f"bandwidths: expected a sequence of numbers or 'median', got {bandwidths!r}")
+        if kernel == "rq":
+            raise ValueError("bandwidths='median': the rq kernel's parameters are shape exponents, not length "
+                             "scales; pass them explicitly")
+        return (median_bandwidth(x, y),)
+    return bandwidths
+
+
+def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", bandwidths=DEFAULT_BANDWIDTHS, weights=None,
+         estimator: str = "biased", impl: str | None = None) -> torch.Tensor:
+    """The squared maximum mean discrepancy between the samples x (n, d) and y (m, d) (n != m allowed).
+
+    estimator 'biased': the V-statistic (all pairs; >= 0); 'unbiased': the U-statistic (no pairs (i, i); n, m >= 2;
+    can be negative). bandwidths: a sequence, or 'median' (median_bandwidth of x and y pooled). Differentiable twice
+    in x and y."""
+    _check_points(x, "x")
+    _check_points(y, "y", x)
+    if estimator not in ("biased", "unbiased"):
+        raise ValueError(f"estimator: expected 'biased' or 'unbiased', got {estimator!r}")
+    n, m = x.shape[0], y.shape[0]
+    need = 2 if estimator == "unbiased" else 1
+    for t, name in ((n, "x"), (m, "y")):
+        if t < need:
+            raise ValueError(f"{name}: the {estimator} estimator needs at least {need} samples, got {t}")
+    bandwidths = _resolve_bandwidths(x, y, kernel, bandwidths)
+    diag = estimator == "biased"
+    kw = dict(kernel=kernel, bandwidths=bandwidths, weights=weights, impl=impl)
+    kxx = kernel_sum(x, None, diagonal=diag, **kw)
+    kyy = kernel_sum(y, None, diagonal=diag, **kw)
+    kxy = kernel_sum(x, y, **kw)
+    px, py = (n * n, m * m) if diag else (n * (n - 1), m * (m - 1))
+    return kxx / px + kyy / py - kxy * (2.0 / (n * m))
+
+
+class MMDTestResult(NamedTuple):
+    statistic: float  # the unbiased MMD^2 of the samples
+    p_value: float  # (1 + #{permutations with a statistic >= it}) / (1 + permutations)
+    permutations: int
+
+
+def mmd_test(x: torch.Tensor, y: torch.Tensor, permutations: int = 200, kernel: str = "gaussian",
+             bandwidths="median", weights=None, generator: torch.Generator | None = None,
+             impl: str | None = None) -> MMDTestResult:
+    """Two-sample permutation test of H0: x and y come from the same distribution, with the unbiased MMD^2 as the
+    statistic. The bandwidths ('median' by default) are fixed once from the pooled sample, so every permutation uses
+    the same kernel. generator: for the permutations (default: a CPU generator seeded with 0)."""
+    _check_points(x, "x")
+    _check_points(y, "y", x)
+    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
+        raise ValueError(f"permutations: expected an int >= 1, got {permutations!r}")
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        bandwidths = _resolve_bandwidths(x, y, kernel, bandwidths)
+        kw = dict(kernel=kernel, bandwidths=bandwidths, weights=weights, estimator="unbiased", impl=impl)
+        stat = mmd2(x, y, **kw).item()
+        z, n = torch.cat([x, y]), x.shape[0]
+        hits = 0
+        for _ in range(permutations):
+            p = torch.randperm(z.shape[0], generator=gen).to(z.device)
+            hits += mmd2(z[p[:n]], z[p[n:]], **kw).item() >= stat
+    return MMDTestResult(stat, (1 + hits) / (1 + permutations), permutations)
+
+
+def _register(ns_name: str, with_fake: bool) -> None:
+    ns = getattr(torch.ops, ns_name)
+    ns_q = f"{ns_name}::kernel_sum"
+
+    if with_fake:
+        @torch.library.register_fake(ns_q)
+        def _(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
+            gx = torch.empty_like(x) if grad_x else x.new_empty([0])
+            gy = torch.empty_like(y) if (grad_y and y is not None) else x.new_empty([0])
+            return x.new_empty([]), gx, gy
+
+        @torch.library.register_fake(ns_q + "_backward2")
+        def _(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y):
+            return (torch.empty_like(x) if grad_x else x.new_empty([0]),
+                    torch.empty_like(y) if (grad_y and y is not None) else x.new_empty([0]))
+
+    def setup(ctx, inputs, output):
+        x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y = inputs
+        ctx.set_materialize_grads(False)  # None, not zeros, for the gradient outputs nobody used: see backward
+        ctx.args = (kernel, bandwidths, weights)
+        ctx.flags = (grad_x, grad_y and y is not None)
+        ctx.save_for_backward(x, y, output[1], output[2])
+
+    def backward(ctx, gv, ggx, ggy):
+        x, y, sx, sy = ctx.saved_tensors
+        need_x, need_y = ctx.needs_input_grad[:2]
+        need_y = need_y and y is not None
+        dx = dy = None
+        if gv is not None:  # d(gv * S): the gradients computed in the forward pass, scaled
+            if (need_x and not ctx.flags[0]) or (need_y and not ctx.flags[1]):
+                raise RuntimeError("fastgan::kernel_sum: a gradient was requested for an input whose grad_x / grad_y "
+                                   "flag was False; call fastgan.kernel_sum, which sets the flags")
+            dx = gv * sx if need_x else None
+            dy = gv * sy if need_y else None
+        if (ggx is not None or ggy is not None) and (need_x or need_y):  # through the gradient outputs: 2nd order
+            u = ggx if ggx is not None else torch.zeros_like(x)
+            hx, hy = ns.kernel_sum_backward2(x, y, u, ggy if y is not None else None, *ctx.args, need_x, need_y)
+            if need_x:
+                dx = hx if dx is None else dx + hx
+            if need_y:
+                dy = hy if dy is None else dy + hy
+        return dx, dy, None, None, None, None, None, None
+
+    torch.library.register_autograd(ns_q, backward, setup_context=setup)
+
+    def bwd2_backward(ctx, *grads):
+        raise NotImplementedError("fastgan.kernel_sum: third-order derivatives are not implemented "
+                                  f"({ns_q}_backward2 has no backward); use impl='reference' if you need them")
+
+    torch.library.register_autograd(ns_q + "_backward2", bwd2_backward, setup_context=lambda ctx, inputs, output: None)
+
+
+def _define_triton_ops() -> None:
+    raise AssertionError("unreachable: kernel_sum has no Triton implementation yet (resolve() refuses it)")
+
+
+_ops = OpNamespaces(_define_triton_ops, _register)
+
+
+def _init() -> None:
+    from .. import _ext
+
+    if _ext.load() is not None:
+        _register("fastgan", with_fake=True)
+
+
+_init()
