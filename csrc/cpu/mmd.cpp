@@ -140,8 +140,25 @@ double tile_pass(T* d, T* e, int64_t bi, int64_t bj, const T* nx, const T* ny, c
 // [a - mean | 1] in the compute type: the centred rows with a column of ones (GEMMs against it also sum).
 at::Tensor augment(const at::Tensor& a, const at::Tensor& mean, at::ScalarType ct) {
   at::Tensor out = at::empty({a.size(0), a.size(1) + 1}, a.options().dtype(ct));
-  out.narrow(1, 0, a.size(1)).copy_(a.to(ct) - mean);
+  out.narrow(1, 0, a.size(1)).copy_(a).sub_(mean);  // in place: no n x d temporary
   out.select(1, a.size(1)).fill_(1);
+  return out;
+}
+
+// |a_i|^2 per row of a (rows with a stride), without an n x d temporary.
+at::Tensor row_sq_norms(const at::Tensor& a) {
+  at::Tensor out = at::empty({a.size(0)}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "fastgan_row_sq_norms", [&] {
+    const scalar_t* p = a.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const int64_t d = a.size(1), ld = a.stride(0);
+    at::parallel_for(0, a.size(0), 256, [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        o[i] = at::vec::map_reduce_all<scalar_t>([](auto v) { return v * v; }, [](auto u, auto v) { return u + v; },
+                                                 p + i * ld, d);
+      }
+    });
+  });
   return out;
 }
 
@@ -165,8 +182,8 @@ Points centre(const at::Tensor& x, const c10::optional<at::Tensor>& y_opt, at::S
   P.xa = augment(x, P.mean, ct);
   P.ya = P.self ? P.xa : augment(y, P.mean, ct);
   P.xc = P.xa.narrow(1, 0, P.d), P.yc = P.ya.narrow(1, 0, P.d);
-  P.nx = P.xc.square().sum(1).contiguous();
-  P.ny = P.self ? P.nx : P.yc.square().sum(1).contiguous();
+  P.nx = row_sq_norms(P.xc);
+  P.ny = P.self ? P.nx : row_sq_norms(P.yc);
   return P;
 }
 
@@ -184,7 +201,7 @@ void walk_tiles(const Points& P, Fn&& fn) {
 
 // f (s_i a_i - t_i) for acc = [t | s] (a GEMM against a ones-augmented matrix): the form of every gradient here.
 at::Tensor combine(const at::Tensor& acc, const at::Tensor& a, int64_t d, double f) {
-  return (a * acc.narrow(1, d, 1) - acc.narrow(1, 0, d)) * f;
+  return at::mul(acc.narrow(1, 0, d), -f).addcmul_(a, acc.narrow(1, d, 1), f);  // one n x d allocation: the result
 }
 
 template <typename T>
