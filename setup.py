@@ -65,7 +65,7 @@ def extensions():
     cpu_arch = os.environ.get("FASTGAN_CPU_ARCH", "native")
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cpu").glob("*.cpp"))
-    cxx = ["-O3", "-g0", "-fopenmp", f'-DFASTGAN_CPU_ARCH_STR="{cpu_arch or "generic"}"']
+    cxx = ["-O3", "-g0", "-fopenmp", "-std=c++20", f'-DFASTGAN_CPU_ARCH_STR="{cpu_arch or "generic"}"']
     if cpu_arch:
         cxx.append(f"-march={cpu_arch}")
     define_macros = []

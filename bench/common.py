@@ -25,7 +25,7 @@ import fastgan
 from fastgan.backend import why_not
 
 from fastgan.benchmarking import (  # noqa: F401  (timing and floors live in the package; re-exported here)
-    COPY_BYTES, GEMM_N, Timing, _canon, byte_floor_s, copy_bandwidth, flop_floor_s, gemm_rate, sync, timeit,
+    COPY_BYTES, GEMM_N, Timing, _canon, byte_floor_s, copy_bandwidth, exp_rate, flop_floor_s, gemm_rate, sync, timeit,
 )
 
 REPO = Path(__file__).resolve().parent.parent

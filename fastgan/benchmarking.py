@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-__all__ = ["Timing", "sync", "timeit", "copy_bandwidth", "gemm_rate", "byte_floor_s", "flop_floor_s"]
+__all__ = ["Timing", "sync", "timeit", "copy_bandwidth", "gemm_rate", "exp_rate", "byte_floor_s", "flop_floor_s"]
 
 # Buffers of the floor measurements: large relative to every cache level (CPU L3 ~ tens of MB; H100 L2 50 MB), so
 # the copy streams through DRAM/HBM like the big tensors of the benchmarks do.
@@ -96,6 +96,21 @@ def gemm_rate(device: torch.device | str, dtype: torch.dtype = torch.float32) ->
     """FLOP/s of a large square `torch.mm(a, b, out=c)` (2 n^3 flops; n = 2048 on CPU, 8192 on CUDA) with the current
     math settings (TF32 etc. as the process has them); measured once per process, device and dtype."""
     return _gemm_rate(_canon(device), dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _exp_rate(device: torch.device, dtype: torch.dtype) -> float:
+    n = (1 << 20) if device.type == "cpu" else (1 << 26)  # cache-resident on CPU: the rate of the math, not of DRAM
+    a = -torch.rand(n, device=device).to(dtype)
+    out = torch.empty_like(a)
+    t = timeit(lambda: torch.exp(a, out=out), warmup=2, reps=15, device=device)
+    return n / t.median
+
+
+def exp_rate(device: torch.device | str, dtype: torch.dtype = torch.float32) -> float:
+    """Exponentials per second of torch.exp(out=) (the library's vectorised exp on CPU; on CUDA large enough to be
+    compute- rather than launch-bound); measured once per process, device and dtype. The floor of exp-bound ops."""
+    return _exp_rate(_canon(device), dtype)
 
 
 def byte_floor_s(nbytes: float, device: torch.device | str) -> float:

@@ -15,7 +15,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
-#include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
 #include <string>
@@ -24,6 +23,7 @@
 
 #include "fastgan/checks.h"
 #include "fastgan/pair_kernels.h"
+#include "fastgan/vec_math.h"
 
 namespace fastgan {
 namespace {
@@ -36,73 +36,85 @@ struct Mixture {
   std::vector<T> p, w;  // per-bandwidth parameter (pair_kernels.h) and weight
 };
 
-// The mixture at a vector of r2: returns sum_s w_s k_s(r2) (ORDER 0, 1) and sets c = sum_s w_s k_s'(r2) (ORDER >= 1)
-// and h = sum_s w_s k_s''(r2) (ORDER 2; the value is then not needed and not summed).
+// Sum of v[0, n) in kLanes independent partial sums (a fixed order, so deterministic; the compiler vectorises it,
+// which it may not do for a plain running sum without -ffast-math).
+constexpr int kLanes = 16;
+
+template <typename T>
+T lane_sum(const T* v, int64_t n) {
+  T acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] += v[j + l];
+  }
+  for (; j < n; ++j) acc[j % kLanes] += v[j];
+  T total = T(0);
+  for (int l = 0; l < kLanes; ++l) total += acc[l];
+  return total;
+}
+
+// Columns [j0, j1) of one row i of a tile, as plain loops over arrays that the compiler vectorises (vec_exp and
+// vec_log from vec_math.h). On entry d[j] = x_i . y_j (and, ORDER 2, e[j] = u_i . y_j + x_i . v_j);
+// r2 = |x_i|^2 + |y_j|^2 - 2 d[j] clamped at 0 (NaN passes). ORDER 0: returns the sum of the kernel values
+// sum_s w_s k_s(r2); 1: also d[j] = c_ij = sum_s w_s k_s'(r2); 2: d[j] = c_ij and e[j] = h_ij (u_i - v_j).(x_i - y_j)
+// with h = sum_s w_s k_s''(r2) and that dot product = ux + vy[j] - e[j]. sc: scratch of 4 kTile values.
 template <typename T, int ORDER>
-inline at::vec::Vectorized<T> mixture(const at::vec::Vectorized<T>& r2, const Mixture<T>& m, at::vec::Vectorized<T>& c,
-                                      at::vec::Vectorized<T>& h) {
-  using V = at::vec::Vectorized<T>;
-  V val(T(0));
-  c = V(T(0));
-  h = V(T(0));
+T row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t j0, int64_t j1, const Mixture<T>& m, T* sc) {
+  const int64_t len = j1 - j0;
+  T* __restrict r2 = sc;
+  T* __restrict val = sc + kTile;
+  T* __restrict c = sc + 2 * kTile;
+  T* __restrict h = sc + 3 * kTile;
+  T* __restrict dd = d + j0;
+  const T* __restrict nyy = ny + j0;
+  for (int64_t j = 0; j < len; ++j) {
+    const T r = nxi + nyy[j] - T(2) * dd[j];
+    r2[j] = r < T(0) ? T(0) : r;
+    val[j] = T(0);
+    c[j] = T(0);
+    h[j] = T(0);
+  }
   const size_t ns = m.p.size();
   for (size_t s = 0; s < ns; ++s) {
     const T p = m.p[s], w = m.w[s];
     if (m.kernel == kGaussian) {  // k = e^(-p r2), k' = -p k, k'' = p^2 k
-      const V e = (r2 * V(-p)).exp();
-      if constexpr (ORDER < 2) val = at::vec::fmadd(V(w), e, val);
-      if constexpr (ORDER >= 1) c = at::vec::fmadd(V(-w * p), e, c);
-      if constexpr (ORDER == 2) h = at::vec::fmadd(V(w * p * p), e, h);
+      const T wc = -w * p, wh = w * p * p;
+      for (int64_t j = 0; j < len; ++j) {
+        const T ev = vec_exp(-p * r2[j]);
+        if constexpr (ORDER < 2) val[j] += w * ev;
+        if constexpr (ORDER >= 1) c[j] += wc * ev;
+        if constexpr (ORDER == 2) h[j] += wh * ev;
+      }
     } else if (m.kernel == kRationalQuadratic) {  // k = t^-a, t = 1 + r2/(2a); k' = -k/(2t), k'' = (a+1)/(4a) k/t^2
-      const V t = at::vec::fmadd(r2, V(T(0.5) / p), V(T(1)));
-      const V e = (t.log() * V(-p)).exp();
-      if constexpr (ORDER < 2) val = at::vec::fmadd(V(w), e, val);
-      if constexpr (ORDER >= 1) {
-        const V et = e / t;
-        c = at::vec::fmadd(V(T(-0.5) * w), et, c);
-        if constexpr (ORDER == 2) h = at::vec::fmadd(V(w * (p + T(1)) / (T(4) * p)), et / t, h);
+      const T inv = T(0.5) / p, wc = T(-0.5) * w, wh = w * (p + T(1)) / (T(4) * p);
+      for (int64_t j = 0; j < len; ++j) {
+        const T t = std::fma(r2[j], inv, T(1));
+        const T ev = vec_exp(-p * vec_log(t));
+        const T et = ev / t;
+        if constexpr (ORDER < 2) val[j] += w * ev;
+        if constexpr (ORDER >= 1) c[j] += wc * et;
+        if constexpr (ORDER == 2) h[j] += wh * (et / t);
       }
     } else {  // inverse multiquadric: k = p/q, q = p + r2; k' = -k/q, k'' = 2k/q^2
-      const V q = V(p) + r2;
-      const V e = V(p) / q;
-      if constexpr (ORDER < 2) val = at::vec::fmadd(V(w), e, val);
-      if constexpr (ORDER >= 1) {
-        const V eq = e / q;
-        c = at::vec::fmadd(V(-w), eq, c);
-        if constexpr (ORDER == 2) h = at::vec::fmadd(V(T(2) * w), eq / q, h);
+      for (int64_t j = 0; j < len; ++j) {
+        const T q = p + r2[j];
+        const T ev = p / q;
+        const T eq = ev / q;
+        if constexpr (ORDER < 2) val[j] += w * ev;
+        if constexpr (ORDER >= 1) c[j] -= w * eq;
+        if constexpr (ORDER == 2) h[j] += T(2) * w * (eq / q);
       }
     }
   }
-  return val;
-}
-
-// Columns [j0, j1) of one row i of a tile. On entry d[j] = x_i . y_j (and, ORDER 2, e[j] = u_i . y_j + x_i . v_j);
-// r2 = |x_i|^2 + |y_j|^2 - 2 d[j] clamped at 0. ORDER 0: returns the sum of the kernel values; 1: also d[j] = c_ij;
-// 2: d[j] = c_ij and e[j] = k''_ij (u_i - v_j).(x_i - y_j) with that dot product = ux + vy[j] - e[j].
-template <typename T, int ORDER>
-T row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t j0, int64_t j1, const Mixture<T>& m) {
-  using V = at::vec::Vectorized<T>;
-  V acc(T(0)), c, h;
-  const V two(T(2)), zero(T(0)), vnx(nxi), vux(ux);
-  auto step = [&](int64_t j, int n) {
-    const bool full = n == V::size();
-    const V dv = full ? V::loadu(d + j) : V::loadu(d + j, n);
-    const V nyv = full ? V::loadu(ny + j) : V::loadu(ny + j, n);
-    const V r2 = at::vec::maximum(vnx + nyv - two * dv, zero);
-    V val = mixture<T, ORDER>(r2, m, c, h);
-    if constexpr (ORDER < 2) acc += full ? val : V::set(zero, val, n);
-    if constexpr (ORDER >= 1) full ? c.store(d + j) : c.store(d + j, n);
-    if constexpr (ORDER == 2) {
-      const V ev = full ? V::loadu(e + j) : V::loadu(e + j, n);
-      const V vyv = full ? V::loadu(vy + j) : V::loadu(vy + j, n);
-      const V q = h * (vux + vyv - ev);
-      full ? q.store(e + j) : q.store(e + j, n);
-    }
-  };
-  int64_t j = j0;
-  for (; j + V::size() <= j1; j += V::size()) step(j, V::size());
-  if (j < j1) step(j, static_cast<int>(j1 - j));
-  return at::vec::vec_reduce_all<T>([](V a, V b) { return a + b; }, acc);
+  if constexpr (ORDER >= 1) {
+    for (int64_t j = 0; j < len; ++j) dd[j] = c[j];
+  }
+  if constexpr (ORDER == 2) {
+    T* __restrict ee = e + j0;
+    const T* __restrict vyy = vy + j0;
+    for (int64_t j = 0; j < len; ++j) ee[j] = h[j] * (ux + vyy[j] - ee[j]);
+  }
+  return ORDER < 2 ? lane_sum(val, len) : T(0);
 }
 
 // One tile [i0, i0 + bi) x [j0, j0 + bj) held row-major in d (and e, ORDER 2): returns the sum of its kernel values.
@@ -113,20 +125,22 @@ double tile_pass(T* d, T* e, int64_t bi, int64_t bj, const T* nx, const T* ny, c
                  const Mixture<T>& m, bool diag_tile, bool diagonal) {
   std::vector<double> rows(bi, 0.0);
   at::parallel_for(0, bi, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<T> scratch(4 * kTile);
+    T* sc = scratch.data();
     for (int64_t i = r0; i < r1; ++i) {
       T* row = d + i * bj;
       T* erow = ORDER == 2 ? e + i * bj : nullptr;
       const T uxi = ORDER == 2 ? ux[i] : T(0);
       if (!diag_tile) {
-        rows[i] = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m);
+        rows[i] = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m, sc);
         continue;
       }
       row[i] = nx[i];  // r2 = nx + nx - 2 nx = 0 exactly
       if (diagonal || ORDER == 2) {
-        rows[i] = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m);
+        rows[i] = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m, sc);
       } else {
-        rows[i] = double(row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, i, m)) +
-                  double(row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, i + 1, bj, m));
+        rows[i] = double(row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, i, m, sc)) +
+                  double(row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, i + 1, bj, m, sc));
       }
       if (ORDER == 2 || (ORDER == 1 && !diagonal)) row[i] = T(0);
       if constexpr (ORDER == 2) erow[i] = T(0);

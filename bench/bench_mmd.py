@@ -1,0 +1,76 @@
+"""fastgan.mmd2 (tiled pair reductions, no n x m matrix) against the eager cdist formulation and torch.compile of it.
+
+    pytest bench/bench_mmd.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
+
+Groups `mmd2-n<n>-d<d>-fwd+bwd`: the biased MMD^2 of two fp32 samples of n rows each with a 5-bandwidth gaussian
+mixture (1, 2, 4, 8, 16 times sqrt(d): distances grow like sqrt(d)), then its gradients w.r.t. both. The dense
+baselines run where their n x n matrices fit (n <= EAGER_MAX_N); at larger n only fastgan runs, so the groups over n
+give the time and peak-memory curve.
+
+Floor (measured in this run): the distinct pairs P = n(n+1)/2 + m(m+1)/2 + nm (symmetry of k(x, x) and k(y, y)),
+each needing its distance (2d flops) and, for the gradients, two d-vector accumulations (4d flops) at the measured
+GEMM rate, plus one exp per bandwidth at the measured exp rate: floor = 6 d P / gemm_rate + 5 P / exp_rate.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import fastgan
+from fastgan.ops.reference import mmd2_functional
+
+from . import common
+
+CASES = [(1024, 64), (4096, 64), (16384, 64), (1024, 784), (4096, 784)]
+MULTIPLIERS = (1.0, 2.0, 4.0, 8.0, 16.0)
+EAGER_MAX_N = 4096
+WARMUP = 2
+
+
+def pytest_generate_tests(metafunc):
+    if "impl" in metafunc.fixturenames:
+        from .conftest import bench_device
+
+        metafunc.parametrize("impl", common.available_impls(bench_device(metafunc.config)))
+
+
+def floor_s(n: int, m: int, d: int, nbw: int, device) -> float:
+    pairs = n * (n + 1) / 2 + m * (m + 1) / 2 + n * m
+    return common.flop_floor_s(6 * d * pairs, device) + pairs * nbw / common.exp_rate(device)
+
+
+def make_op(impl: str, bandwidths):
+    kw = dict(kernel="gaussian", bandwidths=bandwidths, estimator="biased")
+    if impl == "eager":
+        return lambda x, y: mmd2_functional(x, y, **kw)
+    if impl == "compile":
+        f = torch.compile(mmd2_functional, dynamic=False)
+        return lambda x, y: f(x, y, **kw)
+    backend = impl.removeprefix("fastgan-")
+    return lambda x, y: fastgan.mmd2(x, y, impl=backend, **kw)
+
+
+@pytest.mark.parametrize("n,d", CASES, ids=[f"n{n}-d{d}" for n, d in CASES])
+def test_mmd2(benchmark, extra_info, device, impl, n, d):
+    if impl in ("eager", "compile") and n > EAGER_MAX_N:
+        pytest.skip(f"{impl}: its {n} x {n} kernel matrices (and their autograd copies) do not fit comfortably")
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(n, d, generator=gen, device=device, requires_grad=True)
+    y = (torch.randn(n, d, generator=gen, device=device) * 1.1 + 0.1).requires_grad_(True)
+    bandwidths = tuple(mult * math.sqrt(d) for mult in MULTIPLIERS)
+    op = make_op(impl, bandwidths)
+    gy = torch.ones((), device=device)
+    run = common.make_step(lambda: op(x, y), "fwd+bwd", [x, y], gy, device)
+    for _ in range(WARMUP):
+        run()
+    benchmark.group = f"mmd2-n{n}-d{d}-fwd+bwd"
+    fl = floor_s(n, n, d, len(bandwidths), device)
+    extra_info.update(impl=impl, n=n, m=n, d=d, kernel="gaussian", bandwidths=list(bandwidths), mode="fwd+bwd",
+                      floor="6 d P / gemm_rate + 5 P / exp_rate", floor_s=fl)
+    before = common.cpu_sample()
+    benchmark(run)
+    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median,
+                      other_cpu_load=common.other_cpu_load(before),
+                      peak_bytes=common.peak_memory(run, device))
