@@ -16,13 +16,17 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from fastgan._triton import bias_act, joint_linear  # noqa: E402
+from fastgan._triton import bias_act, joint_linear, mmd  # noqa: E402
 from fastgan.activations import ACTIVATIONS  # noqa: E402
 
 PTR_ARGS = {
     "joint_linear": ("out_ptr", "a1_ptr", "b1_ptr", "a2_ptr", "b2_ptr", "bias_ptr"),
     "bias_act": ("out_ptr", "ref_ptr", "g_ptr", "gg_ptr", "b_ptr", "part_ptr"),
+    "mmd": ("a_ptr", "b_ptr", "na_ptr", "nb_ptr", "p_ptr", "w_ptr", "val_ptr", "g_ptr", "g2_ptr", "pu_ptr", "qv_ptr",
+            "pa_ptr", "qb_ptr"),
 }
+KERNELS = {"joint_linear": joint_linear._joint_mm_kernel, "bias_act": bias_act._bias_act_kernel,
+           "mmd": mmd._pair_rows_kernel}
 
 
 def variants():
@@ -49,6 +53,15 @@ def variants():
                               GG_BCAST=False, BIAS_SUM=mode > 0, OB=1, CB=8, SB=128)
                 yield (f"bias_act {dt} {spec.name} mode={mode}", bias_act._bias_act_kernel, dt, ba_scalars, consts,
                        dict(num_warps=4))
+        if dt in ("fp32", "fp64"):  # the MMD kernels compute in fp32 / fp64 only (half inputs are widened first)
+            mmd_scalars = dict.fromkeys(("NA", "NB", "D"), "i64") | dict.fromkeys(("fac1", "fac2"), "fp32")
+            for kname, kid in mmd.KERNEL_IDS.items():
+                for mode in (0, 1, 2):
+                    bm, bn, bd, warps = mmd._tiles(64, dtype, False)
+                    consts = dict(KERNEL=kid, NS=5, MODE=mode, SELF=mode != 1, DIAG=mode == 0, PREC="ieee", BM=bm,
+                                  BN=bn, BD=bd)
+                    yield (f"mmd {dt} {kname} mode={mode}", mmd._pair_rows_kernel, dt, mmd_scalars, consts,
+                           dict(num_warps=warps))
 
 
 def main() -> int:
@@ -57,7 +70,7 @@ def main() -> int:
         target = GPUTarget("cuda", arch, 32)
         n = 0
         for name, kernel, dt, scalars, consts, opts in variants():
-            kname = "joint_linear" if kernel is joint_linear._joint_mm_kernel else "bias_act"
+            kname = next(k for k, v in KERNELS.items() if v is kernel)
             sig = dict.fromkeys(PTR_ARGS[kname], "*" + dt) | scalars | dict.fromkeys(consts, "constexpr")
             if kname == "bias_act":
                 sig["part_ptr"] = "*fp64" if dt == "fp64" else "*fp32"

@@ -17,8 +17,7 @@ own derivative (third order) raises NotImplementedError.
 """
 from __future__ import annotations
 
-import math
-from typing import NamedTuple, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple  # noqa: F401  (the Triton ops' annotations)
 
 import torch
 
@@ -31,7 +30,7 @@ __all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "MMDTestResult"
 
 KERNELS = ("gaussian", "rq", "imq")
 DEFAULT_BANDWIDTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
-_IMPLEMENTED = frozenset({"reference", "cpp"})
+_IMPLEMENTED = frozenset({"reference", "cpp", "triton"})
 MEDIAN_SAMPLES = 1024
 
 
@@ -228,7 +227,22 @@ def _register(ns_name: str, with_fake: bool) -> None:
 
 
 def _define_triton_ops() -> None:
-    raise AssertionError("unreachable: kernel_sum has no Triton implementation yet (resolve() refuses it)")
+    from torch.library import triton_op
+
+    # bare names: torch finds the kernels behind a triton_op (for its compile-cache keys) only through them
+    from .._triton.mmd import kernel_sum as tk_sum
+    from .._triton.mmd import kernel_sum_backward2 as tk_backward2
+
+    @triton_op("fastgan_triton::kernel_sum", mutates_args=())
+    def _fwd(x: torch.Tensor, y: Optional[torch.Tensor], kernel: str, bandwidths: List[float], weights: List[float],
+             diagonal: bool, grad_x: bool, grad_y: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tk_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y)
+
+    @triton_op("fastgan_triton::kernel_sum_backward2", mutates_args=())
+    def _bwd2(x: torch.Tensor, y: Optional[torch.Tensor], u: torch.Tensor, v: Optional[torch.Tensor], kernel: str,
+              bandwidths: List[float], weights: List[float], grad_x: bool,
+              grad_y: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        return tk_backward2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y)
 
 
 _ops = OpNamespaces(_define_triton_ops, _register)
