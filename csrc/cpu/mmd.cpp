@@ -1,22 +1,25 @@
 // CPU kernel of fastgan::kernel_sum, the building block of MMD: S = sum_ij sum_s w_s k_s(|x_i - y_j|^2) and, in the
-// same pass, its gradients, without ever holding the n x m kernel matrix.
+// same pass, its gradients, without ever holding the n x m kernel matrix; and of kernel_sum_backward2 (second order).
 //
 // The pairs are walked in tiles of at most kTile x kTile. Per tile: one GEMM D = X_I Y_J^T (BLAS), one vectorised
 // pass that turns D into r2 = |x|^2 + |y|^2 - 2 D (clamped at 0), sums the kernel values (all bandwidths from the
-// same r2) and overwrites D with c = sum_s w_s dk_s/dr2; then, when gradients are wanted, two more GEMMs accumulate
-// [C Y_J | rowsum C] and [C^T X_I | colsum C] (a column of ones appended to X and Y gives the sums for free). The
-// gradients follow as dS/dx_i = 2 (rowsum_i x_i - (C Y)_i) and dS/dy_j = 2 (colsum_j y_j - (C^T X)_j).
-// Memory: O((n + m) d) plus one tile. y = None: the symmetric self-sum over x, upper triangle of tiles only (each
-// off-diagonal tile counts twice); the diagonal pairs are exact zeros of r2 and can be left out (unbiased MMD).
+// same r2), overwrites D with c = sum_s w_s dk_s/dr2 and sums c per row and per column; then, when gradients are
+// wanted, two more GEMMs accumulate C Y_J and C^T X_I. The gradients follow as dS/dx_i = 2 (rowsum_i x_i - (C Y)_i)
+// and dS/dy_j = 2 (colsum_j y_j - (C^T X)_j). Memory: O((n + m) d) plus one tile. y = None: the symmetric self-sum
+// over x, upper triangle of tiles only (each off-diagonal tile counts twice); the diagonal pairs are exact zeros of
+// r2 and can be left out (unbiased MMD).
 //
 // Cancellation in |x|^2 + |y|^2 - 2 x.y is reduced by centring both sets on their common mean first (distances are
 // translation invariant); r2 is clamped at 0 and the diagonal of a self-sum is exactly 0. Compute type: fp64 for fp64,
-// else fp32 (half inputs are widened once); kernel values are summed per row in the compute type, rows in fp64.
+// else fp32 (half inputs are widened once). Rows are processed in fixed blocks of kRowBlock whatever the thread
+// count, and every sum runs in a fixed order: results are bitwise reproducible.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -29,11 +32,44 @@ namespace fastgan {
 namespace {
 
 constexpr int64_t kTile = 512;
+constexpr int64_t kRowBlock = 32;  // rows of a tile per parallel work item (and per column-sum slot)
+
+// The kernels of a call. Gaussian bandwidths are ordered by p ascending and, where p_s / p_{s-1} is exactly 2^k
+// (bandwidths in a geometric progression of ratio 2^(k/2): the usual 1, 2, 4, 8, 16), e^(-p_s r2) is computed as
+// (e^(-p_{s-1} r2))^(2^k) by k squarings instead of an exp. Each squaring doubles the relative error, so a chain
+// restarts with a real exp once it would pass kMaxSquarings from its anchor (<= 2^4 x the exp's error: ~1e-6 in
+// fp32). sq[s]: -1 for an exp, else the squarings from bandwidth s - 1.
+constexpr int kMaxSquarings = 4;
 
 template <typename T>
 struct Mixture {
   int kernel;
   std::vector<T> p, w;  // per-bandwidth parameter (pair_kernels.h) and weight
+  std::vector<int> sq;
+
+  Mixture(int kind, const std::vector<double>& params, const std::vector<double>& weights) : kernel(kind) {
+    std::vector<size_t> order(params.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    if (kind == kGaussian) {
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return params[a] < params[b]; });
+    }
+    int chain = 0;
+    for (size_t k = 0; k < order.size(); ++k) {
+      p.push_back(static_cast<T>(params[order[k]]));
+      w.push_back(static_cast<T>(weights[order[k]]));
+      int steps = -1;
+      if (kind == kGaussian && k > 0) {
+        int e2 = 0;
+        const double ratio = params[order[k]] / params[order[k - 1]];
+        if (std::frexp(ratio, &e2) == 0.5 && e2 >= 2 && chain + (e2 - 1) <= kMaxSquarings &&
+            static_cast<T>(params[order[k - 1]]) * std::ldexp(T(1), e2 - 1) == p.back()) {
+          steps = e2 - 1;  // ratio = 2^steps, exactly, also after rounding to T
+        }
+      }
+      chain = steps < 0 ? 0 : chain + steps;
+      sq.push_back(steps);
+    }
+  }
 };
 
 // Sum of v[0, n) in kLanes independent partial sums (a fixed order, so deterministic; the compiler vectorises it,
@@ -53,18 +89,26 @@ T lane_sum(const T* v, int64_t n) {
   return total;
 }
 
+template <typename T>
+struct RowSums {
+  T val = T(0), c = T(0), q = T(0);  // of the kernel values, of c, of the second-order term q
+};
+
 // Columns [j0, j1) of one row i of a tile, as plain loops over arrays that the compiler vectorises (vec_exp and
 // vec_log from vec_math.h). On entry d[j] = x_i . y_j (and, ORDER 2, e[j] = u_i . y_j + x_i . v_j);
-// r2 = |x_i|^2 + |y_j|^2 - 2 d[j] clamped at 0 (NaN passes). ORDER 0: returns the sum of the kernel values
-// sum_s w_s k_s(r2); 1: also d[j] = c_ij = sum_s w_s k_s'(r2); 2: d[j] = c_ij and e[j] = h_ij (u_i - v_j).(x_i - y_j)
-// with h = sum_s w_s k_s''(r2) and that dot product = ux + vy[j] - e[j]. sc: scratch of 4 kTile values.
+// r2 = |x_i|^2 + |y_j|^2 - 2 d[j] clamped at 0 (NaN passes). ORDER 0: the kernel values sum_s w_s k_s(r2) only;
+// 1: also d[j] = c_ij = sum_s w_s k_s'(r2); 2: d[j] = c_ij and e[j] = q_ij = h_ij (u_i - v_j).(x_i - y_j) with
+// h = sum_s w_s k_s''(r2) and that dot product = ux + vy[j] - e[j] (no values). The row's c (and q) are added into
+// the column sums cs1 (cs2) at [j0, j1). sc: scratch of 5 kTile values.
 template <typename T, int ORDER>
-T row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t j0, int64_t j1, const Mixture<T>& m, T* sc) {
+RowSums<T> row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t j0, int64_t j1, const Mixture<T>& m,
+                     T* sc, T* cs1, T* cs2) {
   const int64_t len = j1 - j0;
   T* __restrict r2 = sc;
   T* __restrict val = sc + kTile;
   T* __restrict c = sc + 2 * kTile;
   T* __restrict h = sc + 3 * kTile;
+  T* __restrict ex = sc + 4 * kTile;  // the last gaussian exponential, for the squaring chain
   T* __restrict dd = d + j0;
   const T* __restrict nyy = ny + j0;
   for (int64_t j = 0; j < len; ++j) {
@@ -79,8 +123,16 @@ T row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t j0, int64
     const T p = m.p[s], w = m.w[s];
     if (m.kernel == kGaussian) {  // k = e^(-p r2), k' = -p k, k'' = p^2 k
       const T wc = -w * p, wh = w * p * p;
+      const int steps = m.sq[s];
+      if (steps < 0) {  // separate loops, each vectorised (a branch inside one loop would not be)
+        for (int64_t j = 0; j < len; ++j) ex[j] = vec_exp(-p * r2[j]);
+      } else {  // (e^(-p_prev r2))^(2^steps): the previous bandwidth's values, squared in place
+        for (int k = 0; k < steps; ++k) {
+          for (int64_t j = 0; j < len; ++j) ex[j] *= ex[j];
+        }
+      }
       for (int64_t j = 0; j < len; ++j) {
-        const T ev = vec_exp(-p * r2[j]);
+        const T ev = ex[j];
         if constexpr (ORDER < 2) val[j] += w * ev;
         if constexpr (ORDER >= 1) c[j] += wc * ev;
         if constexpr (ORDER == 2) h[j] += wh * ev;
@@ -106,96 +158,142 @@ T row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t j0, int64
       }
     }
   }
+  RowSums<T> out;
+  if constexpr (ORDER < 2) out.val = lane_sum(val, len);
   if constexpr (ORDER >= 1) {
-    for (int64_t j = 0; j < len; ++j) dd[j] = c[j];
+    T* __restrict c1 = cs1 + j0;
+    for (int64_t j = 0; j < len; ++j) {
+      dd[j] = c[j];
+      c1[j] += c[j];
+    }
+    out.c = lane_sum(c, len);
   }
   if constexpr (ORDER == 2) {
     T* __restrict ee = e + j0;
+    T* __restrict c2 = cs2 + j0;
     const T* __restrict vyy = vy + j0;
-    for (int64_t j = 0; j < len; ++j) ee[j] = h[j] * (ux + vyy[j] - ee[j]);
-  }
-  return ORDER < 2 ? lane_sum(val, len) : T(0);
-}
-
-// One tile [i0, i0 + bi) x [j0, j0 + bj) held row-major in d (and e, ORDER 2): returns the sum of its kernel values.
-// diag_tile: a tile on the diagonal of a self-sum (i0 == j0): its pairs (i, i) get r2 = 0 exactly, or are left out
-// (value 0, c = 0) when !diagonal; ORDER 2 zeroes their c and second-order term (both vanish there analytically).
-template <typename T, int ORDER>
-double tile_pass(T* d, T* e, int64_t bi, int64_t bj, const T* nx, const T* ny, const T* ux, const T* vy,
-                 const Mixture<T>& m, bool diag_tile, bool diagonal) {
-  std::vector<double> rows(bi, 0.0);
-  at::parallel_for(0, bi, 16, [&](int64_t r0, int64_t r1) {
-    std::vector<T> scratch(4 * kTile);
-    T* sc = scratch.data();
-    for (int64_t i = r0; i < r1; ++i) {
-      T* row = d + i * bj;
-      T* erow = ORDER == 2 ? e + i * bj : nullptr;
-      const T uxi = ORDER == 2 ? ux[i] : T(0);
-      if (!diag_tile) {
-        rows[i] = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m, sc);
-        continue;
-      }
-      row[i] = nx[i];  // r2 = nx + nx - 2 nx = 0 exactly
-      if (diagonal || ORDER == 2) {
-        rows[i] = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m, sc);
-      } else {
-        rows[i] = double(row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, i, m, sc)) +
-                  double(row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, i + 1, bj, m, sc));
-      }
-      if (ORDER == 2 || (ORDER == 1 && !diagonal)) row[i] = T(0);
-      if constexpr (ORDER == 2) erow[i] = T(0);
+    for (int64_t j = 0; j < len; ++j) {
+      ee[j] = h[j] * (ux + vyy[j] - ee[j]);
+      c2[j] += ee[j];
     }
-  });
-  double total = 0.0;
-  for (double v : rows) total += v;  // fixed order: the result does not depend on the thread count
-  return total;
-}
-
-// [a - mean | 1] in the compute type: the centred rows with a column of ones (GEMMs against it also sum).
-at::Tensor augment(const at::Tensor& a, const at::Tensor& mean, at::ScalarType ct) {
-  at::Tensor out = at::empty({a.size(0), a.size(1) + 1}, a.options().dtype(ct));
-  out.narrow(1, 0, a.size(1)).copy_(a).sub_(mean);  // in place: no n x d temporary
-  out.select(1, a.size(1)).fill_(1);
+    out.q = lane_sum(e + j0, len);
+  }
   return out;
 }
 
-// |a_i|^2 per row of a (rows with a stride), without an n x d temporary.
+// The sums a tile pass produces besides the overwritten tiles: row sums (length bi) and column sums (length bj) of c
+// and q, and the total of the kernel values.
+template <typename T>
+struct TileSums {
+  std::vector<T> rc, rq, cc, cq;
+  double val = 0.0;
+};
+
+// One tile [i0, i0 + bi) x [j0, j0 + bj) held row-major in d (and e, ORDER 2). diag_tile: a tile on the diagonal of
+// a self-sum (i0 == j0): its pairs (i, i) get r2 = 0 exactly, or are left out (value 0, c = 0) when !diagonal;
+// ORDER 2 always leaves them out (their c and q terms vanish analytically).
+template <typename T, int ORDER>
+TileSums<T> tile_pass(T* d, T* e, int64_t bi, int64_t bj, const T* nx, const T* ny, const T* ux, const T* vy,
+                      const Mixture<T>& m, bool diag_tile, bool diagonal) {
+  const int64_t nblk = (bi + kRowBlock - 1) / kRowBlock;
+  const bool grads = ORDER >= 1;
+  std::vector<double> rows(bi, 0.0);
+  TileSums<T> ts;
+  ts.rc.assign(grads ? bi : 0, T(0));
+  ts.rq.assign(ORDER == 2 ? bi : 0, T(0));
+  std::vector<T> cs1(grads ? nblk * bj : 0, T(0)), cs2(ORDER == 2 ? nblk * bj : 0, T(0));  // per-block columns
+  at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<T> scratch(5 * kTile);
+    T* sc = scratch.data();
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      T* c1 = grads ? cs1.data() + blk * bj : nullptr;
+      T* c2 = ORDER == 2 ? cs2.data() + blk * bj : nullptr;
+      for (int64_t i = blk * kRowBlock; i < std::min(bi, (blk + 1) * kRowBlock); ++i) {
+        T* row = d + i * bj;
+        T* erow = ORDER == 2 ? e + i * bj : nullptr;
+        const T uxi = ORDER == 2 ? ux[i] : T(0);
+        RowSums<T> r;
+        const bool skip_diag = diag_tile && (!diagonal || ORDER == 2);
+        if (diag_tile) row[i] = nx[i];  // r2 = nx + nx - 2 nx = 0 exactly
+        if (!skip_diag) {
+          r = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m, sc, c1, c2);
+        } else {
+          const RowSums<T> a = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, i, m, sc, c1, c2);
+          const RowSums<T> b = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, i + 1, bj, m, sc, c1, c2);
+          r.val = a.val + b.val, r.c = a.c + b.c, r.q = a.q + b.q;
+          if constexpr (ORDER >= 1) row[i] = T(0);
+          if constexpr (ORDER == 2) erow[i] = T(0);
+        }
+        rows[i] = r.val;
+        if constexpr (ORDER >= 1) ts.rc[i] = r.c;
+        if constexpr (ORDER == 2) ts.rq[i] = r.q;
+      }
+    }
+  });
+  for (double v : rows) ts.val += v;  // fixed order
+  if (grads) {  // column sums: the blocks' partial sums in block order
+    ts.cc.assign(bj, T(0));
+    if (ORDER == 2) ts.cq.assign(bj, T(0));
+    for (int64_t blk = 0; blk < nblk; ++blk) {
+      for (int64_t j = 0; j < bj; ++j) ts.cc[j] += cs1[blk * bj + j];
+      if (ORDER == 2) {
+        for (int64_t j = 0; j < bj; ++j) ts.cq[j] += cs2[blk * bj + j];
+      }
+    }
+  }
+  return ts;
+}
+
+// v[off, off + n) += add[0, n)
+template <typename T>
+void add_into(at::Tensor& v, int64_t off, const std::vector<T>& add) {
+  T* p = v.data_ptr<T>() + off;
+  for (size_t i = 0; i < add.size(); ++i) p[i] += add[i];
+}
+
+// |a_i|^2 per row of a (contiguous rows), without an n x d temporary.
 at::Tensor row_sq_norms(const at::Tensor& a) {
   at::Tensor out = at::empty({a.size(0)}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "fastgan_row_sq_norms", [&] {
     const scalar_t* p = a.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    const int64_t d = a.size(1), ld = a.stride(0);
+    const int64_t d = a.size(1);
     at::parallel_for(0, a.size(0), 256, [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i) {
         o[i] = at::vec::map_reduce_all<scalar_t>([](auto v) { return v * v; }, [](auto u, auto v) { return u + v; },
-                                                 p + i * ld, d);
+                                                 p + i * d, d);
       }
     });
   });
   return out;
 }
 
-// The centred point sets of a call: x, y (= x for a self-sum) with ones columns, their squared norms, the mean.
+// The centred point sets of a call: x, y (= x for a self-sum), contiguous in the compute type, and their squared
+// norms.
 struct Points {
   bool self;
   int64_t n, m, d;
   at::ScalarType ct;
-  at::Tensor mean, xa, ya, xc, yc, nx, ny;
+  at::Tensor xc, yc, nx, ny;
 };
+
+at::Tensor centred(const at::Tensor& a, const at::Tensor& mean, at::ScalarType ct) {
+  at::Tensor out = at::empty({a.size(0), a.size(1)}, a.options().dtype(ct));
+  out.copy_(a).sub_(mean);  // in place: no second n x d temporary
+  return out;
+}
 
 Points centre(const at::Tensor& x, const c10::optional<at::Tensor>& y_opt, at::ScalarType ct) {
   Points P;
   P.self = !(y_opt.has_value() && y_opt->defined());
   const at::Tensor& y = P.self ? x : *y_opt;
   P.n = x.size(0), P.m = y.size(0), P.d = x.size(1), P.ct = ct;
-  at::Tensor sx = x.to(ct).sum(0);
-  if (!P.self) sx = sx + y.to(ct).sum(0);
+  at::Tensor sx = x.sum(0, false, ct);
+  if (!P.self) sx = sx + y.sum(0, false, ct);
   const int64_t cnt = P.self ? P.n : P.n + P.m;
-  P.mean = cnt > 0 ? sx / double(cnt) : sx;
-  P.xa = augment(x, P.mean, ct);
-  P.ya = P.self ? P.xa : augment(y, P.mean, ct);
-  P.xc = P.xa.narrow(1, 0, P.d), P.yc = P.ya.narrow(1, 0, P.d);
+  const at::Tensor mean = cnt > 0 ? sx / double(cnt) : sx;
+  P.xc = centred(x, mean, ct);
+  P.yc = P.self ? P.xc : centred(y, mean, ct);
   P.nx = row_sq_norms(P.xc);
   P.ny = P.self ? P.nx : row_sq_norms(P.yc);
   return P;
@@ -213,10 +311,17 @@ void walk_tiles(const Points& P, Fn&& fn) {
   }
 }
 
-// f (s_i a_i - t_i) for acc = [t | s] (a GEMM against a ones-augmented matrix): the form of every gradient here.
-at::Tensor combine(const at::Tensor& acc, const at::Tensor& a, int64_t d, double f) {
-  return at::mul(acc.narrow(1, 0, d), -f).addcmul_(a, acc.narrow(1, d, 1), f);  // one n x d allocation: the result
+// f (s_i a_i - t_i) for the row sums s and the accumulated products t: the form of every gradient here.
+at::Tensor combine(const at::Tensor& t, const at::Tensor& s, const at::Tensor& a, double f) {
+  return at::mul(t, -f).addcmul_(a, s.unsqueeze(1), f);  // one n x d allocation: the result
 }
+
+// The gradient accumulators of one side: products (n x d) and row sums (n).
+struct Acc {
+  at::Tensor t, s;
+  Acc() = default;
+  Acc(int64_t n, int64_t d, const at::TensorOptions& o) : t(at::zeros({n, d}, o)), s(at::zeros({n}, o)) {}
+};
 
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_impl(const at::Tensor& x, const c10::optional<at::Tensor>& y,
@@ -225,10 +330,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_impl(const at::Tensor&
   const Points P = centre(x, y, c10::CppTypeToScalarType<T>::value);
   grad_y = grad_y && !P.self;
   const bool want_c = grad_x || grad_y;
-  // [C Y | rowsum C] per x row and [C^T X | colsum C] per y row (self-sum: both into acc_x)
-  at::Tensor acc_x = grad_x ? at::zeros({P.n, P.d + 1}, P.xa.options()) : at::Tensor();
-  at::Tensor acc_y = grad_y ? at::zeros({P.m, P.d + 1}, P.xa.options()) : at::Tensor();
-  at::Tensor buf = at::empty({std::min(P.n, kTile) * std::min(P.m, kTile)}, P.xa.options());
+  const auto o = P.xc.options();
+  Acc ax = grad_x ? Acc(P.n, P.d, o) : Acc(), ay = grad_y ? Acc(P.m, P.d, o) : Acc();  // self-sum: both into ax
+  at::Tensor buf = at::empty({std::min(P.n, kTile) * std::min(P.m, kTile)}, o);
   const T* nx = P.nx.data_ptr<T>();
   const T* ny = P.ny.data_ptr<T>();
   double total = 0.0;
@@ -236,18 +340,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_impl(const at::Tensor&
     at::Tensor tile = buf.narrow(0, 0, bi * bj).view({bi, bj});
     at::mm_out(tile, P.xc.narrow(0, i0, bi), P.yc.narrow(0, j0, bj).t());
     T* d = tile.data_ptr<T>();
-    const double s = want_c ? tile_pass<T, 1>(d, nullptr, bi, bj, nx + i0, ny + j0, nullptr, nullptr, mix, diag_tile,
-                                              diagonal)
-                            : tile_pass<T, 0>(d, nullptr, bi, bj, nx + i0, ny + j0, nullptr, nullptr, mix, diag_tile,
-                                              diagonal);
-    total += (P.self && !diag_tile) ? 2.0 * s : s;
-    if (grad_x) acc_x.narrow(0, i0, bi).addmm_(tile, P.ya.narrow(0, j0, bj));
-    if (grad_x && P.self && !diag_tile) acc_x.narrow(0, j0, bj).addmm_(tile.t(), P.xa.narrow(0, i0, bi));
-    if (grad_y) acc_y.narrow(0, j0, bj).addmm_(tile.t(), P.xa.narrow(0, i0, bi));
+    const TileSums<T> ts =
+        want_c ? tile_pass<T, 1>(d, nullptr, bi, bj, nx + i0, ny + j0, nullptr, nullptr, mix, diag_tile, diagonal)
+               : tile_pass<T, 0>(d, nullptr, bi, bj, nx + i0, ny + j0, nullptr, nullptr, mix, diag_tile, diagonal);
+    total += (P.self && !diag_tile) ? 2.0 * ts.val : ts.val;
+    if (grad_x) {
+      ax.t.narrow(0, i0, bi).addmm_(tile, P.yc.narrow(0, j0, bj));
+      add_into(ax.s, i0, ts.rc);
+      if (P.self && !diag_tile) {  // the mirrored tile's contributions to rows j
+        ax.t.narrow(0, j0, bj).addmm_(tile.t(), P.xc.narrow(0, i0, bi));
+        add_into(ax.s, j0, ts.cc);
+      }
+    }
+    if (grad_y) {
+      ay.t.narrow(0, j0, bj).addmm_(tile.t(), P.xc.narrow(0, i0, bi));
+      add_into(ay.s, j0, ts.cc);
+    }
   });
   // dS/dx_i = f (rowsum_i x_i - (C Y)_i), f = 2 (4 for a self-sum: x_i is on both sides of its pairs)
-  at::Tensor gx = grad_x ? combine(acc_x, P.xc, P.d, P.self ? 4.0 : 2.0).to(x.scalar_type()) : x.new_empty({0});
-  at::Tensor gy = grad_y ? combine(acc_y, P.yc, P.d, 2.0).to(x.scalar_type()) : x.new_empty({0});
+  at::Tensor gx = grad_x ? combine(ax.t, ax.s, P.xc, P.self ? 4.0 : 2.0).to(x.scalar_type()) : x.new_empty({0});
+  at::Tensor gy = grad_y ? combine(ay.t, ay.s, P.yc, 2.0).to(x.scalar_type()) : x.new_empty({0});
   at::Tensor value = at::scalar_tensor(total, x.options().dtype(at::kDouble)).to(x.scalar_type());
   return {value, gx, gy};
 }
@@ -263,46 +375,50 @@ std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_impl(const at::Tensor& x
                                                              const Mixture<T>& mix, bool grad_x, bool grad_y) {
   const Points P = centre(x, y, c10::CppTypeToScalarType<T>::value);
   grad_y = grad_y && !P.self;
-  const at::Tensor uc = u.to(P.ct), vc = P.self ? uc : v.to(P.ct);
-  const at::Tensor ua = at::cat({uc, at::ones({P.n, 1}, P.xa.options())}, 1);
-  const at::Tensor va = P.self ? ua : at::cat({vc, at::ones({P.m, 1}, P.xa.options())}, 1);
+  const auto o = P.xc.options();
+  const at::Tensor uc = u.to(P.ct).contiguous(), vc = P.self ? uc : v.to(P.ct).contiguous();
   const at::Tensor ux_cat = at::cat({uc, P.xc}, 1), yv_cat = at::cat({P.yc, vc}, 1);
   const at::Tensor ux = (uc * P.xc).sum(1).contiguous();
   const at::Tensor vy = P.self ? ux : (vc * P.yc).sum(1).contiguous();
-  const bool any = grad_x || grad_y;
-  at::Tensor ax1, ax2, ay1, ay2;  // [C V | rowsum C], [Q Y | rowsum Q], [C^T U | colsum C], [Q^T X | colsum Q]
-  if (grad_x) ax1 = at::zeros({P.n, P.d + 1}, P.xa.options()), ax2 = at::zeros_like(ax1);
-  if (grad_y) ay1 = at::zeros({P.m, P.d + 1}, P.xa.options()), ay2 = at::zeros_like(ay1);
+  Acc ax1, ax2, ay1, ay2;  // (C V, rowsum C), (Q Y, rowsum Q), (C^T U, colsum C), (Q^T X, colsum Q)
+  if (grad_x) ax1 = Acc(P.n, P.d, o), ax2 = Acc(P.n, P.d, o);
+  if (grad_y) ay1 = Acc(P.m, P.d, o), ay2 = Acc(P.m, P.d, o);
   const int64_t cap = std::min(P.n, kTile) * std::min(P.m, kTile);
-  at::Tensor buf = at::empty({2 * cap}, P.xa.options());
+  at::Tensor buf = at::empty({2 * cap}, o);
   const T* nx = P.nx.data_ptr<T>();
   const T* ny = P.ny.data_ptr<T>();
-  if (any) {
+  if (grad_x || grad_y) {
     walk_tiles(P, [&](int64_t i0, int64_t bi, int64_t j0, int64_t bj, bool diag_tile) {
       at::Tensor dt = buf.narrow(0, 0, bi * bj).view({bi, bj});
       at::Tensor et = buf.narrow(0, cap, bi * bj).view({bi, bj});
       at::mm_out(dt, P.xc.narrow(0, i0, bi), P.yc.narrow(0, j0, bj).t());
       at::mm_out(et, ux_cat.narrow(0, i0, bi), yv_cat.narrow(0, j0, bj).t());
-      tile_pass<T, 2>(dt.data_ptr<T>(), et.data_ptr<T>(), bi, bj, nx + i0, ny + j0, ux.data_ptr<T>() + i0,
-                      vy.data_ptr<T>() + j0, mix, diag_tile, true);
+      const TileSums<T> ts = tile_pass<T, 2>(dt.data_ptr<T>(), et.data_ptr<T>(), bi, bj, nx + i0, ny + j0,
+                                             ux.data_ptr<T>() + i0, vy.data_ptr<T>() + j0, mix, diag_tile, true);
       if (grad_x) {
-        ax1.narrow(0, i0, bi).addmm_(dt, va.narrow(0, j0, bj));
-        ax2.narrow(0, i0, bi).addmm_(et, P.ya.narrow(0, j0, bj));
+        ax1.t.narrow(0, i0, bi).addmm_(dt, vc.narrow(0, j0, bj));
+        ax2.t.narrow(0, i0, bi).addmm_(et, P.yc.narrow(0, j0, bj));
+        add_into(ax1.s, i0, ts.rc);
+        add_into(ax2.s, i0, ts.rq);
         if (P.self && !diag_tile) {
-          ax1.narrow(0, j0, bj).addmm_(dt.t(), ua.narrow(0, i0, bi));
-          ax2.narrow(0, j0, bj).addmm_(et.t(), P.xa.narrow(0, i0, bi));
+          ax1.t.narrow(0, j0, bj).addmm_(dt.t(), uc.narrow(0, i0, bi));
+          ax2.t.narrow(0, j0, bj).addmm_(et.t(), P.xc.narrow(0, i0, bi));
+          add_into(ax1.s, j0, ts.cc);
+          add_into(ax2.s, j0, ts.cq);
         }
       }
       if (grad_y) {
-        ay1.narrow(0, j0, bj).addmm_(dt.t(), ua.narrow(0, i0, bi));
-        ay2.narrow(0, j0, bj).addmm_(et.t(), P.xa.narrow(0, i0, bi));
+        ay1.t.narrow(0, j0, bj).addmm_(dt.t(), uc.narrow(0, i0, bi));
+        ay2.t.narrow(0, j0, bj).addmm_(et.t(), P.xc.narrow(0, i0, bi));
+        add_into(ay1.s, j0, ts.cc);
+        add_into(ay2.s, j0, ts.cq);
       }
     });
   }
   const double f = P.self ? 4.0 : 2.0;
-  at::Tensor dx = grad_x ? (combine(ax1, uc, P.d, f) + combine(ax2, P.xc, P.d, 2.0 * f)).to(x.scalar_type())
+  at::Tensor dx = grad_x ? (combine(ax1.t, ax1.s, uc, f) + combine(ax2.t, ax2.s, P.xc, 2.0 * f)).to(x.scalar_type())
                          : x.new_empty({0});
-  at::Tensor dy = grad_y ? (combine(ay1, vc, P.d, 2.0) + combine(ay2, P.yc, P.d, 4.0)).to(x.scalar_type())
+  at::Tensor dy = grad_y ? (combine(ay1.t, ay1.s, vc, 2.0) + combine(ay2.t, ay2.s, P.yc, 4.0)).to(x.scalar_type())
                          : x.new_empty({0});
   return {dx, dy};
 }
@@ -330,8 +446,7 @@ Parsed check_kernel_sum(const at::Tensor& x, const c10::optional<at::Tensor>& y,
 
 template <typename T>
 Mixture<T> to_mixture(const Parsed& p) {
-  return Mixture<T>{p.kind, std::vector<T>(p.params.begin(), p.params.end()),
-                    std::vector<T>(p.weights.begin(), p.weights.end())};
+  return Mixture<T>(p.kind, p.params, p.weights);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& y,

@@ -18,9 +18,17 @@
 #include <cstdint>
 #include <limits>
 
+// Forced inline: an out-of-line call (GCC's inliner gives up once a file calls these from many loops) would keep the
+// calling loop scalar, several times slower.
+#if defined(__GNUC__) || defined(__clang__)
+#define FASTGAN_VEC_INLINE inline __attribute__((always_inline))
+#else
+#define FASTGAN_VEC_INLINE inline
+#endif
+
 namespace fastgan {
 
-inline float vec_exp(float x) {
+FASTGAN_VEC_INLINE float vec_exp(float x) {
   const bool big = x > 88.72283f, small = x < -87.33654f;
   float xc = small ? -87.33654f : x;  // NaN stays NaN (the comparison is false)
   xc = big ? 0.0f : xc;
@@ -46,7 +54,7 @@ inline float vec_exp(float x) {
   return big ? std::numeric_limits<float>::infinity() : (small ? 0.0f : out);
 }
 
-inline double vec_exp(double x) {
+FASTGAN_VEC_INLINE double vec_exp(double x) {
   const bool big = x > 709.78, small = x < -708.39;
   double xc = small ? -708.39 : x;
   xc = big ? 0.0 : xc;
@@ -94,7 +102,7 @@ struct FloatBits<double> {
 
 // log of a positive normal number (or +inf / NaN, returned as they are).
 template <typename T>
-inline T vec_log(T t) {
+FASTGAN_VEC_INLINE T vec_log(T t) {
   using B = FloatBits<T>;
   using I = typename B::I;
   const I bits = std::bit_cast<I>(t);
