@@ -56,8 +56,8 @@ def variants():
         if dt in ("fp32", "fp64"):  # the MMD kernels compute in fp32 / fp64 only (half inputs are widened first)
             mmd_scalars = dict.fromkeys(("NA", "NB", "D"), "i64") | dict.fromkeys(("fac1", "fac2"), "fp32")
             for kname, kid in mmd.KERNEL_IDS.items():
-                for mode in (0, 1, 2):
-                    bm, bn, bd, warps = mmd._tiles(64, dtype, False)
+                for mode in ((0, 1, 2) if kid < 3 else (0, 1)):  # the laplacians are first order only
+                    bm, bn, bd, warps = mmd._tiles(64, dtype, False, direct=kid >= 3)
                     consts = dict(KERNEL=kid, NS=5, MODE=mode, SELF=mode != 1, DIAG=mode == 0, PREC="ieee", BM=bm,
                                   BN=bn, BD=bd)
                     yield (f"mmd {dt} {kname} mode={mode}", mmd._pair_rows_kernel, dt, mmd_scalars, consts,

@@ -15,6 +15,10 @@ chunk, and the final combination runs in place — no atomics, no second buffer 
 The gradient of b is the same kernel with the roles of a and b swapped (the host launches it); a self-sum walks the
 full square with the pairs (i, i) masked out when the diagonal is excluded.
 
+The laplacian kernels (3: euclidean, 4: l1; p = 1 / s) take their distances from direct differences (a BM x BN x BD
+block per feature chunk, exact at zero distance, where their gradient is defined as 0) and accumulate the gradient as
+sum_j c_ij f(a_i - b_j) directly (f = identity / dist or sign); first order only.
+
 Elementary functions: libdevice exp / log on the GPU; fp64 numpy under the interpreter. The kernel table is that of
 csrc/include/fastgan/pair_kernels.h: 0 gaussian (p = 1 / 2s^2), 1 rq (p = a), 2 imq (p = s^2).
 """
@@ -30,7 +34,7 @@ from .bias_act import _INTERPRET
 
 __all__ = ["kernel_sum", "kernel_sum_backward2", "KERNEL_IDS"]
 
-KERNEL_IDS = {"gaussian": 0, "rq": 1, "imq": 2}
+KERNEL_IDS = {"gaussian": 0, "rq": 1, "imq": 2, "laplacian": 3, "laplacian_l1": 4}
 
 
 @triton.jit
@@ -72,6 +76,10 @@ def _mixture(r2, p_ptr, w_ptr, NS: tl.constexpr, KERNEL: tl.constexpr):
             val += w * e
             c += (-0.5 * w) * et
             h += (w * (p + 1.0) / (4.0 * p)) * (et / t)
+        elif KERNEL >= 3:  # laplacians, of the distance t (euclidean: sqrt r2): k = e^(-p t), dk/dt = -p k
+            e = _exp(-p * (tl.sqrt(r2) if KERNEL == 3 else r2))
+            val += w * e
+            c += (-w * p) * e
         else:  # imq: k = p / q, q = p + r2; k' = -k / q, k'' = 2k / q^2
             q = p + r2
             e = p / q
@@ -105,7 +113,18 @@ def _pair_rows_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, p_ptr, w_ptr, val_ptr, g_ptr
         nb = tl.load(nb_ptr + cols, mask=col_ok, other=0.0)
         dot = tl.zeros([BM, BN], dtype=na.dtype)
         edot = tl.zeros([BM, BN], dtype=na.dtype)
-        for k0 in range(0, D, BD):
+        if KERNEL >= 3:  # laplacians: distances from direct differences, exact at zero distance
+            for k0 in range(0, D, BD):
+                ks = k0 + tl.arange(0, BD).to(tl.int64)
+                k_ok = ks < D
+                a = tl.load(a_ptr + rows[:, None] * D + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+                b = tl.load(b_ptr + cols[:, None] * D + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
+                df = a[:, None, :] - b[None, :, :]
+                if KERNEL == 4:
+                    dot += tl.sum(tl.where(df < 0.0, -df, df), axis=2)
+                else:
+                    dot += tl.sum(df * df, axis=2)
+        for k0 in range(0, D if KERNEL < 3 else 0, BD):
             ks = k0 + tl.arange(0, BD).to(tl.int64)
             k_ok = ks < D
             a = tl.load(a_ptr + rows[:, None] * D + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
@@ -118,8 +137,11 @@ def _pair_rows_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, p_ptr, w_ptr, val_ptr, g_ptr
                              other=0.0)
                 edot = tl.dot(pu, tl.trans(b), edot, input_precision=PREC)
                 edot = tl.dot(a, tl.trans(qv), edot, input_precision=PREC)
-        r2 = na[:, None] + nb[None, :] - 2.0 * dot
-        r2 = tl.where(r2 < 0.0, 0.0, r2)  # NaN passes
+        if KERNEL >= 3:
+            r2 = dot  # the l1 distance, or the squared euclidean one
+        else:
+            r2 = na[:, None] + nb[None, :] - 2.0 * dot
+            r2 = tl.where(r2 < 0.0, 0.0, r2)  # NaN passes
         valid = row_ok[:, None] & col_ok[None, :]
         if SELF:
             same = rows[:, None] == cols[None, :]
@@ -127,6 +149,8 @@ def _pair_rows_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, p_ptr, w_ptr, val_ptr, g_ptr
             if not DIAG:
                 valid = valid & (rows[:, None] != cols[None, :])
         val, c, h = _mixture(r2, p_ptr, w_ptr, NS, KERNEL)
+        if KERNEL == 3:  # d dist / d a = (a - b) / dist, and 0 at dist 0 (the least-norm subgradient)
+            c = tl.where(r2 > 0.0, c / tl.where(r2 > 0.0, tl.sqrt(r2), 1.0), 0.0)
         c = tl.where(valid, c, 0.0)
         if MODE < 2:
             row_val += tl.sum(tl.where(valid, val, 0.0), axis=1)
@@ -136,7 +160,20 @@ def _pair_rows_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, p_ptr, w_ptr, val_ptr, g_ptr
             qb = tl.load(qb_ptr + cols, mask=col_ok, other=0.0)
             q = tl.where(valid, h * (pa[:, None] + qb[None, :] - edot), 0.0)
             rsum2 += tl.sum(q, axis=1)
-        if MODE >= 1:  # g += C q (MODE 2) or C b (MODE 1); g2 += Q b (MODE 2), chunk by chunk of the features
+        if MODE >= 1 and KERNEL >= 3:  # laplacians: g += sum_j c_ij f(a_i - b_j), f = sign (l1) or identity
+            for k0 in range(0, D, BD):
+                ks = k0 + tl.arange(0, BD).to(tl.int64)
+                k_ok = ks < D
+                m_out = row_ok[:, None] & k_ok[None, :]
+                a = tl.load(a_ptr + rows[:, None] * D + ks[None, :], mask=m_out, other=0.0)
+                b = tl.load(b_ptr + cols[:, None] * D + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
+                df = a[:, None, :] - b[None, :, :]
+                if KERNEL == 4:
+                    df = tl.where(df > 0.0, 1.0, tl.where(df < 0.0, -1.0, 0.0)).to(df.dtype)
+                g_offs = rows[:, None] * D + ks[None, :]
+                acc = tl.load(g_ptr + g_offs, mask=m_out, other=0.0)
+                tl.store(g_ptr + g_offs, acc + tl.sum(c[:, :, None] * df, axis=1), mask=m_out)
+        if MODE >= 1 and KERNEL < 3:  # g += C q (MODE 2) or C b (MODE 1); g2 += Q b (MODE 2), chunk by chunk
             for k0 in range(0, D, BD):
                 ks = k0 + tl.arange(0, BD).to(tl.int64)
                 k_ok = ks < D
@@ -162,7 +199,9 @@ def _pair_rows_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, p_ptr, w_ptr, val_ptr, g_ptr
             g_offs = rows[:, None] * D + ks[None, :]
             a = tl.load(a_ptr + g_offs, mask=m_out, other=0.0)
             acc = tl.load(g_ptr + g_offs, mask=m_out, other=0.0)
-            if MODE == 1:
+            if KERNEL >= 3:
+                out = fac1 * acc
+            elif MODE == 1:
                 out = fac1 * (rsum1[:, None] * a - acc)
             else:
                 pu = tl.load(pu_ptr + g_offs, mask=m_out, other=0.0)
@@ -176,10 +215,13 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _tiles(D: int, dtype: torch.dtype, interpret: bool) -> tuple[int, int, int, int]:
-    """(BM, BN, BD, num_warps); tl.dot needs tiles of at least 16."""
+def _tiles(D: int, dtype: torch.dtype, interpret: bool, direct: bool = False) -> tuple[int, int, int, int]:
+    """(BM, BN, BD, num_warps); tl.dot needs tiles of at least 16; the laplacians' direct differences hold a
+    BM x BN x BD block, so they get smaller tiles."""
     if interpret:
         return 16, 16, 16, 1
+    if direct:
+        return 32, 32, 8, 4
     if dtype == torch.float64:
         return 32, 32, 16, 4
     return 64, 64, 32 if D >= 32 else 16, 4
@@ -204,7 +246,7 @@ def _launch(mode, a, b, na, nb, pw, ww, kernel_id, self_sum, diagonal, fac1=0.0,
     NA, D = a.shape
     NB = b.shape[0]
     interpret = a.device.type == "cpu"
-    bm, bn, bd, warps = _tiles(D, a.dtype, interpret)
+    bm, bn, bd, warps = _tiles(D, a.dtype, interpret, direct=kernel_id >= 3)
     val = torch.empty(NA, dtype=a.dtype, device=a.device)
     g = torch.zeros_like(a) if mode >= 1 else val
     g2 = torch.zeros_like(a) if mode == 2 else val
@@ -224,8 +266,10 @@ def _params(x, kernel: str, bandwidths, weights):
         p = [1.0 / (2.0 * s * s) for s in bandwidths]
     elif kernel == "rq":
         p = list(bandwidths)
-    else:
+    elif kernel == "imq":
         p = [s * s for s in bandwidths]
+    else:  # laplacians
+        p = [1.0 / s for s in bandwidths]
     return (torch.tensor(p, dtype=ct, device=x.device), torch.tensor(list(weights), dtype=ct, device=x.device),
             KERNEL_IDS[kernel])
 
@@ -242,12 +286,13 @@ def kernel_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
     b = xc if self_sum else yc
     nx = _row_dot(xc, xc)
     nb = nx if self_sum else _row_dot(yc, yc)
+    direct = kid >= 3  # laplacians: the gradient is accumulated as it is (no row-sum combination), factor 1 / 2
     rows, gx = _launch(1 if grad_x else 0, xc, b, nx, nb, pw, ww, kid, self_sum, diagonal,
-                       fac1=4.0 if self_sum else 2.0)
+                       fac1=(2.0 if self_sum else 1.0) if direct else (4.0 if self_sum else 2.0))
     value = rows.sum(dtype=torch.float64).to(x.dtype)
     gx = gx.to(x.dtype) if grad_x else x.new_empty([0])
     if grad_y and not self_sum:
-        gy = _launch(1, yc, xc, nb, nx, pw, ww, kid, False, True, fac1=2.0)[1].to(x.dtype)
+        gy = _launch(1, yc, xc, nb, nx, pw, ww, kid, False, True, fac1=1.0 if direct else 2.0)[1].to(x.dtype)
     else:
         gy = x.new_empty([0])
     return value, gx, gy
@@ -256,6 +301,10 @@ def kernel_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
 def kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y):
     """(d/dx, d/dy) of <u, dS/dx> + <v, dS/dy>, as fastgan::kernel_sum_backward2."""
     pw, ww, kid = _params(x, kernel, bandwidths, weights)
+    if kid >= 3:
+        raise NotImplementedError(f"fastgan.kernel_sum: second-order derivatives of the {kernel} kernel are not "
+                                  "implemented (it is not twice differentiable at zero distance); use a smooth kernel "
+                                  "(gaussian, rq, imq) for gradient penalties through an MMD")
     self_sum = y is None
     ct = _compute_dtype(x.dtype)
     xc, yc = _centred(x, y)

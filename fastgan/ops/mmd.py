@@ -7,6 +7,8 @@ matrix.
 
 Kernels (csrc/include/fastgan/pair_kernels.h is the one table; s = bandwidth):
     gaussian  exp(-r2 / (2 s^2))       rq  (1 + r2 / (2 a))^(-a)  (bandwidths are the a's)       imq  s^2 / (s^2 + r2)
+    laplacian exp(-|a - b|_2 / s)      laplacian_l1  exp(-|a - b|_1 / s)   (first order only: not twice
+              differentiable at zero distance, where their gradient is defined as 0)
 
 fastgan::kernel_sum walks the pairs in tiles (C++: a GEMM per tile for the dot products, one vectorised pass for the
 kernel values of every bandwidth from the same distance, two more GEMMs for the gradients) and returns the sum and,
@@ -28,7 +30,8 @@ from . import reference
 
 __all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "MMDTestResult", "KERNELS"]
 
-KERNELS = ("gaussian", "rq", "imq")
+KERNELS = ("gaussian", "rq", "imq", "laplacian", "laplacian_l1")
+SMOOTH_KERNELS = ("gaussian", "rq", "imq")  # twice differentiable: gradient penalties through them work
 DEFAULT_BANDWIDTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
 _IMPLEMENTED = frozenset({"reference", "cpp", "triton"})
 MEDIAN_SAMPLES = 1024
@@ -85,8 +88,10 @@ def kernel_sum(x: torch.Tensor, y: torch.Tensor | None = None, kernel: str = "ga
     return _ops(backend).kernel_sum(x, y, kernel, bw, ws, bool(diagonal), gx, gy)[0]
 
 
-def median_bandwidth(x: torch.Tensor, y: torch.Tensor | None = None, max_samples: int = MEDIAN_SAMPLES) -> float:
-    """The median heuristic: the median Euclidean distance between distinct points of x and y pooled. Above
+def median_bandwidth(x: torch.Tensor, y: torch.Tensor | None = None, max_samples: int = MEDIAN_SAMPLES,
+                     norm: int = 2) -> float:
+    """The median heuristic: the median distance (euclidean, or l1 with norm=1) between distinct points of x and y
+    pooled. Above
     max_samples pooled points it is the median over a uniform random subsample of max_samples points (without
     replacement, drawn by a generator seeded with 0, so the same data give the same bandwidth), which keeps it
     O(max_samples^2) in time and memory. Computed without gradient."""
@@ -100,7 +105,9 @@ def median_bandwidth(x: torch.Tensor, y: torch.Tensor | None = None, max_samples
             raise ValueError(f"bandwidths='median': needs at least 2 points, got {z.shape[0]}")
         zf = z.double()
         iu = torch.triu_indices(zf.shape[0], zf.shape[0], offset=1, device=zf.device)
-        d = torch.cdist(zf, zf)[iu[0], iu[1]]
+        if norm not in (1, 2):
+            raise ValueError(f"norm: expected 1 or 2, got {norm!r}")
+        d = torch.cdist(zf, zf, p=float(norm))[iu[0], iu[1]]
         med = d.median().item()
     if not med > 0:
         raise ValueError("bandwidths='median': the median pairwise distance is 0 (more than half the points "
@@ -115,7 +122,7 @@ def _resolve_bandwidths(x, y, kernel, bandwidths):
         if kernel == "rq":
             raise ValueError("bandwidths='median': the rq kernel's parameters are shape exponents, not length "
                              "scales; pass them explicitly")
-        return (median_bandwidth(x, y),)
+        return (median_bandwidth(x, y, norm=1 if kernel == "laplacian_l1" else 2),)
     return bandwidths
 
 

@@ -96,6 +96,21 @@ def pair_kernel(r2: torch.Tensor, kernel: str, bandwidths, weights) -> torch.Ten
     return k
 
 
+def laplacian_kernel(diff: torch.Tensor, kernel: str, bandwidths, weights) -> torch.Tensor:
+    """sum_s w_s exp(-|a - b| / s) of differences diff (..., d): the euclidean norm ('laplacian') or the l1 norm
+    ('laplacian_l1'). At zero distance the gradient is 0 (the least-norm subgradient), not NaN."""
+    if kernel == "laplacian_l1":
+        dist = diff.abs().sum(-1)
+    else:
+        r2 = diff.square().sum(-1)
+        pos = r2 > 0
+        dist = torch.where(pos, torch.sqrt(torch.where(pos, r2, torch.ones_like(r2))), torch.zeros_like(r2))
+    k = torch.zeros_like(dist)
+    for s, w in zip(bandwidths, weights):
+        k = k + w * torch.exp(-dist / s)
+    return k
+
+
 def kernel_sum(x: torch.Tensor, y: torch.Tensor | None, kernel: str, bandwidths, weights,
                diagonal: bool) -> torch.Tensor:
     """sum_ij sum_s w_s k_s(|x_i - y_j|^2), y None: over pairs of rows of x (diagonal: with the pairs (i, i)).
@@ -103,8 +118,11 @@ def kernel_sum(x: torch.Tensor, y: torch.Tensor | None, kernel: str, bandwidths,
     half = x.dtype in _HALF
     a = x.float() if half else x
     b = a if y is None else (y.float() if half else y)
-    r2 = (a[:, None, :] - b[None, :, :]).square().sum(-1)
-    k = pair_kernel(r2, kernel, bandwidths, weights)
+    diff = a[:, None, :] - b[None, :, :]
+    if kernel in ("laplacian", "laplacian_l1"):
+        k = laplacian_kernel(diff, kernel, bandwidths, weights)
+    else:
+        k = pair_kernel(diff.square().sum(-1), kernel, bandwidths, weights)
     if y is None and not diagonal:
         k = k.masked_fill(torch.eye(k.shape[0], dtype=torch.bool, device=k.device), 0.0)
     return k.sum().to(x.dtype)
@@ -117,6 +135,11 @@ def mmd2_functional(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", 
     n, m = x.shape[0], y.shape[0]
 
     def k(a, b):
+        if kernel == "laplacian_l1":
+            return sum(w * torch.exp(-torch.cdist(a, b, p=1) / s) for s, w in zip(bandwidths, weights))
+        if kernel == "laplacian":  # (cdist's GEMM formulation is inexact near zero distance, which sqrt amplifies)
+            dist = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+            return sum(w * torch.exp(-dist / s) for s, w in zip(bandwidths, weights))
         return pair_kernel(torch.cdist(a, b).square(), kernel, bandwidths, weights)
 
     kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)

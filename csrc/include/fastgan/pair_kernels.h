@@ -4,9 +4,14 @@
 //   gaussian   k = exp(-r2 / (2 s^2))                       parameter p = 1 / (2 s^2)   (s: the bandwidth)
 //   rq         k = (1 + r2 / (2 a))^(-a)                    parameter p = a             (rational quadratic)
 //   imq        k = s^2 / (s^2 + r2)                         parameter p = s^2           (inverse multiquadric)
+//   laplacian     k = exp(-|a - b|_2 / s)                   parameter p = 1 / s
+//   laplacian_l1  k = exp(-|a - b|_1 / s)                   parameter p = 1 / s
 //
-// A mixture sums w_s k_s over the bandwidths. Each is smooth in r2 with a bounded derivative dk/dr2, so the
-// gradient sum_j c_ij (a_i - b_j) (c = dk/dr2) is finite everywhere, also at zero distance.
+// A mixture sums w_s k_s over the bandwidths. The first three are smooth in r2 with a bounded derivative dk/dr2, so
+// the gradient sum_j c_ij (a_i - b_j) (c = dk/dr2) is finite everywhere, also at zero distance; they are computed
+// from GEMM dot products. The laplacians are not differentiable at zero distance (the gradient there is defined as
+// 0, the subgradient of least norm) and are computed from direct differences, exact at zero distance; first order
+// only.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -17,13 +22,23 @@
 
 namespace fastgan {
 
-enum PairKernel : int { kGaussian = 0, kRationalQuadratic = 1, kInverseMultiquadric = 2 };
+enum PairKernel : int {
+  kGaussian = 0,
+  kRationalQuadratic = 1,
+  kInverseMultiquadric = 2,
+  kLaplacian = 3,
+  kLaplacianL1 = 4
+};
+
+inline bool is_laplacian(int kernel) { return kernel == kLaplacian || kernel == kLaplacianL1; }
 
 inline int parse_pair_kernel(const std::string& name) {
   if (name == "gaussian") return kGaussian;
   if (name == "rq") return kRationalQuadratic;
   if (name == "imq") return kInverseMultiquadric;
-  TORCH_CHECK_VALUE(false, "kernel: expected 'gaussian', 'rq' or 'imq', got '", name, "'");
+  if (name == "laplacian") return kLaplacian;
+  if (name == "laplacian_l1") return kLaplacianL1;
+  TORCH_CHECK_VALUE(false, "kernel: expected 'gaussian', 'rq', 'imq', 'laplacian' or 'laplacian_l1', got '", name, "'");
   return 0;
 }
 
@@ -37,7 +52,10 @@ inline std::vector<double> pair_kernel_params(int kernel, at::ArrayRef<double> b
     const double s = bandwidths[i];
     TORCH_CHECK_VALUE(std::isfinite(s) && s > 0, "bandwidths: expected finite numbers > 0, got ", s, " at index ", i);
     TORCH_CHECK_VALUE(std::isfinite(weights[i]), "weights: expected finite numbers, got ", weights[i], " at index ", i);
-    p.push_back(kernel == kGaussian ? 1.0 / (2.0 * s * s) : kernel == kRationalQuadratic ? s : s * s);
+    p.push_back(kernel == kGaussian              ? 1.0 / (2.0 * s * s)
+                : kernel == kRationalQuadratic   ? s
+                : kernel == kInverseMultiquadric ? s * s
+                                                 : 1.0 / s);
   }
   return p;
 }
