@@ -30,4 +30,9 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "kernel_sum_backward2(Tensor x, Tensor? y, Tensor u, Tensor? v, str kernel, float[] bandwidths, "
       "float[] weights, bool grad_x, bool grad_y) -> (Tensor, Tensor)");
+  // Minibatch discrimination (Salimans et al. 2016): o[i, k] = sum_j exp(-|m[i, k] - r[j, k]|_1) for m (B, K, C),
+  // r = m (ref None: pairs within the batch; exclude_self drops j = i) or ref (R, K, C). Never forms B x B x K x C.
+  m.def("minibatch_disc(Tensor m, Tensor? ref, bool exclude_self) -> Tensor");
+  // (dL/dm, dL/dref or an empty tensor) from grad = dL/do.
+  m.def("minibatch_disc_backward(Tensor grad, Tensor m, Tensor? ref, bool exclude_self) -> (Tensor, Tensor)");
 }

@@ -15,7 +15,9 @@ from . import nn, ops  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
 from .allocator import allocator_info, tune_cpu_allocator  # noqa: E402
 from .backend import backend_info, current_backend, use_backend  # noqa: E402
-from .ops import bias_act, joint_linear, kernel_sum, median_bandwidth, mmd2, mmd_test  # noqa: E402
+from .ops import (  # noqa: E402
+    bias_act, joint_linear, kernel_sum, median_bandwidth, minibatch_discrimination, mmd2, mmd_test,
+)
 
 __version__ = "0.1.0"
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "joint_linear",
     "kernel_sum",
     "median_bandwidth",
+    "minibatch_discrimination",
     "mmd2",
     "mmd_test",
     "current_backend",

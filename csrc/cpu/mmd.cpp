@@ -72,23 +72,6 @@ struct Mixture {
   }
 };
 
-// Sum of v[0, n) in kLanes independent partial sums (a fixed order, so deterministic; the compiler vectorises it,
-// which it may not do for a plain running sum without -ffast-math).
-constexpr int kLanes = 16;
-
-template <typename T>
-T lane_sum(const T* v, int64_t n) {
-  T acc[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += v[j + l];
-  }
-  for (; j < n; ++j) acc[j % kLanes] += v[j];
-  T total = T(0);
-  for (int l = 0; l < kLanes; ++l) total += acc[l];
-  return total;
-}
-
 template <typename T>
 struct RowSums {
   T val = T(0), c = T(0), q = T(0);  // of the kernel values, of c, of the second-order term q

@@ -3,6 +3,7 @@ from .bias_act import BiasAct
 from .joint_linear import EagerJointLinear, JointLinear
 from .bigan import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, MLPCritic
 from .dcgan import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
+from .minibatch import MinibatchDiscrimination, MinibatchStdDev
 from .mmd import MMDLoss
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "DCGANGenerator",
     "EagerJointLinear",
     "JointLinear",
+    "MinibatchDiscrimination",
+    "MinibatchStdDev",
     "MLPCritic",
     "MMDLoss",
 ]

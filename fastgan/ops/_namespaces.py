@@ -29,3 +29,13 @@ class OpNamespaces:
                 ns = torch.ops.fastgan
             self._cache[backend] = ns
         return ns
+
+
+def end_of_chain(qualname: str, message: str) -> None:
+    """Registers the autograd of op `qualname` (the last derivative an op implements) as raising NotImplementedError
+    with `message`: differentiating once more fails loudly instead of silently returning no gradient."""
+
+    def backward(ctx, *grads):
+        raise NotImplementedError(message)
+
+    torch.library.register_autograd(qualname, backward, setup_context=lambda ctx, inputs, output: None)

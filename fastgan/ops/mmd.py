@@ -25,7 +25,7 @@ import torch
 
 from .. import _checks
 from ..backend import resolve
-from ._namespaces import OpNamespaces
+from ._namespaces import OpNamespaces, end_of_chain
 from . import reference
 
 __all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "MMDTestResult", "KERNELS"]
@@ -226,11 +226,8 @@ def _register(ns_name: str, with_fake: bool) -> None:
 
     torch.library.register_autograd(ns_q, backward, setup_context=setup)
 
-    def bwd2_backward(ctx, *grads):
-        raise NotImplementedError("fastgan.kernel_sum: third-order derivatives are not implemented "
-                                  f"({ns_q}_backward2 has no backward); use impl='reference' if you need them")
-
-    torch.library.register_autograd(ns_q + "_backward2", bwd2_backward, setup_context=lambda ctx, inputs, output: None)
+    end_of_chain(ns_q + "_backward2", "fastgan.kernel_sum: third-order derivatives are not implemented "
+                 f"({ns_q}_backward2 has no backward); use impl='reference' if you need them")
 
 
 def _define_triton_ops() -> None:

@@ -147,3 +147,15 @@ def mmd2_functional(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", 
         return kxx.mean() + kyy.mean() - 2 * kxy.mean()
     return ((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
             - 2 * kxy.mean())
+
+
+def minibatch_disc(m: torch.Tensor, ref: torch.Tensor | None, exclude_self: bool) -> torch.Tensor:
+    """Minibatch discrimination (Salimans et al. 2016): o[i, k] = sum_j exp(-|m[i, k] - r[j, k]|_1), r = m or ref.
+    Broadcasts the B x R x K x C difference tensor (small batches only); the gradient at a tie is 0 (sign(0))."""
+    half = m.dtype in _HALF
+    a = m.float() if half else m
+    r = a if ref is None else (ref.float() if half else ref)
+    e = torch.exp(-(a[:, None] - r[None, :]).abs().sum(-1))  # (B, R, K)
+    if ref is None and exclude_self:
+        e = e.masked_fill(torch.eye(a.shape[0], dtype=torch.bool, device=a.device)[:, :, None], 0.0)
+    return e.sum(1).to(m.dtype)

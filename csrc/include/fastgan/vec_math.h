@@ -124,4 +124,21 @@ FASTGAN_VEC_INLINE T vec_log(T t) {
   return std::bit_cast<T>((bits & keep) | (std::bit_cast<I>(out) & ~keep));
 }
 
+// Sum of v[0, n) in kLanes independent partial sums: vectorised (a plain running sum of floats is not, without
+// -ffast-math) and in a fixed order, so deterministic.
+constexpr int kLanes = 16;
+
+template <typename T>
+inline T lane_sum(const T* v, int64_t n) {
+  T acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] += v[j + l];
+  }
+  for (; j < n; ++j) acc[j % kLanes] += v[j];
+  T total = T(0);
+  for (int l = 0; l < kLanes; ++l) total += acc[l];
+  return total;
+}
+
 }  // namespace fastgan

@@ -1,0 +1,105 @@
+"""Triton kernel of minibatch discrimination (forward and backward) and its launch helpers.
+
+One program takes kernel slice k and a block of BI rows of `a`, and walks all rows of `b` in tiles of BJ:
+
+    MODE 0  o[i, k] = sum_j e_ij,   e_ij = exp(-sum_c |a[i, k, c] - b[j, k, c]|)   (SELF and EXCL: no pair j = i)
+    MODE 1  d[i, k, c] = -sum_j w_ij e_ij sign(a[i, k, c] - b[j, k, c]),  w_ij = g_a[i, k] (ROW_G) + g_b[j, k] (COL_G)
+
+Within a batch (a = b = m) the gradient is MODE 1 with both weights; with a reference batch the gradient of m is
+MODE 1 with g_a = g, and the reference's is the same kernel with the roles swapped (a = ref, b = m, g_b = g). Each
+program owns its rows of the output: no atomics, deterministic. Sums in fp32 (fp64 for fp64); libdevice exp on the
+GPU, fp64 numpy under the interpreter (the exp of kernels/mmd.py).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import wrap_triton
+
+from .mmd import _exp
+
+__all__ = ["forward", "backward"]
+
+
+@triton.jit
+def _md_kernel(a_ptr, b_ptr, ga_ptr, gb_ptr, out_ptr, NA, NB, K, C, MODE: tl.constexpr, SELF: tl.constexpr,
+               EXCL: tl.constexpr, ROW_G: tl.constexpr, COL_G: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr):
+    k = tl.program_id(0).to(tl.int64)
+    rows = tl.program_id(1).to(tl.int64) * BI + tl.arange(0, BI).to(tl.int64)
+    row_ok = rows < NA
+    a_row = a_ptr + (rows * K + k) * C  # the C values of a[i, k]
+    acc = tl.zeros([BI], dtype=tl.float64 if a_ptr.dtype.element_ty == tl.float64 else tl.float32)
+    if MODE == 1:
+        if ROW_G:
+            ga = tl.load(ga_ptr + rows * K + k, mask=row_ok, other=0.0).to(acc.dtype)
+    for j0 in range(0, NB, BJ):
+        cols = j0 + tl.arange(0, BJ).to(tl.int64)
+        col_ok = cols < NB
+        b_row = b_ptr + (cols * K + k) * C
+        dist = tl.zeros([BI, BJ], dtype=acc.dtype)
+        for c in range(0, C):
+            av = tl.load(a_row + c, mask=row_ok, other=0.0).to(acc.dtype)
+            bv = tl.load(b_row + c, mask=col_ok, other=0.0).to(acc.dtype)
+            df = av[:, None] - bv[None, :]
+            dist += tl.where(df < 0.0, -df, df)
+        valid = row_ok[:, None] & col_ok[None, :]
+        if SELF and EXCL:
+            valid = valid & (rows[:, None] != cols[None, :])
+        e = tl.where(valid, _exp(-dist), 0.0)
+        if MODE == 0:
+            acc += tl.sum(e, axis=1)
+        else:
+            w = tl.zeros([BI, BJ], dtype=acc.dtype)
+            if ROW_G:
+                w += ga[:, None]
+            if COL_G:
+                gb = tl.load(gb_ptr + cols * K + k, mask=col_ok, other=0.0).to(acc.dtype)
+                w += gb[None, :]
+            we = w * e
+            for c in range(0, C):
+                av = tl.load(a_row + c, mask=row_ok, other=0.0).to(acc.dtype)
+                bv = tl.load(b_row + c, mask=col_ok, other=0.0).to(acc.dtype)
+                df = av[:, None] - bv[None, :]
+                sg = tl.where(df > 0.0, 1.0, tl.where(df < 0.0, -1.0, 0.0)).to(acc.dtype)
+                part = -tl.sum(we * sg, axis=1)
+                o_ptr = out_ptr + (rows * K + k) * C + c
+                tl.store(o_ptr, tl.load(o_ptr, mask=row_ok, other=0.0) + part, mask=row_ok)
+    if MODE == 0:
+        tl.store(out_ptr + rows * K + k, acc, mask=row_ok)
+
+
+def _compute(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float64 if t.dtype == torch.float64 else torch.float32).contiguous()
+
+
+def _launch(mode, a, b, out, ga=None, gb=None, self_sum=False, excl=False):
+    NA, K, C = a.shape
+    if NA == 0 or K == 0:
+        return
+    bi = bj = 16 if a.device.type == "cpu" else 32
+    wrap_triton(_md_kernel)[(K, triton.cdiv(NA, bi))](
+        a, b, ga if ga is not None else a, gb if gb is not None else a, out, NA, b.shape[0], K, C, MODE=mode,
+        SELF=self_sum, EXCL=excl, ROW_G=ga is not None, COL_G=gb is not None, BI=bi, BJ=bj, num_warps=4)
+
+
+def forward(m: torch.Tensor, ref: torch.Tensor | None, exclude_self: bool) -> torch.Tensor:
+    a = _compute(m)
+    b = a if ref is None else _compute(ref)
+    out = torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
+    _launch(0, a, b, out, self_sum=ref is None, excl=exclude_self)
+    return out.to(m.dtype)
+
+
+def backward(grad: torch.Tensor, m: torch.Tensor, ref: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    a = _compute(m)
+    g = _compute(grad)
+    dm = torch.zeros_like(a)
+    if ref is None:
+        _launch(1, a, a, dm, ga=g, gb=g, self_sum=True)
+        return dm.to(m.dtype), m.new_empty([0])
+    r = _compute(ref)
+    dr = torch.zeros_like(r)
+    _launch(1, a, r, dm, ga=g)
+    _launch(1, r, a, dr, gb=g)
+    return dm.to(m.dtype), dr.to(ref.dtype)
