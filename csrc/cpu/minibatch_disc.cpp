@@ -36,6 +36,31 @@ void pair_exp(const T* mi, const T* rt, int64_t ld, int64_t C, int64_t n, T* __r
   for (int64_t j = 0; j < n; ++j) e[j] = vec_exp(-e[j]);
 }
 
+// One pass over j for one feature c: t_j = w_j sign(v - r_j); col_j += t_j (the other side's gradient); returns
+// sum_j t_j (in kLanes partial sums, like lane_sum: vectorised, fixed order).
+template <typename T>
+T signed_pass(T v, const T* __restrict r, const T* __restrict w, int64_t n, T* __restrict col) {
+  T acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const T df = v - r[j + l];
+      const T t = w[j + l] * T((df > T(0)) - (df < T(0)));
+      acc[l] += t;
+      col[j + l] += t;
+    }
+  }
+  for (; j < n; ++j) {
+    const T df = v - r[j];
+    const T t = w[j] * T((df > T(0)) - (df < T(0)));
+    acc[j % kLanes] += t;
+    col[j] += t;
+  }
+  T total = T(0);
+  for (int l = 0; l < kLanes; ++l) total += acc[l];
+  return total;
+}
+
 void check_md(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
   check_float_tensor(m, "m");
   TORCH_CHECK_VALUE(m.dim() == 3, "m: expected a 3-d tensor of shape (batch, kernels K, kernel_dim C), got shape ",
@@ -106,7 +131,7 @@ std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad, const a
   T* pdr = self ? nullptr : drt.data_ptr<T>();
   at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
     const int64_t n_max = std::max<int64_t>(B, R);
-    std::vector<T> e(n_max), t(n_max);
+    std::vector<T> e(n_max);
     for (int64_t k = k0; k < k1; ++k) {
       const T* g = pg + k * B;
       for (int64_t i = 0; i < B; ++i) {
@@ -122,15 +147,8 @@ std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad, const a
           for (int64_t j = 0; j < n; ++j) e[j] *= g[i];
         }
         for (int64_t c = 0; c < C; ++c) {
-          const T v = mi[c];
-          const T* __restrict r = other + c * ld;
-          for (int64_t j = 0; j < n; ++j) {
-            const T df = v - r[j];
-            t[j] = e[j] * T((df > T(0)) - (df < T(0)));
-          }
-          pdm[(k * C + c) * B + i] -= lane_sum(t.data(), n);
-          T* __restrict col = self ? pdm + (k * C + c) * B + j0 : pdr + (k * C + c) * R;  // the other side: +
-          for (int64_t j = 0; j < n; ++j) col[j] += t[j];
+          pdm[(k * C + c) * B + i] -= signed_pass(mi[c], other + c * ld, e.data(), n,
+                                                  self ? pdm + (k * C + c) * B + j0 : pdr + (k * C + c) * R);
         }
       }
     }

@@ -159,3 +159,11 @@ def minibatch_disc(m: torch.Tensor, ref: torch.Tensor | None, exclude_self: bool
     if ref is None and exclude_self:
         e = e.masked_fill(torch.eye(a.shape[0], dtype=torch.bool, device=a.device)[:, :, None], 0.0)
     return e.sum(1).to(m.dtype)
+
+
+def minibatch_disc_functional(f: torch.Tensor, T: torch.Tensor, kernels: int, kernel_dim: int) -> torch.Tensor:
+    """The minibatch discrimination layer the way eager code writes it (the B x B x K x C broadcast): the baseline of
+    the benchmark. [f, o] with o[i, k] = sum_j exp(-|M[i, k] - M[j, k]|_1), M = (f T).view(B, K, C)."""
+    m = (f @ T).view(f.shape[0], kernels, kernel_dim)
+    o = torch.exp(-(m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(3)).sum(0)
+    return torch.cat([f, o], 1)
