@@ -15,6 +15,7 @@ from . import nn, ops  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
 from .allocator import allocator_info, tune_cpu_allocator  # noqa: E402
 from .backend import backend_info, current_backend, use_backend  # noqa: E402
+from .penalties import gradient_penalty  # noqa: E402
 from .ops import (  # noqa: E402
     bias_act, joint_linear, kernel_sum, median_bandwidth, minibatch_discrimination, mmd2, mmd_test,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "mmd2",
     "mmd_test",
     "current_backend",
+    "gradient_penalty",
     "nn",
     "ops",
     "tune_cpu_allocator",

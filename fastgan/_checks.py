@@ -60,3 +60,13 @@ def clamp(c) -> float:
     if v < 0:
         raise ValueError(f"clamp: expected a number >= 0, None or 'none', got {v}")
     return v
+
+
+def autocast_dtype(t) -> "torch.dtype | None":
+    """The autocast dtype in force for t's device type, or None (autocast off, or t not a tensor)."""
+    if not isinstance(t, torch.Tensor):
+        return None
+    dev = t.device.type
+    if dev not in ("cpu", "cuda") or not torch.is_autocast_enabled(dev):
+        return None
+    return torch.get_autocast_dtype(dev)

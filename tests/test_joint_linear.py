@@ -183,3 +183,18 @@ def test_errors():
         JointLinear(0, 3, 4)
     with pytest.raises(ValueError, match="act: joint_linear supports"):
         JointLinear(3, 3, 4, act="elu")
+
+
+def test_autocast_bf16():
+    """Under CPU bf16 autocast the fp32 parameters meet bf16 activations: the op runs in bf16 (fp32 math inside),
+    like torch.mm, instead of refusing the mixed dtypes."""
+    torch.manual_seed(0)
+    layer = JointLinear(16, 4, 8)
+    x, z = torch.randn(5, 16), torch.randn(5, 4)
+    ref = layer(x, z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x, z)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref, rtol=2e-2, atol=2e-2)
+    y.float().sum().backward()
+    assert layer.weight.grad.dtype == torch.float32 and torch.isfinite(layer.weight.grad).all()

@@ -18,6 +18,7 @@ import torch
 from .. import _checks
 from ..activations import ACTIVATIONS, get_act
 from ..backend import resolve
+from ..penalties import weight_grads_skipped
 from ._namespaces import OpNamespaces
 from . import reference
 
@@ -50,6 +51,9 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
     clamp was active). Differentiable twice on every backend; fp64, fp32, fp16 and bf16 (fp32 math inside).
     impl: 'auto' | 'reference' | 'cpp' | 'triton' | 'cuda' (default: fastgan.current_backend()).
     """
+    if _checks.autocast_dtype(x) is not None and isinstance(b, torch.Tensor) and isinstance(x, torch.Tensor) \
+            and b.is_floating_point() and x.is_floating_point():
+        b = b.to(x.dtype)  # autocast: a pointwise op follows its input (fp32 math inside); the fp32 bias is cast
     spec, dim, alpha, gain, clamp = _resolve_args(x, b, dim, act, alpha, gain, clamp)
     backend = resolve(impl, x.device, "bias_act")
     if backend == "reference":
@@ -108,6 +112,7 @@ def _register(ns_name: str, with_fake: bool) -> None:
     def fwd_backward(ctx, gy):
         dim, act, alpha, gain, clamp = ctx.args
         need_x, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = need_b and not weight_grads_skipped()  # a penalty's inner gradient wants dx only
         if ctx.trivial:
             dx = gy if gain == 1.0 else gy * gain
             db = _sum_but(dx, dim) if need_b else None

@@ -20,6 +20,7 @@ import torch
 from .. import _checks
 from ..activations import get_act
 from ..backend import resolve
+from ..penalties import weight_grads_skipped
 from ._namespaces import OpNamespaces
 from .bias_act import _ops as _act_ops
 from . import reference
@@ -76,6 +77,11 @@ def joint_linear(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weigh
     Differentiable twice on every backend; fp64, fp32, fp16, bf16 (half: GEMMs accumulate in fp32, the epilogue
     computes in fp32). impl: 'auto' | 'reference' | 'cpp' | 'cuda' | 'triton'.
     """
+    ac = _checks.autocast_dtype(x)
+    if ac is not None:  # autocast: a matrix product, run in the autocast dtype like torch.mm (fp32 math inside)
+        x, z, weight, z_weight = (t.to(ac) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+                                  for t in (x, z, weight, z_weight))
+        bias = bias.to(ac) if isinstance(bias, torch.Tensor) and bias.is_floating_point() else bias
     alpha, gain = _check_args(x, z, weight, z_weight, bias, act, alpha, gain)
     backend = resolve(impl, x.device, "joint_linear", _IMPLEMENTED)
     if backend == "reference":
@@ -108,6 +114,8 @@ def _register(ns_name: str, with_fake: bool) -> None:
         act, alpha, gain = ctx.args
         x, z, weight, z_weight, y = ctx.saved_tensors
         nx, nz, nw, nu, nb = ctx.needs_input_grad[:5]
+        if weight_grads_skipped():  # inside a gradient penalty's inner gradient: only dx, dz are wanted
+            nw = nu = nb = False
         if act == "linear":
             da = gy if gain == 1.0 else gy * gain
             db = da.sum(0) if nb else None

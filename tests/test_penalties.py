@@ -1,0 +1,142 @@
+"""fastgan.gradient_penalty: WGAN-GP, R1 and R2 on critics built of fastgan ops (MLP, the BiGAN joint D(x, z), a
+DCGAN-style conv critic with bias_act) against an eager penalty on the eager twin critic — the penalty and every
+parameter gradient to 1e-10 (fp64); skipping the inner weight gradients changes nothing; the GradScaler recipe; bf16
+autocast; ops without second derivatives raise naming themselves; errors."""
+import pytest
+import torch
+
+import fastgan
+from fastgan.nn import BiGANDiscriminator, DCGANDiscriminator, MinibatchDiscrimination, MLPCritic
+
+from conftest import IMPL_DEVICE, close, impl_params
+
+IMPLS = impl_params(("cpp", "triton"))
+
+
+def eager_penalty(critic, real, fake, kind, center, weight, eps):
+    """The textbook penalty, written out independently of fastgan.gradient_penalty."""
+    if kind == "wgan-gp":
+        pts = [f.detach() + eps.view(-1, *[1] * (r.dim() - 1)) * (r.detach() - f.detach()) for r, f in zip(real, fake)]
+    else:
+        pts = [t.detach() for t in (real if kind == "r1" else fake)]
+    pts = [p.requires_grad_(True) for p in pts]
+    out = critic(*pts)
+    grads = torch.autograd.grad(out.sum(), pts, create_graph=True)
+    flat = torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1)
+    if kind == "wgan-gp":
+        return weight * ((flat.norm(dim=1) - center) ** 2).mean()
+    return weight / 2 * (flat ** 2).sum(1).mean()
+
+
+def _critics(impl, device):
+    torch.manual_seed(0)
+    nets = {
+        "mlp": (MLPCritic(12, hidden=(16, 16), impl=impl), MLPCritic(12, hidden=(16, 16), eager=True),
+                lambda b: (torch.randn(b, 12),)),
+        "bigan-joint": (BiGANDiscriminator(10, 4, hidden=16, impl=impl), BiGANDiscriminator(10, 4, hidden=16, eager=True),
+                        lambda b: (torch.randn(b, 10), torch.randn(b, 4))),
+        "dcgan": (DCGANDiscriminator(nc=1, size=32, base=2, impl=impl), DCGANDiscriminator(nc=1, size=32, base=2,
+                                                                                           eager=True),
+                  lambda b: (torch.randn(b, 1, 32, 32),)),
+    }
+    out = {}
+    for name, (fused, eager, make) in nets.items():
+        eager.load_state_dict(fused.state_dict())
+        out[name] = (fused.to(device).double(), eager.to(device).double(), make)
+    return out
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", ["wgan-gp", "r1", "r2"])
+def test_matches_eager(impl, kind):
+    device = IMPL_DEVICE[impl]
+    for name, (fused, eager, make) in _critics(impl, device).items():
+        torch.manual_seed(1)
+        real = tuple(t.to(device).double() for t in make(6))
+        fake = tuple(t.to(device).double() for t in make(6))
+        gen = torch.Generator().manual_seed(3)
+        got = fastgan.gradient_penalty(fused, real, fake, kind=kind, center=1.0, weight=10.0, generator=gen)
+        eps = torch.rand(6, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(device)
+        exp = eager_penalty(eager, real, fake, kind, 1.0, 10.0, eps)
+        close(got, exp, torch.float64, f"{name} {kind} penalty")
+        g_got = torch.autograd.grad(got, list(fused.parameters()), allow_unused=True)
+        g_exp = torch.autograd.grad(exp, list(eager.parameters()), allow_unused=True)
+        for (pname, p), a, e in zip(fused.named_parameters(), g_got, g_exp):
+            a = torch.zeros_like(p) if a is None else a
+            e = torch.zeros_like(p) if e is None else e
+            close(a, e, torch.float64, f"{name} {kind} gradient of {pname}")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_skipping_inner_weight_grads_changes_nothing(impl):
+    device = IMPL_DEVICE[impl]
+    fused, _, make = _critics(impl, device)["bigan-joint"]
+    real, fake = [tuple(t.to(device).double() for t in make(5)) for _ in range(2)]
+    res = []
+    for skip in (True, False):
+        p = fastgan.gradient_penalty(fused, real, fake, generator=torch.Generator().manual_seed(0), skip_weights=skip)
+        res.append((p.detach(), torch.autograd.grad(p, list(fused.parameters()), allow_unused=True)))
+    close(res[0][0], res[1][0], torch.float64, "penalty")
+    for a, b in zip(res[0][1], res[1][1]):
+        if a is None or b is None:
+            assert a is None and b is None or (a if b is None else b).abs().max() == 0
+        else:
+            close(a, b, torch.float64, "parameter gradient")
+    assert not fastgan.penalties.weight_grads_skipped()
+
+
+def test_grad_scaler_recipe():
+    critic = MLPCritic(8, hidden=(16,)).double()
+    real, fake = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    p_scaled = fastgan.gradient_penalty(critic, real, fake, scaler=scaler, generator=torch.Generator().manual_seed(0))
+    p = fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(0))
+    close(p_scaled, p, torch.float64, "penalty with a GradScaler")
+
+
+def test_bf16_autocast():
+    torch.manual_seed(0)
+    critic = MLPCritic(8, hidden=(16, 16))
+    real, fake = torch.randn(8, 8), torch.randn(8, 8)
+    ref = fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(0))
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=5e-2, atol=5e-2)  # bf16 GEMMs: a few 1e-3 per layer, 3 layers, squared
+    got.backward()
+    weights = [p for name, p in critic.named_parameters() if name.endswith("weight")]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in weights)
+
+
+def test_op_without_second_order_raises():
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(6, kernels=3, kernel_dim=2)
+    head = torch.nn.Linear(9, 1)
+
+    def critic(x):
+        return head(layer(x)).squeeze(1)
+
+    p = fastgan.gradient_penalty(critic, torch.randn(4, 6), torch.randn(4, 6))
+    with pytest.raises(NotImplementedError, match="minibatch_discrimination: second-order derivatives"):
+        p.backward()
+
+
+def test_errors():
+    critic = MLPCritic(4, hidden=(8,))
+    x, y = torch.randn(3, 4), torch.randn(3, 4)
+    cases = [
+        (dict(kind="dragan"), ValueError, "kind: expected one of"),
+        (dict(fake=None), ValueError, "fake: kind='wgan-gp' needs the generated samples"),
+        (dict(fake=torch.randn(3, 5)), ValueError, "fake: expected shapes"),
+        (dict(real=[x, torch.randn(2, 4)]), ValueError, "real: expected the same batch size"),
+        (dict(real=x.long()), TypeError, "real: expected floating tensors"),
+        (dict(real="x"), TypeError, "real: expected a tensor or a tuple of tensors"),
+        (dict(critic=3), TypeError, "critic: expected a callable"),
+        (dict(weight=float("nan")), ValueError, "weight: expected a finite number"),
+    ]
+    for kw, exc, msg in cases:
+        args = dict(critic=critic, real=x, fake=y)
+        args.update(kw)
+        with pytest.raises(exc, match=msg):
+            fastgan.gradient_penalty(**args)
+    assert fastgan.gradient_penalty(critic, x, kind="r1").item() >= 0  # r1 needs no fake
