@@ -25,6 +25,9 @@ import threading
 from typing import Callable
 
 import torch
+from torch.autograd.function import once_differentiable
+
+from ._checks import autocast_dtype
 
 __all__ = ["gradient_penalty", "skip_weight_grads", "weight_grads_skipped", "KINDS"]
 
@@ -50,6 +53,10 @@ def skip_weight_grads(enabled: bool = True):
         _state.skip -= 1 if enabled else 0
 
 
+def _checks_autocast(t: torch.Tensor) -> bool:
+    return autocast_dtype(t) is not None
+
+
 def _as_tuple(t, arg: str) -> tuple:
     ts = (t,) if isinstance(t, torch.Tensor) else tuple(t) if isinstance(t, (tuple, list)) else None
     if not ts or not all(isinstance(x, torch.Tensor) for x in ts):
@@ -65,9 +72,96 @@ def _as_tuple(t, arg: str) -> tuple:
     return ts
 
 
+# ---- the fused path: MLP critics of piecewise-linear layers ----
+_PIECEWISE = ("linear", "relu", "lrelu")
+
+
+def fused_reason(critic) -> str | None:
+    """None if `critic` can take the fused penalty path, else why not."""
+    from .nn.bigan import LinearAct, MLPCritic
+
+    if not isinstance(critic, MLPCritic):
+        return f"the fused path takes a fastgan.nn.MLPCritic, got {type(critic).__name__}"
+    for i, layer in enumerate(critic.layers):
+        if not isinstance(layer, LinearAct) or layer.act not in _PIECEWISE:
+            return f"layer {i} is not a LinearAct with act in {_PIECEWISE}"
+    last = critic.layers[-1]
+    if last.out_features != 1 or last.act != "linear":
+        return "the last layer must be a linear layer to one unit"
+    return None
+
+
+class _MLPPenalty(torch.autograd.Function):
+    """The penalty of an MLP critic of piecewise-linear layers, h_l = (h_{l-1} W_l^T + b_l) * m_l with the slope masks
+    m_l = gain_l * act'(a_l) (constant almost everywhere: the activations have zero second derivative). The input
+    gradient is the chain e_L = gain_L, e_l = (e_{l+1} W_{l+1}) * m_l, grad x = e_1 W_1; the penalty's parameter
+    gradients run the chain back: dP/dW_1 = e_1^T v, s_1 = (v W_1^T) * m_1, dP/dW_{l+1} = e_{l+1}^T s_l,
+    s_{l+1} = (s_l W_{l+1}^T) * m_{l+1}, with v = dP/d(grad x). Only GEMMs with the saved masks: no autograd graph of
+    the backward, no zero tensors pushed back through the forward chain (eager double backward does both). The
+    biases get no gradient (they move only the masks' kinks). First order in the parameters (the penalty is a loss)."""
+
+    @staticmethod
+    def forward(ctx, x, meta, *params):
+        kind, center, weight, acts = meta
+        n_layers = len(acts)
+        weights, biases = params[:n_layers], params[n_layers:]
+        b = x.shape[0]
+        h, masks = x, []
+        for (act, alpha, gain), w, bias in zip(acts[:-1], weights[:-1], biases[:-1]):
+            a = h @ w.t()
+            if bias is not None:
+                a = a + bias
+            slope = {"linear": 1.0, "relu": 0.0, "lrelu": alpha}[act]
+            m = torch.where(a > 0, a.new_full((), gain), a.new_full((), slope * gain))  # in a's dtype: exact
+            masks.append(m)
+            h = a * m
+        es = [None] * n_layers  # e_l: d out / d a_l, (B, out_l)
+        es[-1] = torch.full((b, 1), acts[-1][2], dtype=x.dtype, device=x.device)
+        for i in range(n_layers - 2, -1, -1):
+            es[i] = (es[i + 1] @ weights[i + 1]) * masks[i]
+        gx = es[0] @ weights[0]
+        norm = torch.linalg.vector_norm(gx, dim=1)
+        if kind == "wgan-gp":
+            pen = weight * (norm - center).square().mean()
+            safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+            coef = torch.where(norm > 0, (2 * weight / b) * (norm - center) / safe, torch.zeros_like(norm))
+            v = gx * coef[:, None]
+        else:
+            pen = (weight / 2) * norm.square().mean()
+            v = gx * (weight / b)
+        ctx.n_layers = n_layers
+        ctx.save_for_backward(v, *weights, *es, *masks)
+        return pen
+
+    @staticmethod
+    @once_differentiable  # the penalty is a loss: differentiating its gradient again is refused, not silently wrong
+    def backward(ctx, gp):
+        n = ctx.n_layers
+        saved = ctx.saved_tensors
+        v, weights, es, masks = saved[0], saved[1:1 + n], saved[1 + n:1 + 2 * n], saved[1 + 2 * n:]
+        v = v * gp
+        dws = [None] * n
+        dws[0] = es[0].t() @ v
+        s = (v @ weights[0].t()) * masks[0] if n > 1 else None
+        for i in range(1, n):
+            dws[i] = es[i].t() @ s
+            if i < n - 1:
+                s = (s @ weights[i].t()) * masks[i]
+        return (None, None, *dws, *([None] * n))
+
+
+def _fused_penalty(critic, x, kind, center, weight):
+    layers = list(critic.layers)
+    acts = tuple((layer.act, 0.2 if layer.alpha is None else float(layer.alpha), float(layer.gain))
+                 for layer in layers)
+    weights = [layer.weight for layer in layers]
+    biases = [layer.bias for layer in layers]
+    return _MLPPenalty.apply(x, (kind, float(center), float(weight), acts), *weights, *biases)
+
+
 def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind: str = "wgan-gp",
                      center: float = 1.0, weight: float = 10.0, scaler=None, skip_weights: bool = True,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, fused: bool | None = None) -> torch.Tensor:
     """The gradient penalty of `critic` (called as critic(*inputs) -> scores of shape (B,) or (B, 1)).
 
     real / fake: a tensor, or a tuple of tensors for a critic of several inputs (a BiGAN critic D(x, z): the penalty
@@ -78,6 +172,9 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
           'r2'       weight / 2 * mean_i |grad D(fake_i)|^2; needs fake.
     The norm is over all inputs of a sample together. scaler: a torch GradScaler (see the module's docstring).
     skip_weights: skip fastgan ops' weight gradients in the inner gradient (it needs only the input gradient).
+    fused: None (auto) takes the fused path (_MLPPenalty: GEMMs with the forward's masks) when the critic is an
+    MLPCritic of linear / relu / lrelu layers and no scaler or autocast is in play, the generic double backward
+    otherwise; True requires it (ValueError saying why not); False never takes it.
     """
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")
@@ -104,6 +201,13 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
                        for r, f in zip(real_t, fake_t))
     else:
         points = tuple(t.detach() for t in (real_t if kind == "r1" else fake_t))
+    reason = fused_reason(critic) if fused is not False else "fused=False"
+    if reason is None and (scaler is not None or len(points) != 1 or _checks_autocast(points[0])):
+        reason = "a scaler, autocast or several inputs (the generic path handles those)"
+    if fused and reason is not None:
+        raise ValueError(f"fused: the critic cannot take the fused penalty path: {reason}")
+    if reason is None:
+        return _fused_penalty(critic, points[0], kind, center, weight)
     points = tuple(p.requires_grad_(True) for p in points)
 
     out = critic(*points)
