@@ -1,0 +1,107 @@
+"""A full WGAN-GP critic step (critic on real and fake, the gradient penalty, the parameter gradients) with fastgan
+against eager PyTorch, and torch.compile's attempt.
+
+    pytest bench/bench_penalty.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
+
+Groups `wgan-gp-step-<critic>`: 'mlp' = MLPCritic 784-1024-1024-1 (lrelu 0.2) at B = 128, 'joint-D' = the BiGAN
+paper's D(x, z) (784 + 50 -> 1024 -> 1024 (parameter-free BN) -> 1) at B = 128.
+  eager    the textbook step on the eager twin: D(real), D(fake), x_hat, autograd.grad(create_graph=True), penalty,
+           autograd.grad of the loss w.r.t. the parameters.
+  compile  the same with torch.compile(critic): aot_autograd cannot run the double backward; the case records the
+           error (xfail with the message) instead of hiding it.
+  fastgan  one critic call on cat(real, fake) (bigger GEMMs) and fastgan.gradient_penalty (the fused GEMM path for the
+           MLP; the generic double backward through joint_linear ops, without the inner weight gradients, for D(x, z)).
+Floor (mlp, measured GEMM rate): the step's GEMM FLOPs, with S = sum of the layers' in x out and S1 the first's:
+forward real + fake 4BS, their parameter and hidden-input gradients 4BS + 4B(S - S1), the penalty's forward, input
+gradient chain and parameter-gradient chain 8BS  ->  (20 S - 4 S1) B.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fastgan
+from fastgan.nn import BiGANDiscriminator, MLPCritic
+
+from . import common
+
+B, X, Z, H = 128, 784, 50, 1024
+WARMUP = 2
+
+
+def pytest_generate_tests(metafunc):
+    if "impl" in metafunc.fixturenames:
+        from .conftest import bench_device
+
+        metafunc.parametrize("impl", common.available_impls(bench_device(metafunc.config)))
+
+
+def eager_penalty(critic, real, fake, eps, weight=10.0):
+    pts = [(f + eps.view(-1, 1) * (r - f)).requires_grad_(True) for r, f in zip(real, fake)]
+    grads = torch.autograd.grad(critic(*pts).sum(), pts, create_graph=True)
+    flat = torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1)
+    return weight * ((flat.norm(dim=1) - 1) ** 2).mean()
+
+
+def make_critic(name, impl, device):
+    torch.manual_seed(0)
+    eager = impl in ("eager", "compile")
+    backend = None if eager else impl.removeprefix("fastgan-")
+    if name == "mlp":
+        return MLPCritic(X, hidden=(H, H), impl=backend, eager=eager).to(device)
+    return BiGANDiscriminator(X, Z, hidden=H, impl=backend, eager=eager).to(device)
+
+
+def floor_s(name, device) -> float:
+    dims = [X, H, H, 1]
+    if name != "mlp":
+        dims = [X + Z, H + Z, H + Z, 1]  # z enters every layer
+    sizes = [a * b for a, b in zip(dims[:-1], dims[1:])]
+    return common.flop_floor_s((20 * sum(sizes) - 4 * sizes[0]) * B, device)
+
+
+@pytest.mark.parametrize("name", ["mlp", "joint-D"])
+def test_wgan_gp_step(benchmark, extra_info, device, impl, name):
+    critic = make_critic(name, impl, device)
+    params = list(critic.parameters())
+    gen = torch.Generator(device=device).manual_seed(0)
+    real = (torch.randn(B, X, generator=gen, device=device),)
+    fake = (torch.randn(B, X, generator=gen, device=device),)
+    if name != "mlp":
+        real += (torch.randn(B, Z, generator=gen, device=device),)
+        fake += (torch.randn(B, Z, generator=gen, device=device),)
+    eps = torch.rand(B, generator=gen, device=device)
+
+    if impl in ("eager", "compile"):
+        net = torch.compile(critic) if impl == "compile" else critic
+
+        def step():
+            loss = net(*fake).mean() - net(*real).mean() + eager_penalty(net, real, fake, eps)
+            return torch.autograd.grad(loss, params, allow_unused=True)
+    else:
+        both = tuple(torch.cat([r, f]) for r, f in zip(real, fake))
+
+        def step():
+            out = critic(*both)
+            loss = out[B:].mean() - out[:B].mean() + fastgan.gradient_penalty(critic, real, fake)
+            return torch.autograd.grad(loss, params, allow_unused=True)
+
+    def run():
+        out = step()
+        common.sync(device)
+        return out
+
+    try:
+        for _ in range(WARMUP):
+            run()
+    except Exception as e:  # noqa: BLE001 - torch.compile's refusal is the result of that case
+        if impl == "compile":
+            pytest.xfail(f"torch.compile cannot run the WGAN-GP step: {type(e).__name__}: {str(e).splitlines()[0]}")
+        raise
+    benchmark.group = f"wgan-gp-step-{name}-B{B}"
+    fl = floor_s(name, device)
+    extra_info.update(impl=impl, critic=name, B=B, floor="step GEMM FLOPs / gemm_rate", floor_s=fl)
+    before = common.cpu_sample()
+    benchmark(run)
+    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median,
+                      other_cpu_load=common.other_cpu_load(before))
