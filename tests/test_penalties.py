@@ -176,3 +176,21 @@ def test_fused_path_refusals():
     (g,) = torch.autograd.grad(p, [critic.layers[0].weight], create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):  # refused, not wrong
         torch.autograd.grad(g.sum(), [critic.layers[0].weight])
+
+
+def test_compiled_generator_with_eager_penalty():
+    """The documented torch.compile recipe: the generator compiled, the critic step (with its double backward) eager.
+    (Compiling the critic itself fails inside aot_autograd: bench/bench_penalty.py records that.)"""
+    torch.manual_seed(0)
+    gen = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8))
+    gen_c = torch.compile(gen, dynamic=False)
+    critic = MLPCritic(8, hidden=(16,))
+    z, real = torch.randn(6, 4), torch.randn(6, 8)
+    fake = gen_c(z)
+    d_loss = critic(fake.detach()).mean() - critic(real).mean() + fastgan.gradient_penalty(critic, real, fake.detach())
+    d_loss.backward()
+    g_loss = -critic(gen_c(z)).mean()
+    g_loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in gen.parameters())
+    with torch.no_grad():
+        close(gen_c(z), gen(z), torch.float32, "compiled generator")
