@@ -91,34 +91,66 @@ def fused_reason(critic) -> str | None:
     return None
 
 
+class _Slopes:
+    """Multiplication by the slope masks m_l = gain_l * act'(a_l) of an MLP's layers, given their outputs h_l: the
+    fused bias_act_backward kernel (from the output's sign, exact for these activations in fp32 / fp64), or
+    torch.where on the pre-activations' signs (reference backend, half dtypes)."""
+
+    def __init__(self, x, acts):
+        from .backend import resolve
+        from .ops.bias_act import _ops
+
+        backend = resolve(None, x.device, "bias_act")
+        exact = x.dtype in (torch.float32, torch.float64) and all(g > 0 for _, _, g in acts)
+        self.ns = _ops(backend) if backend != "reference" and exact else None
+        self.acts = acts
+
+    def forward(self, h, w, bias, layer):
+        """(the layer's output h_l, what backward needs to apply m_l: h_l itself, or the mask)."""
+        act, alpha, gain = self.acts[layer]
+        a = h @ w.t()
+        if self.ns is not None:
+            y = self.ns.bias_act(a, bias, 1, act, alpha, gain, -1.0)
+            return y, y
+        if bias is not None:
+            a = a + bias
+        slope = {"linear": 1.0, "relu": 0.0, "lrelu": alpha}[act]
+        m = torch.where(a > 0, a.new_full((), gain), a.new_full((), slope * gain))  # in a's dtype: exact
+        return a * m, m
+
+    def apply(self, t, ref, layer):
+        """t * m_l."""
+        if self.ns is None:
+            return t * ref
+        act, alpha, gain = self.acts[layer]
+        return self.ns.bias_act_backward(t, ref, None, 1, act, alpha, gain, -1.0, True, False)[0]
+
+
 class _MLPPenalty(torch.autograd.Function):
     """The penalty of an MLP critic of piecewise-linear layers, h_l = (h_{l-1} W_l^T + b_l) * m_l with the slope masks
     m_l = gain_l * act'(a_l) (constant almost everywhere: the activations have zero second derivative). The input
     gradient is the chain e_L = gain_L, e_l = (e_{l+1} W_{l+1}) * m_l, grad x = e_1 W_1; the penalty's parameter
     gradients run the chain back: dP/dW_1 = e_1^T v, s_1 = (v W_1^T) * m_1, dP/dW_{l+1} = e_{l+1}^T s_l,
-    s_{l+1} = (s_l W_{l+1}^T) * m_{l+1}, with v = dP/d(grad x). Only GEMMs with the saved masks: no autograd graph of
-    the backward, no zero tensors pushed back through the forward chain (eager double backward does both). The
-    biases get no gradient (they move only the masks' kinks). First order in the parameters (the penalty is a loss)."""
+    s_{l+1} = (s_l W_{l+1}^T) * m_{l+1}, with v = dP/d(grad x). Only GEMMs and the fused mask products: no autograd
+    graph of the backward, no zero tensors pushed back through the forward chain (eager double backward does both).
+    The biases get no gradient (they move only the masks' kinks). First order in the parameters (the penalty is a
+    loss)."""
 
     @staticmethod
     def forward(ctx, x, meta, *params):
         kind, center, weight, acts = meta
         n_layers = len(acts)
         weights, biases = params[:n_layers], params[n_layers:]
+        slopes = _Slopes(x, acts)
         b = x.shape[0]
-        h, masks = x, []
-        for (act, alpha, gain), w, bias in zip(acts[:-1], weights[:-1], biases[:-1]):
-            a = h @ w.t()
-            if bias is not None:
-                a = a + bias
-            slope = {"linear": 1.0, "relu": 0.0, "lrelu": alpha}[act]
-            m = torch.where(a > 0, a.new_full((), gain), a.new_full((), slope * gain))  # in a's dtype: exact
-            masks.append(m)
-            h = a * m
+        h, refs = x, []
+        for i in range(n_layers - 1):
+            h, ref = slopes.forward(h, weights[i], biases[i], i)
+            refs.append(ref)
         es = [None] * n_layers  # e_l: d out / d a_l, (B, out_l)
         es[-1] = torch.full((b, 1), acts[-1][2], dtype=x.dtype, device=x.device)
         for i in range(n_layers - 2, -1, -1):
-            es[i] = (es[i + 1] @ weights[i + 1]) * masks[i]
+            es[i] = slopes.apply(es[i + 1] @ weights[i + 1], refs[i], i)
         gx = es[0] @ weights[0]
         norm = torch.linalg.vector_norm(gx, dim=1)
         if kind == "wgan-gp":
@@ -129,24 +161,24 @@ class _MLPPenalty(torch.autograd.Function):
         else:
             pen = (weight / 2) * norm.square().mean()
             v = gx * (weight / b)
-        ctx.n_layers = n_layers
-        ctx.save_for_backward(v, *weights, *es, *masks)
+        ctx.n_layers, ctx.slopes = n_layers, slopes
+        ctx.save_for_backward(v, *weights, *es, *refs)
         return pen
 
     @staticmethod
     @once_differentiable  # the penalty is a loss: differentiating its gradient again is refused, not silently wrong
     def backward(ctx, gp):
-        n = ctx.n_layers
+        n, slopes = ctx.n_layers, ctx.slopes
         saved = ctx.saved_tensors
-        v, weights, es, masks = saved[0], saved[1:1 + n], saved[1 + n:1 + 2 * n], saved[1 + 2 * n:]
+        v, weights, es, refs = saved[0], saved[1:1 + n], saved[1 + n:1 + 2 * n], saved[1 + 2 * n:]
         v = v * gp
         dws = [None] * n
         dws[0] = es[0].t() @ v
-        s = (v @ weights[0].t()) * masks[0] if n > 1 else None
+        s = slopes.apply(v @ weights[0].t(), refs[0], 0) if n > 1 else None
         for i in range(1, n):
             dws[i] = es[i].t() @ s
             if i < n - 1:
-                s = (s @ weights[i].t()) * masks[i]
+                s = slopes.apply(s @ weights[i].t(), refs[i], i)
         return (None, None, *dws, *([None] * n))
 
 
