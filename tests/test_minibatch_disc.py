@@ -183,3 +183,36 @@ def test_errors(impl):
     for fn, exc, msg in cases:
         with pytest.raises(exc, match=msg):
             fn()
+
+
+def _two_rank_worker(rank, path, f_all, state, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    try:
+        layer = MinibatchDiscrimination(8, kernels=4, kernel_dim=3, global_batch=True)
+        layer.load_state_dict(state)
+        f = f_all[rank * 5:(rank + 1) * 5].clone().requires_grad_(True)
+        out = layer(f)
+        (out.square().sum()).backward()
+        torch.save({"out": out.detach(), "fgrad": f.grad, "Tgrad": layer.T.grad}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_global_batch_two_ranks(tmp_path):
+    """global_batch over 2 gloo ranks of 5 rows each equals one process with the 10 rows: o, the input gradients,
+    and the T gradients summed over the ranks (what DDP's all-reduce would average)."""
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(0)
+    ref_layer = MinibatchDiscrimination(8, kernels=4, kernel_dim=3)
+    f_all = torch.randn(10, 8)
+    mp.spawn(_two_rank_worker, args=(str(tmp_path / "pg"), f_all, ref_layer.state_dict(), str(tmp_path)), nprocs=2)
+    res = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    f = f_all.clone().requires_grad_(True)
+    out = ref_layer(f)
+    out.square().sum().backward()
+    close(torch.cat([r["out"] for r in res]), out.detach(), torch.float32, "o over the global batch")
+    close(torch.cat([r["fgrad"] for r in res]), f.grad, torch.float32, "input gradients")
+    close(res[0]["Tgrad"] + res[1]["Tgrad"], ref_layer.T.grad, torch.float32, "T gradient summed over ranks")
