@@ -22,7 +22,7 @@ TORCH_LIBRARY(fastgan, m) {
   // The building block of MMD: (S, dS/dx, dS/dy) with S = sum_ij sum_s weights[s] k_s(|x_i - y_j|^2), kernel in
   // {gaussian, rq, imq} (csrc/include/fastgan/pair_kernels.h), without the n x m kernel matrix. y = None: the self-sum
   // over x (diagonal: include the pairs (i, i)). The gradients are computed in the same pass when grad_x / grad_y,
-  // else returned empty.
+  // else returned empty. S has x's dtype, or fp32 for fp16 / bf16 x.
   m.def(
       "kernel_sum(Tensor x, Tensor? y, str kernel, float[] bandwidths, float[] weights, bool diagonal, bool grad_x, "
       "bool grad_y) -> (Tensor, Tensor, Tensor)");

@@ -100,8 +100,11 @@ class _Slopes:
         from .backend import resolve
         from .ops.bias_act import _ops
 
+        from .ops.bias_act import _ref_is_y
+
         backend = resolve(None, x.device, "bias_act")
-        exact = x.dtype in (torch.float32, torch.float64) and all(g > 0 for _, _, g in acts)
+        # the slope from the output's sign: exact for alpha >= 0, gain != 0, fp32 / fp64 (bias_act's own rule)
+        exact = all(_ref_is_y(act, alpha, gain, x.dtype) for act, alpha, gain in acts)
         self.ns = _ops(backend) if backend != "reference" and exact else None
         self.acts = acts
 

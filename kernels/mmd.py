@@ -150,7 +150,7 @@ def _pair_rows_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, p_ptr, w_ptr, val_ptr, g_ptr
                 valid = valid & (rows[:, None] != cols[None, :])
         val, c, h = _mixture(r2, p_ptr, w_ptr, NS, KERNEL)
         if KERNEL == 3:  # d dist / d a = (a - b) / dist, and 0 at dist 0 (the least-norm subgradient)
-            c = tl.where(r2 > 0.0, c / tl.where(r2 > 0.0, tl.sqrt(r2), 1.0), 0.0)
+            c = tl.where(r2 == 0.0, 0.0, c / tl.where(r2 == 0.0, 1.0, tl.sqrt(r2)))  # NaN propagates
         c = tl.where(valid, c, 0.0)
         if MODE < 2:
             row_val += tl.sum(tl.where(valid, val, 0.0), axis=1)
@@ -289,7 +289,8 @@ def kernel_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
     direct = kid >= 3  # laplacians: the gradient is accumulated as it is (no row-sum combination), factor 1 / 2
     rows, gx = _launch(1 if grad_x else 0, xc, b, nx, nb, pw, ww, kid, self_sum, diagonal,
                        fac1=(2.0 if self_sum else 1.0) if direct else (4.0 if self_sum else 2.0))
-    value = rows.sum(dtype=torch.float64).to(x.dtype)
+    half = x.dtype in (torch.float16, torch.bfloat16)  # the sum in fp32 for half inputs, as the C++ op
+    value = rows.sum(dtype=torch.float64).to(torch.float32 if half else x.dtype)
     gx = gx.to(x.dtype) if grad_x else x.new_empty([0])
     if grad_y and not self_sum:
         gy = _launch(1, yc, xc, nb, nx, pw, ww, kid, False, True, fac1=1.0 if direct else 2.0)[1].to(x.dtype)

@@ -216,3 +216,28 @@ def test_global_batch_two_ranks(tmp_path):
     close(torch.cat([r["out"] for r in res]), out.detach(), torch.float32, "o over the global batch")
     close(torch.cat([r["fgrad"] for r in res]), f.grad, torch.float32, "input gradients")
     close(res[0]["Tgrad"] + res[1]["Tgrad"], ref_layer.T.grad, torch.float32, "T gradient summed over ranks")
+
+
+def _uneven_worker(rank, path, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    try:
+        layer = MinibatchDiscrimination(4, kernels=2, kernel_dim=2, global_batch=True)
+        try:
+            layer(torch.randn(3 + rank, 4))
+            msg = "no error"
+        except ValueError as e:
+            msg = str(e)
+        with open(f"{out_dir}/rank{rank}.txt", "w") as fh:
+            fh.write(msg)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_global_batch_uneven_sizes_raise_on_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_uneven_worker, args=(str(tmp_path / "pg"), str(tmp_path)), nprocs=2)
+    for r in range(2):
+        assert "global_batch needs the same batch size on every rank, got [3, 4]" in (tmp_path / f"rank{r}.txt").read_text()

@@ -286,3 +286,36 @@ def test_errors(impl):
     xr = x.clone().requires_grad_(True)  # the raw op called with its gradient flags off: a clear error, not zeros
     with pytest.raises(RuntimeError, match="grad_x / grad_y flag was False"):
         torch.ops.fastgan.kernel_sum(xr, y, "gaussian", [1.0], [1.0], True, False, False)[0].backward()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_half_inputs_sum_in_fp32(impl):
+    """fp16 / bf16 samples: the kernel sums come back in fp32 (n m terms of ~5 each overflow fp16 at n = 200) and
+    MMD^2 matches the fp64 reference of the same (rounded) samples."""
+    device = IMPL_DEVICE[impl]
+    n = 200 if impl == "cpp" else 40
+    for dtype in (torch.float16, torch.bfloat16):
+        x = torch.randn(n, 2, device=device).to(dtype)
+        y = (torch.randn(n, 2, device=device) + 0.5).to(dtype)
+        s = fastgan.kernel_sum(x, None, impl=impl)
+        assert s.dtype == torch.float32 and torch.isfinite(s)
+        got = fastgan.mmd2(x, y, impl=impl)
+        exp = fastgan.mmd2(x.double(), y.double(), impl="reference")
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), exp, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_nan_propagates(impl):
+    device = IMPL_DEVICE[impl]
+    for kernel in ("gaussian", "laplacian", "laplacian_l1"):
+        x = torch.randn(5, 3, device=device, dtype=torch.float64)
+        x[2, 1] = float("nan")
+        x.requires_grad_(True)
+        y = torch.randn(4, 3, device=device, dtype=torch.float64)
+        for fn in (lambda a: fastgan.kernel_sum(a, y, kernel, (1.0,), impl=impl),
+                   lambda a: reference.kernel_sum(a, y, kernel, (1.0,), (1.0,), True)):
+            s = fn(x)
+            (g,) = torch.autograd.grad(s, x)
+            assert torch.isnan(s), kernel
+            assert torch.isnan(g[2]).any(), kernel

@@ -197,3 +197,19 @@ def test_compiled_generator_with_eager_penalty():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in gen.parameters())
     with torch.no_grad():
         close(gen_c(z), gen(z), torch.float32, "compiled generator")
+
+
+def test_fused_path_negative_alpha():
+    """lrelu with a negative alpha: the slope cannot be read from the output's sign; the fused path must still equal
+    the generic double backward (it takes its torch.where masks then)."""
+    torch.manual_seed(0)
+    net = MLPCritic(6, hidden=(10,), act="lrelu", alpha=-0.1).double()
+    twin = MLPCritic(6, hidden=(10,), act="lrelu", alpha=-0.1, eager=True).double()
+    twin.load_state_dict(net.state_dict())
+    x, y = torch.randn(5, 6, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64)
+    got = fastgan.gradient_penalty(net, x, y, generator=torch.Generator().manual_seed(0), fused=True)
+    exp = fastgan.gradient_penalty(twin, x, y, generator=torch.Generator().manual_seed(0), fused=False)
+    close(got, exp, torch.float64, "penalty")
+    for a, e in zip(torch.autograd.grad(got, [net.layers[0].weight, net.layers[1].weight]),
+                    torch.autograd.grad(exp, [twin.layers[0].weight, twin.layers[1].weight])):
+        close(a, e, torch.float64, "weight gradient")

@@ -299,6 +299,13 @@ at::Tensor combine(const at::Tensor& t, const at::Tensor& s, const at::Tensor& a
   return at::mul(t, -f).addcmul_(a, s.unsqueeze(1), f);  // one n x d allocation: the result
 }
 
+// The sum as a scalar tensor: x's dtype, or fp32 for fp16 / bf16 inputs (a sum of n m kernel values overflows fp16
+// from n ~ 150 and keeps 3 digits in bf16; MMD^2 is a small difference of such sums).
+at::Tensor value_of(double total, const at::Tensor& x) {
+  const bool half = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
+  return at::scalar_tensor(total, x.options().dtype(at::kDouble)).to(half ? at::kFloat : x.scalar_type());
+}
+
 // The gradient accumulators of one side: products (n x d) and row sums (n).
 struct Acc {
   at::Tensor t, s;
@@ -343,8 +350,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_impl(const at::Tensor&
   // dS/dx_i = f (rowsum_i x_i - (C Y)_i), f = 2 (4 for a self-sum: x_i is on both sides of its pairs)
   at::Tensor gx = grad_x ? combine(ax.t, ax.s, P.xc, P.self ? 4.0 : 2.0).to(x.scalar_type()) : x.new_empty({0});
   at::Tensor gy = grad_y ? combine(ay.t, ay.s, P.yc, 2.0).to(x.scalar_type()) : x.new_empty({0});
-  at::Tensor value = at::scalar_tensor(total, x.options().dtype(at::kDouble)).to(x.scalar_type());
-  return {value, gx, gy};
+  return {value_of(total, x), gx, gy};
 }
 
 // d/d(x, y) of <u, dS/dx> + <v, dS/dy>. With c = k'(r2), h = k''(r2), delta_ij = x_i - y_j and
@@ -461,11 +467,11 @@ double laplacian_tile(const T* X, const T* YT, int64_t m, int64_t d, int64_t i0,
         rows[i] = lane_sum(tmp, bj);
         if constexpr (GRAD) {
           if (!l1) {  // d dist / dx = (x - y) / dist, and 0 at dist 0 (the least-norm subgradient)
-            for (int64_t j = 0; j < bj; ++j) {
-              const bool pos = dist[j] > T(0);
-              const T den = pos ? dist[j] : T(1);
+            for (int64_t j = 0; j < bj; ++j) {  // (a NaN distance is not 0: its NaN propagates)
+              const bool zero = dist[j] == T(0);
+              const T den = zero ? T(1) : dist[j];
               const T q = c[j] / den;
-              c[j] = pos ? q : T(0);
+              c[j] = zero ? T(0) : q;
             }
           }
           if (diag_tile) c[i] = T(0);
@@ -540,7 +546,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> laplacian_impl(const at::Tensor& 
     gxo = (g * f).to(x.scalar_type());
   }
   if (grad_y) gyo = gyt.t().to(x.scalar_type()).contiguous();
-  return {at::scalar_tensor(total, x.options().dtype(at::kDouble)).to(x.scalar_type()), gxo, gyo};
+  return {value_of(total, x), gxo, gyo};
 }
 
 struct Parsed {

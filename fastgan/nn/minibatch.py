@@ -58,6 +58,12 @@ class MinibatchDiscrimination(nn.Module):
         rank, world = dist.get_rank(), dist.get_world_size()
         if world == 1:
             return torch.zeros(m.shape[:2], dtype=m.dtype, device=m.device)
+        sizes = [torch.zeros(1, dtype=torch.int64, device=m.device) for _ in range(world)]
+        dist.all_gather(sizes, torch.tensor([m.shape[0]], dtype=torch.int64, device=m.device))
+        sizes = [int(t.item()) for t in sizes]
+        if len(set(sizes)) != 1:  # every rank sees the same list, so every rank raises (no hang)
+            raise ValueError(f"f: global_batch needs the same batch size on every rank, got {sizes} (drop the last "
+                             "uneven batch, e.g. DistributedSampler with drop_last=True)")
         parts = all_gather(m.contiguous())
         others = torch.cat([p for r, p in enumerate(parts) if r != rank])
         return minibatch_discrimination(m, others)

@@ -73,7 +73,8 @@ def kernel_sum(x: torch.Tensor, y: torch.Tensor | None = None, kernel: str = "ga
                bandwidths=DEFAULT_BANDWIDTHS, weights=None, diagonal: bool = True,
                impl: str | None = None) -> torch.Tensor:
     """sum_i sum_j sum_s weights[s] k_s(x_i, y_j) for x (n, d), y (m, d); y None: the self-sum over pairs of rows of
-    x (diagonal=False leaves out the pairs (i, i)). A scalar of x's dtype, differentiable twice in x and y.
+    x (diagonal=False leaves out the pairs (i, i)). A scalar of x's dtype (fp32 for fp16 / bf16 x: the sum of n m
+    kernel values overflows fp16), differentiable twice in x and y (the smooth kernels; the laplacians once).
     Memory O((n + m) d): the kernel matrix is never formed."""
     _check_points(x, "x")
     if y is not None:
@@ -132,7 +133,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", bandwidths=
 
     estimator 'biased': the V-statistic (all pairs; >= 0); 'unbiased': the U-statistic (no pairs (i, i); n, m >= 2;
     can be negative). bandwidths: a sequence, or 'median' (median_bandwidth of x and y pooled). Differentiable twice
-    in x and y."""
+    in x and y. fp32 for fp16 / bf16 inputs (a small difference of large sums: computed and returned in fp32)."""
     _check_points(x, "x")
     _check_points(y, "y", x)
     if estimator not in ("biased", "unbiased"):
@@ -190,7 +191,8 @@ def _register(ns_name: str, with_fake: bool) -> None:
         def _(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
             gx = torch.empty_like(x) if grad_x else x.new_empty([0])
             gy = torch.empty_like(y) if (grad_y and y is not None) else x.new_empty([0])
-            return x.new_empty([]), gx, gy
+            half = x.dtype in (torch.float16, torch.bfloat16)
+            return x.new_empty([], dtype=torch.float32 if half else x.dtype), gx, gy
 
         @torch.library.register_fake(ns_q + "_backward2")
         def _(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y):
@@ -213,8 +215,8 @@ def _register(ns_name: str, with_fake: bool) -> None:
             if (need_x and not ctx.flags[0]) or (need_y and not ctx.flags[1]):
                 raise RuntimeError("fastgan::kernel_sum: a gradient was requested for an input whose grad_x / grad_y "
                                    "flag was False; call fastgan.kernel_sum, which sets the flags")
-            dx = gv * sx if need_x else None
-            dy = gv * sy if need_y else None
+            dx = (gv * sx).to(sx.dtype) if need_x else None  # (gv is fp32 for half inputs)
+            dy = (gv * sy).to(sy.dtype) if need_y else None
         if (ggx is not None or ggy is not None) and (need_x or need_y):  # through the gradient outputs: 2nd order
             u = ggx if ggx is not None else torch.zeros_like(x)
             hx, hy = ns.kernel_sum_backward2(x, y, u, ggy if y is not None else None, *ctx.args, need_x, need_y)

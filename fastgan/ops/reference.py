@@ -103,8 +103,8 @@ def laplacian_kernel(diff: torch.Tensor, kernel: str, bandwidths, weights) -> to
         dist = diff.abs().sum(-1)
     else:
         r2 = diff.square().sum(-1)
-        pos = r2 > 0
-        dist = torch.where(pos, torch.sqrt(torch.where(pos, r2, torch.ones_like(r2))), torch.zeros_like(r2))
+        zero = r2 == 0  # (a NaN is not 0: it propagates)
+        dist = torch.where(zero, torch.zeros_like(r2), torch.sqrt(torch.where(zero, torch.ones_like(r2), r2)))
     k = torch.zeros_like(dist)
     for s, w in zip(bandwidths, weights):
         k = k + w * torch.exp(-dist / s)
@@ -125,7 +125,7 @@ def kernel_sum(x: torch.Tensor, y: torch.Tensor | None, kernel: str, bandwidths,
         k = pair_kernel(diff.square().sum(-1), kernel, bandwidths, weights)
     if y is None and not diagonal:
         k = k.masked_fill(torch.eye(k.shape[0], dtype=torch.bool, device=k.device), 0.0)
-    return k.sum().to(x.dtype)
+    return k.sum()  # x's dtype, or fp32 for half x: a sum of n m terms overflows fp16
 
 
 def mmd2_functional(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", bandwidths=(1.0, 2.0, 4.0, 8.0, 16.0),
