@@ -213,3 +213,26 @@ def test_fused_path_negative_alpha():
     for a, e in zip(torch.autograd.grad(got, [net.layers[0].weight, net.layers[1].weight]),
                     torch.autograd.grad(exp, [twin.layers[0].weight, twin.layers[1].weight])):
         close(a, e, torch.float64, "weight gradient")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("impl", ["cuda", "triton"])
+def test_amp_grad_scaler_on_gpu(impl):
+    """The AMP recipe on a GPU: fp16 autocast with a GradScaler gives the fp32 penalty (to fp16 accuracy) and finite,
+    unscaled parameter gradients after scaler.unscale_."""
+    torch.manual_seed(0)
+    critic = MLPCritic(64, hidden=(128, 128), impl=impl).cuda()
+    real, fake = torch.randn(32, 64, device="cuda"), torch.randn(32, 64, device="cuda")
+    ref = fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(0))
+    (ref_grad,) = torch.autograd.grad(ref, [critic.layers[0].weight])
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 12)
+    opt = torch.optim.SGD(critic.parameters(), lr=0.0)
+    with torch.autocast("cuda", dtype=torch.float16):
+        pen = fastgan.gradient_penalty(critic, real, fake, scaler=scaler, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pen.float(), ref, rtol=2e-2, atol=2e-2)
+    scaler.scale(pen).backward()
+    scaler.unscale_(opt)
+    g = critic.layers[0].weight.grad
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(g, ref_grad, rtol=5e-2, atol=5e-2 * ref_grad.abs().max().item())
