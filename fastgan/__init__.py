@@ -15,7 +15,7 @@ from . import nn, ops  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
 from .allocator import allocator_info, tune_cpu_allocator  # noqa: E402
 from .backend import backend_info, current_backend, use_backend  # noqa: E402
-from .penalties import gradient_penalty  # noqa: E402
+from .penalties import gradient_penalty, wgan_critic_loss  # noqa: E402
 from .ops import (  # noqa: E402
     bias_act, joint_linear, kernel_sum, median_bandwidth, minibatch_discrimination, mmd2, mmd_test,
 )
@@ -34,6 +34,7 @@ __all__ = [
     "mmd_test",
     "current_backend",
     "gradient_penalty",
+    "wgan_critic_loss",
     "nn",
     "ops",
     "tune_cpu_allocator",

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from ._checks import autocast_dtype
 
-__all__ = ["gradient_penalty", "skip_weight_grads", "weight_grads_skipped", "KINDS"]
+__all__ = ["gradient_penalty", "wgan_critic_loss", "CriticLoss", "skip_weight_grads", "weight_grads_skipped", "KINDS"]
 
 KINDS = ("wgan-gp", "r1", "r2")
 
@@ -115,8 +115,15 @@ class _Slopes:
         if self.ns is not None:
             y = self.ns.bias_act(a, bias, 1, act, alpha, gain, -1.0)
             return y, y
-        if bias is not None:
-            a = a + bias
+        return self.activate(a if bias is None else a + bias, layer)
+
+
+    def activate(self, a, layer):
+        """(h_l, ref) from the pre-activations a (bias included)."""
+        act, alpha, gain = self.acts[layer]
+        if self.ns is not None:
+            y = self.ns.bias_act(a, None, 1, act, alpha, gain, -1.0)
+            return y, y
         slope = {"linear": 1.0, "relu": 0.0, "lrelu": alpha}[act]
         m = torch.where(a > 0, a.new_full((), gain), a.new_full((), slope * gain))  # in a's dtype: exact
         return a * m, m
@@ -129,42 +136,79 @@ class _Slopes:
         return self.ns.bias_act_backward(t, ref, None, 1, act, alpha, gain, -1.0, True, False)[0]
 
 
+class _Shifted:
+    """A _Slopes seen from layer `k` on (for the layers after the first)."""
+
+    def __init__(self, slopes, k):
+        self.slopes, self.k = slopes, k
+
+    def forward(self, h, w, bias, layer):
+        return self.slopes.forward(h, w, bias, layer + self.k)
+
+
+def _hidden_forward(x, weights, biases, slopes):
+    """The hidden layers of an MLP on the rows of x: (outputs h_1..h_{L-1}, what slopes.apply needs per layer)."""
+    h, hs, refs = x, [], []
+    for i in range(len(weights) - 1):
+        h, ref = slopes.forward(h, weights[i], biases[i], i)
+        hs.append(h)
+        refs.append(ref)
+    return hs, refs
+
+
+def _input_grad(b, weights, refs, slopes, out_gain, like):
+    """The chain e_L = gain_L, e_l = (e_{l+1} W_{l+1}) * m_l; returns (es, grad x = e_1 W_1) for b rows."""
+    n = len(weights)
+    es = [None] * n
+    es[-1] = torch.full((b, 1), out_gain, dtype=like.dtype, device=like.device)
+    for i in range(n - 2, -1, -1):
+        es[i] = slopes.apply(es[i + 1] @ weights[i + 1], refs[i], i)
+    return es, es[0] @ weights[0]
+
+
+def _penalty_of(gx, kind, center, weight):
+    """(the penalty of the input gradients gx, v = dP/d gx)."""
+    b = gx.shape[0]
+    norm = torch.linalg.vector_norm(gx, dim=1)
+    if kind == "wgan-gp":
+        safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+        coef = torch.where(norm > 0, (2 * weight / b) * (norm - center) / safe, torch.zeros_like(norm))
+        return weight * (norm - center).square().mean(), gx * coef[:, None]
+    return (weight / 2) * norm.square().mean(), gx * (weight / b)
+
+
+def _penalty_weight_grads(v, weights, es, refs, slopes):
+    """dP/dW_l: dW_1 = e_1^T v, s_1 = (v W_1^T) * m_1, dW_{l+1} = e_{l+1}^T s_l, s_{l+1} = (s_l W_{l+1}^T) * m_{l+1}."""
+    n = len(weights)
+    dws = [None] * n
+    dws[0] = es[0].t() @ v
+    s = slopes.apply(v @ weights[0].t(), refs[0], 0) if n > 1 else None
+    for i in range(1, n):
+        dws[i] = es[i].t() @ s
+        if i < n - 1:
+            s = slopes.apply(s @ weights[i].t(), refs[i], i)
+    return dws
+
+
 class _MLPPenalty(torch.autograd.Function):
     """The penalty of an MLP critic of piecewise-linear layers, h_l = (h_{l-1} W_l^T + b_l) * m_l with the slope masks
     m_l = gain_l * act'(a_l) (constant almost everywhere: the activations have zero second derivative). The input
     gradient is the chain e_L = gain_L, e_l = (e_{l+1} W_{l+1}) * m_l, grad x = e_1 W_1; the penalty's parameter
-    gradients run the chain back: dP/dW_1 = e_1^T v, s_1 = (v W_1^T) * m_1, dP/dW_{l+1} = e_{l+1}^T s_l,
-    s_{l+1} = (s_l W_{l+1}^T) * m_{l+1}, with v = dP/d(grad x). Only GEMMs and the fused mask products: no autograd
-    graph of the backward, no zero tensors pushed back through the forward chain (eager double backward does both).
-    The biases get no gradient (they move only the masks' kinks). First order in the parameters (the penalty is a
-    loss)."""
+    gradients run the chain back (_penalty_weight_grads) with v = dP/d(grad x). Only GEMMs and the fused mask
+    products: no autograd graph of the backward, no zero tensors pushed back through the forward chain (eager double
+    backward does both). The biases get no gradient (they move only the masks' kinks). First order in the
+    parameters (the penalty is a loss)."""
 
     @staticmethod
     def forward(ctx, x, meta, *params):
         kind, center, weight, acts = meta
-        n_layers = len(acts)
-        weights, biases = params[:n_layers], params[n_layers:]
+        n = len(acts)
+        weights, biases = params[:n], params[n:]
         slopes = _Slopes(x, acts)
-        b = x.shape[0]
-        h, refs = x, []
-        for i in range(n_layers - 1):
-            h, ref = slopes.forward(h, weights[i], biases[i], i)
-            refs.append(ref)
-        es = [None] * n_layers  # e_l: d out / d a_l, (B, out_l)
-        es[-1] = torch.full((b, 1), acts[-1][2], dtype=x.dtype, device=x.device)
-        for i in range(n_layers - 2, -1, -1):
-            es[i] = slopes.apply(es[i + 1] @ weights[i + 1], refs[i], i)
-        gx = es[0] @ weights[0]
-        norm = torch.linalg.vector_norm(gx, dim=1)
-        if kind == "wgan-gp":
-            pen = weight * (norm - center).square().mean()
-            safe = torch.where(norm > 0, norm, torch.ones_like(norm))
-            coef = torch.where(norm > 0, (2 * weight / b) * (norm - center) / safe, torch.zeros_like(norm))
-            v = gx * coef[:, None]
-        else:
-            pen = (weight / 2) * norm.square().mean()
-            v = gx * (weight / b)
-        ctx.n_layers, ctx.slopes = n_layers, slopes
+        _, refs = _hidden_forward(x, weights, biases, slopes)
+        es, gx = _input_grad(x.shape[0], weights, refs, slopes, acts[-1][2], x)
+        pen, v = _penalty_of(gx, kind, center, weight)
+        ctx.n_layers, ctx.slopes = n, slopes
         ctx.save_for_backward(v, *weights, *es, *refs)
         return pen
 
@@ -174,24 +218,77 @@ class _MLPPenalty(torch.autograd.Function):
         n, slopes = ctx.n_layers, ctx.slopes
         saved = ctx.saved_tensors
         v, weights, es, refs = saved[0], saved[1:1 + n], saved[1 + n:1 + 2 * n], saved[1 + 2 * n:]
-        v = v * gp
-        dws = [None] * n
-        dws[0] = es[0].t() @ v
-        s = slopes.apply(v @ weights[0].t(), refs[0], 0) if n > 1 else None
-        for i in range(1, n):
-            dws[i] = es[i].t() @ s
-            if i < n - 1:
-                s = slopes.apply(s @ weights[i].t(), refs[i], i)
+        dws = _penalty_weight_grads(v * gp, weights, es, refs, slopes)
         return (None, None, *dws, *([None] * n))
+
+
+class _MLPCriticLoss(torch.autograd.Function):
+    """E[D(fake)] - E[D(real)] + penalty for an MLP critic of piecewise-linear layers, in one pass: the hidden layers
+    run once over [real; fake; x_hat] (3B rows per GEMM), and the first layer's pre-activations at x_hat are
+    interpolated from those of real and fake (the layer is affine: a_1(lerp(f, r, eps)) = lerp(a_1(f), a_1(r), eps)),
+    which saves that GEMM. Backward: the scores' usual backprop over the 2B rows (weights and biases) plus the
+    penalty's weight gradients (_penalty_weight_grads)."""
+
+    @staticmethod
+    def forward(ctx, xr, xf, eps, meta, *params):
+        kind, center, weight, acts = meta
+        n = len(acts)
+        weights, biases = params[:n], params[n:]
+        b = xr.shape[0]
+        slopes = _Slopes(xr, acts)
+        x = torch.cat([xr, xf])
+        a1 = x @ weights[0].t() if biases[0] is None else torch.addmm(biases[0], x, weights[0].t())
+        a1 = torch.cat([a1, torch.lerp(a1[b:], a1[:b], eps.to(a1.dtype)[:, None])])  # + the x_hat rows
+        h1, ref1 = slopes.activate(a1, 0)
+        hs, refs = _hidden_forward(h1, weights[1:], biases[1:], _Shifted(slopes, 1))
+        hs, refs = [h1] + hs, [ref1] + refs
+        out_gain = acts[-1][2]
+        out = hs[-1][:2 * b] @ weights[-1].t()
+        if biases[-1] is not None:
+            out = out + biases[-1]
+        out = out[:, 0] * out_gain
+        hat = [r[2 * b:] for r in refs]
+        es, gx = _input_grad(b, weights, hat, slopes, out_gain, xr)
+        pen, v = _penalty_of(gx, kind, center, weight)
+        d_real, d_fake = out[:b].mean(), out[b:].mean()
+        ctx.n_layers, ctx.slopes, ctx.b, ctx.out_gain = n, slopes, b, out_gain
+        ctx.has_bias = [bb is not None for bb in biases]
+        ctx.save_for_backward(x, v, *weights, *es, *[h[:2 * b] for h in hs], *[r[:2 * b] for r in refs], *hat)
+        ctx.mark_non_differentiable(d_real, d_fake, pen)
+        return d_fake - d_real + pen, d_real, d_fake, pen
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gl, *unused):
+        n, slopes, b = ctx.n_layers, ctx.slopes, ctx.b
+        saved = ctx.saved_tensors
+        x, v = saved[0], saved[1]
+        weights, es = saved[2:2 + n], saved[2 + n:2 + 2 * n]
+        hs, refs, hat = saved[2 + 2 * n:1 + 3 * n], saved[1 + 3 * n:4 * n], saved[4 * n:]
+        dws = _penalty_weight_grads(v * gl, weights, es, hat, slopes)
+        # the scores: d loss / d out = -1/B (real rows), +1/B (fake rows), times the output gain
+        delta = torch.full((2 * b, 1), float(gl) * ctx.out_gain / b, dtype=x.dtype, device=x.device)
+        delta[:b] = -delta[:b]
+        dbs = [None] * n
+        for i in range(n - 1, -1, -1):
+            inp = x if i == 0 else hs[i - 1]
+            dws[i] = torch.addmm(dws[i], delta.t(), inp)  # accumulated inside the GEMM (beta = 1): no extra pass
+            if ctx.has_bias[i]:
+                dbs[i] = delta.sum(0)
+            if i > 0:
+                delta = slopes.apply(delta @ weights[i], refs[i - 1], i - 1)
+        return (None, None, None, None, *dws, *dbs)
+
+
+def _acts_of(critic) -> tuple:
+    return tuple((layer.act, 0.2 if layer.alpha is None else float(layer.alpha), float(layer.gain))
+                 for layer in critic.layers)
 
 
 def _fused_penalty(critic, x, kind, center, weight):
     layers = list(critic.layers)
-    acts = tuple((layer.act, 0.2 if layer.alpha is None else float(layer.alpha), float(layer.gain))
-                 for layer in layers)
-    weights = [layer.weight for layer in layers]
-    biases = [layer.bias for layer in layers]
-    return _MLPPenalty.apply(x, (kind, float(center), float(weight), acts), *weights, *biases)
+    return _MLPPenalty.apply(x, (kind, float(center), float(weight), _acts_of(critic)),
+                             *[layer.weight for layer in layers], *[layer.bias for layer in layers])
 
 
 def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind: str = "wgan-gp",
@@ -260,3 +357,49 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
     if kind == "wgan-gp":  # vector_norm's gradient at a zero gradient is 0, not NaN
         return weight * (torch.linalg.vector_norm(flat, dim=1) - center).square().mean()
     return (weight / 2) * flat.square().sum(1).mean()
+
+
+class CriticLoss(NamedTuple):
+    loss: torch.Tensor  # E[D(fake)] - E[D(real)] + penalty: backpropagates into the critic's parameters
+    d_real: torch.Tensor  # E[D(real)], detached (for logging)
+    d_fake: torch.Tensor  # E[D(fake)], detached
+    penalty: torch.Tensor  # the penalty, detached
+
+
+def wgan_critic_loss(critic: Callable[..., torch.Tensor], real, fake, kind: str = "wgan-gp", center: float = 1.0,
+                     weight: float = 10.0, generator: torch.Generator | None = None,
+                     fused: bool | None = None) -> CriticLoss:
+    """The WGAN critic's loss E[D(fake)] - E[D(real)] + penalty (gradient_penalty's kinds and arguments).
+
+    For an MLPCritic of linear / relu / lrelu layers and kind='wgan-gp' (fused None or True, no autocast) it runs as
+    one fused pass (_MLPCriticLoss): the layers once over [real; fake; x_hat], the first layer's GEMM at x_hat replaced
+    by interpolating real's and fake's pre-activations, the penalty's gradients by GEMMs with the masks. Otherwise:
+    critic(*real), critic(*fake) (separately: a critic with batch statistics sees the batches as it would alone) and
+    gradient_penalty.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    real_t, fake_t = _as_tuple(real, "real"), _as_tuple(fake, "fake")
+    reason = fused_reason(critic) if fused is not False else "fused=False"
+    if reason is None and (kind != "wgan-gp" or len(real_t) != 1 or _checks_autocast(real_t[0]) or
+                           len(critic.layers) < 2):
+        reason = "only kind='wgan-gp' on a single input, without autocast, with a hidden layer"
+    if fused and reason is not None:
+        raise ValueError(f"fused: the critic cannot take the fused loss path: {reason}")
+    if reason is None:
+        xr, xf = real_t[0].detach(), fake_t[0].detach()
+        if xr.shape != xf.shape:
+            raise ValueError(f"fake: expected shape {tuple(xr.shape)} like real, got {tuple(xf.shape)}")
+        eps = torch.rand(xr.shape[0], generator=generator,
+                         device=generator.device if generator is not None else "cpu",
+                         dtype=torch.float64 if xr.dtype == torch.float64 else torch.float32).to(xr.device)
+        layers = list(critic.layers)
+        loss, d_real, d_fake, pen = _MLPCriticLoss.apply(
+            xr, xf, eps, (kind, float(center), float(weight), _acts_of(critic)), *[layer.weight for layer in layers],
+            *[layer.bias for layer in layers])
+        return CriticLoss(loss, d_real.detach(), d_fake.detach(), pen.detach())
+    d_real = critic(*real_t).mean()
+    d_fake = critic(*fake_t).mean()
+    pen = gradient_penalty(critic, real_t, fake_t, kind=kind, center=center, weight=weight, generator=generator,
+                           fused=False if fused is False else None)
+    return CriticLoss(d_fake - d_real + pen, d_real.detach(), d_fake.detach(), pen.detach())

@@ -236,3 +236,40 @@ def test_amp_grad_scaler_on_gpu(impl):
     g = critic.layers[0].weight.grad
     assert torch.isfinite(g).all()
     torch.testing.assert_close(g, ref_grad, rtol=5e-2, atol=5e-2 * ref_grad.abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize("act", ["lrelu", "relu"])
+def test_wgan_critic_loss_fused_equals_generic(act, dtype):
+    """The one-pass critic loss (layers once over [real; fake; x_hat], x_hat's first GEMM interpolated) equals
+    critic(real), critic(fake) and the generic penalty: loss, logged parts and every parameter gradient (biases too)."""
+    torch.manual_seed(0)
+    net = MLPCritic(12, hidden=(16, 24), act=act).to(dtype)
+    twin = MLPCritic(12, hidden=(16, 24), act=act, eager=True).to(dtype)
+    twin.load_state_dict(net.state_dict())
+    x, y = torch.randn(7, 12, dtype=dtype), torch.randn(7, 12, dtype=dtype)
+    got = fastgan.wgan_critic_loss(net, x, y, generator=torch.Generator().manual_seed(0), fused=True)
+    exp = fastgan.wgan_critic_loss(twin, x, y, generator=torch.Generator().manual_seed(0), fused=False)
+    for a, e, what in zip(got, exp, ("loss", "d_real", "d_fake", "penalty")):
+        close(a.detach(), e.detach(), dtype, what)
+    for (name, p), a, e in zip(net.named_parameters(),
+                               torch.autograd.grad(got.loss, list(net.parameters()), allow_unused=True),
+                               torch.autograd.grad(exp.loss, list(twin.parameters()), allow_unused=True)):
+        close(torch.zeros_like(p) if a is None else a, torch.zeros_like(p) if e is None else e, dtype, name)
+
+
+def test_wgan_critic_loss_generic_paths():
+    torch.manual_seed(0)
+    critic = BiGANDiscriminator(6, 2, hidden=8).double()
+    real = (torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64))
+    fake = (torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64))
+    res = fastgan.wgan_critic_loss(critic, real, fake, generator=torch.Generator().manual_seed(0))
+    exp = (critic(*fake).mean() - critic(*real).mean()
+           + fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(0)))
+    close(res.loss, exp, torch.float64, "joint critic loss")
+    r1 = fastgan.wgan_critic_loss(MLPCritic(6, hidden=(8,)), torch.randn(3, 6), torch.randn(3, 6), kind="r1")
+    assert torch.isfinite(r1.loss)
+    with pytest.raises(ValueError, match="fused: the critic cannot take the fused loss path"):
+        fastgan.wgan_critic_loss(critic, real, fake, fused=True)
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        fastgan.wgan_critic_loss(critic, real, fake, kind="hinge")
