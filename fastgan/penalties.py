@@ -110,20 +110,18 @@ class _Slopes:
 
     def forward(self, h, w, bias, layer):
         """(the layer's output h_l, what backward needs to apply m_l: h_l itself, or the mask)."""
-        act, alpha, gain = self.acts[layer]
         a = h @ w.t()
+        return self.activate(a, layer, bias)
+
+
+    def activate(self, a, layer, bias=None):
+        """(h_l, ref) from the pre-activations a (plus bias, when given)."""
+        act, alpha, gain = self.acts[layer]
         if self.ns is not None:
             y = self.ns.bias_act(a, bias, 1, act, alpha, gain, -1.0)
             return y, y
-        return self.activate(a if bias is None else a + bias, layer)
-
-
-    def activate(self, a, layer):
-        """(h_l, ref) from the pre-activations a (bias included)."""
-        act, alpha, gain = self.acts[layer]
-        if self.ns is not None:
-            y = self.ns.bias_act(a, None, 1, act, alpha, gain, -1.0)
-            return y, y
+        if bias is not None:
+            a = a + bias
         slope = {"linear": 1.0, "relu": 0.0, "lrelu": alpha}[act]
         m = torch.where(a > 0, a.new_full((), gain), a.new_full((), slope * gain))  # in a's dtype: exact
         return a * m, m
@@ -237,9 +235,9 @@ class _MLPCriticLoss(torch.autograd.Function):
         b = xr.shape[0]
         slopes = _Slopes(xr, acts)
         x = torch.cat([xr, xf])
-        a1 = x @ weights[0].t() if biases[0] is None else torch.addmm(biases[0], x, weights[0].t())
+        a1 = x @ weights[0].t()  # (the bias commutes with the interpolation: added after, in the activation pass)
         a1 = torch.cat([a1, torch.lerp(a1[b:], a1[:b], eps.to(a1.dtype)[:, None])])  # + the x_hat rows
-        h1, ref1 = slopes.activate(a1, 0)
+        h1, ref1 = slopes.activate(a1, 0, biases[0])
         hs, refs = _hidden_forward(h1, weights[1:], biases[1:], _Shifted(slopes, 1))
         hs, refs = [h1] + hs, [ref1] + refs
         out_gain = acts[-1][2]
@@ -272,7 +270,7 @@ class _MLPCriticLoss(torch.autograd.Function):
         dbs = [None] * n
         for i in range(n - 1, -1, -1):
             inp = x if i == 0 else hs[i - 1]
-            dws[i] = torch.addmm(dws[i], delta.t(), inp)  # accumulated inside the GEMM (beta = 1): no extra pass
+            dws[i].addmm_(delta.t(), inp)  # accumulated inside the GEMM (beta = 1), in place: no extra pass or copy
             if ctx.has_bias[i]:
                 dbs[i] = delta.sum(0)
             if i > 0:
