@@ -66,6 +66,15 @@ def _exp(v):
 
 
 @triton.jit
+def _log(v):
+    if _INTERPRET:
+        r = tl.log(v.to(tl.float64)).to(v.dtype)
+    else:
+        r = libdevice.log(v)
+    return r
+
+
+@triton.jit
 def _expm1_f64(w):
     # Kahan: (u - 1) * w / log(u) with u = e^w is accurate to a few ulp, also for tiny |w|.
     u = tl.exp(w)

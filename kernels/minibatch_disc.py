@@ -8,7 +8,7 @@ One program takes kernel slice k and a block of BI rows of `a`, and walks all ro
 Within a batch (a = b = m) the gradient is MODE 1 with both weights; with a reference batch the gradient of m is
 MODE 1 with g_a = g, and the reference's is the same kernel with the roles swapped (a = ref, b = m, g_b = g). Each
 program owns its rows of the output: no atomics, deterministic. Sums in fp32 (fp64 for fp64); libdevice exp on the
-GPU, fp64 numpy under the interpreter (the exp of kernels/mmd.py).
+GPU, fp64 numpy under the interpreter (the _exp of kernels/bias_act.py).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from .mmd import _exp
+from .bias_act import _exp
 
 __all__ = ["forward", "backward"]
 

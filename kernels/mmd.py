@@ -19,8 +19,8 @@ The laplacian kernels (3: euclidean, 4: l1; p = 1 / s) take their distances from
 block per feature chunk, exact at zero distance, where their gradient is defined as 0) and accumulate the gradient as
 sum_j c_ij f(a_i - b_j) directly (f = identity / dist or sign); first order only.
 
-Elementary functions: libdevice exp / log on the GPU; fp64 numpy under the interpreter. The kernel table is that of
-csrc/include/fastgan/pair_kernels.h: 0 gaussian (p = 1 / 2s^2), 1 rq (p = a), 2 imq (p = s^2).
+Elementary functions: kernels/bias_act.py's _exp / _log (libdevice on the GPU, fp64 numpy under the interpreter).
+The kernel table is that of csrc/include/fastgan/pair_kernels.h: 0 gaussian (p = 1 / 2s^2), 1 rq (p = a), 2 imq (p = s^2).
 """
 from __future__ import annotations
 
@@ -28,31 +28,12 @@ import torch
 import triton
 import triton.language as tl
 from torch.library import wrap_triton
-from triton.language.extra import libdevice
 
-from .bias_act import _INTERPRET
+from .bias_act import _exp, _log
 
 __all__ = ["kernel_sum", "kernel_sum_backward2", "KERNEL_IDS"]
 
 KERNEL_IDS = {"gaussian": 0, "rq": 1, "imq": 2, "laplacian": 3, "laplacian_l1": 4}
-
-
-@triton.jit
-def _exp(v):
-    if _INTERPRET:
-        r = tl.exp(v.to(tl.float64)).to(v.dtype)
-    else:
-        r = libdevice.exp(v)
-    return r
-
-
-@triton.jit
-def _log(v):
-    if _INTERPRET:
-        r = tl.log(v.to(tl.float64)).to(v.dtype)
-    else:
-        r = libdevice.log(v)
-    return r
 
 
 @triton.jit
