@@ -175,24 +175,20 @@ def _penalty_of(gx, kind, center, weight):
     return (weight / 2) * norm.square().mean(), gx * (weight / b)
 
 
-def _penalty_weight_grads(v, weights, es, refs, slopes):
-    """dP/dW_l: dW_1 = e_1^T v, s_1 = (v W_1^T) * m_1, dW_{l+1} = e_{l+1}^T s_l, s_{l+1} = (s_l W_{l+1}^T) * m_{l+1}."""
-    n = len(weights)
-    dws = [None] * n
-    dws[0] = es[0].t() @ v
-    s = slopes.apply(v @ weights[0].t(), refs[0], 0) if n > 1 else None
-    for i in range(1, n):
-        dws[i] = es[i].t() @ s
-        if i < n - 1:
-            s = slopes.apply(s @ weights[i].t(), refs[i], i)
-    return dws
+def _penalty_tangents(v, weights, refs, slopes):
+    """The right operands of the penalty's weight gradients, dP/dW_l = e_l^T t_l: t_1 = v, t_{l+1} = (t_l W_l^T) *
+    m_l (the input-gradient chain run forward)."""
+    ts = [v]
+    for i in range(len(weights) - 1):
+        ts.append(slopes.apply(ts[-1] @ weights[i].t(), refs[i], i))
+    return ts
 
 
 class _MLPPenalty(torch.autograd.Function):
     """The penalty of an MLP critic of piecewise-linear layers, h_l = (h_{l-1} W_l^T + b_l) * m_l with the slope masks
     m_l = gain_l * act'(a_l) (constant almost everywhere: the activations have zero second derivative). The input
     gradient is the chain e_L = gain_L, e_l = (e_{l+1} W_{l+1}) * m_l, grad x = e_1 W_1; the penalty's parameter
-    gradients run the chain back (_penalty_weight_grads) with v = dP/d(grad x). Only GEMMs and the fused mask
+    gradients run the chain forward (_penalty_tangents) with v = dP/d(grad x). Only GEMMs and the fused mask
     products: no autograd graph of the backward, no zero tensors pushed back through the forward chain (eager double
     backward does both). The biases get no gradient (they move only the masks' kinks). First order in the
     parameters (the penalty is a loss)."""
@@ -216,16 +212,21 @@ class _MLPPenalty(torch.autograd.Function):
         n, slopes = ctx.n_layers, ctx.slopes
         saved = ctx.saved_tensors
         v, weights, es, refs = saved[0], saved[1:1 + n], saved[1 + n:1 + 2 * n], saved[1 + 2 * n:]
-        dws = _penalty_weight_grads(v * gp, weights, es, refs, slopes)
-        return (None, None, *dws, *([None] * n))
+        ts = _penalty_tangents(v * gp, weights, refs, slopes)
+        return (None, None, *[e.t() @ t for e, t in zip(es, ts)], *([None] * n))
 
 
 class _MLPCriticLoss(torch.autograd.Function):
-    """E[D(fake)] - E[D(real)] + penalty for an MLP critic of piecewise-linear layers, in one pass: the hidden layers
-    run once over [real; fake; x_hat] (3B rows per GEMM), and the first layer's pre-activations at x_hat are
-    interpolated from those of real and fake (the layer is affine: a_1(lerp(f, r, eps)) = lerp(a_1(f), a_1(r), eps)),
-    which saves that GEMM. Backward: the scores' usual backprop over the 2B rows (weights and biases) plus the
-    penalty's weight gradients (_penalty_weight_grads)."""
+    """E[D(fake)] - E[D(real)] + penalty for an MLP critic of piecewise-linear layers (at least one hidden layer), in
+    one pass over the 3B rows [real; fake; x_hat]:
+      forward   the layers once over the 3B rows, the first layer's pre-activations at x_hat interpolated from those
+                of real and fake (the layer is affine: a_1(lerp(f, r, eps)) = lerp(a_1(f), a_1(r), eps)): saves that
+                GEMM; then one backward chain C_l = (C_{l+1} W_{l+1}) * m_l over the 3B rows that is both the scores'
+                backprop (rows 0..2B, for a unit upstream gradient: the loss is linear in it) and the input-gradient
+                chain e_l of the penalty (rows 2B..3B); grad x = e_1 W_1 and the penalty.
+      backward  the penalty's tangents t_l (_penalty_tangents) written over the x_hat rows of the layers' inputs,
+                so that each weight gradient, gl * (delta_l^T h_{l-1} + e_l^T t_l), is one GEMM of depth 3B into a
+                fresh dW (no accumulation pass, no concatenation)."""
 
     @staticmethod
     def forward(ctx, xr, xf, eps, meta, *params):
@@ -234,47 +235,60 @@ class _MLPCriticLoss(torch.autograd.Function):
         weights, biases = params[:n], params[n:]
         b = xr.shape[0]
         slopes = _Slopes(xr, acts)
-        x = torch.cat([xr, xf])
-        a1 = x @ weights[0].t()  # (the bias commutes with the interpolation: added after, in the activation pass)
-        a1 = torch.cat([a1, torch.lerp(a1[b:], a1[:b], eps.to(a1.dtype)[:, None])])  # + the x_hat rows
-        h1, ref1 = slopes.activate(a1, 0, biases[0])
-        hs, refs = _hidden_forward(h1, weights[1:], biases[1:], _Shifted(slopes, 1))
-        hs, refs = [h1] + hs, [ref1] + refs
+        x3 = xr.new_empty(3 * b, xr.shape[1])  # [real; fake; the penalty's tangent t_1 (written in backward)]
+        x3[:b], x3[b:2 * b] = xr, xf
+        a1 = xr.new_empty(3 * b, weights[0].shape[0])
+        torch.mm(x3[:2 * b], weights[0].t(), out=a1[:2 * b])  # the bias is added in the activation pass
+        torch.lerp(a1[b:2 * b], a1[:b], eps.to(a1.dtype)[:, None], out=a1[2 * b:])  # the x_hat rows
+        h, ref = slopes.activate(a1, 0, biases[0])
+        hs, refs = [h], [ref]
+        for i in range(1, n - 1):
+            h, ref = slopes.forward(h, weights[i], biases[i], i)
+            hs.append(h)
+            refs.append(ref)
         out_gain = acts[-1][2]
         out = hs[-1][:2 * b] @ weights[-1].t()
         if biases[-1] is not None:
             out = out + biases[-1]
         out = out[:, 0] * out_gain
-        hat = [r[2 * b:] for r in refs]
-        es, gx = _input_grad(b, weights, hat, slopes, out_gain, xr)
+        # the chain's top: d loss / d out = -gain/B (real), +gain/B (fake); e_L = gain (x_hat)
+        c = xr.new_full((3 * b, 1), out_gain)
+        c[:2 * b] /= b
+        c[:b] = -c[:b]
+        cs = [c]
+        for i in range(n - 2, -1, -1):
+            cs.insert(0, slopes.apply(cs[0] @ weights[i + 1], refs[i], i))
+        gx = cs[0][2 * b:] @ weights[0]
         pen, v = _penalty_of(gx, kind, center, weight)
         d_real, d_fake = out[:b].mean(), out[b:].mean()
-        ctx.n_layers, ctx.slopes, ctx.b, ctx.out_gain = n, slopes, b, out_gain
+        ctx.n_layers, ctx.slopes, ctx.b = n, slopes, b
         ctx.has_bias = [bb is not None for bb in biases]
-        ctx.save_for_backward(x, v, *weights, *es, *[h[:2 * b] for h in hs], *[r[:2 * b] for r in refs], *hat)
+        ctx.save_for_backward(x3, v, *weights, *cs, *hs, *[r[2 * b:] for r in refs])
         ctx.mark_non_differentiable(d_real, d_fake, pen)
         return d_fake - d_real + pen, d_real, d_fake, pen
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gl, *unused):
+        if getattr(ctx, "done", False):
+            raise RuntimeError("wgan_critic_loss (fused MLP path): backward can run once per loss (it writes the "
+                               "penalty's tangents over its saved activations); recompute the loss instead of "
+                               "retain_graph=True, or pass fused=False")
+        ctx.done = True
         n, slopes, b = ctx.n_layers, ctx.slopes, ctx.b
         saved = ctx.saved_tensors
-        x, v = saved[0], saved[1]
-        weights, es = saved[2:2 + n], saved[2 + n:2 + 2 * n]
-        hs, refs, hat = saved[2 + 2 * n:1 + 3 * n], saved[1 + 3 * n:4 * n], saved[4 * n:]
-        dws = _penalty_weight_grads(v * gl, weights, es, hat, slopes)
-        # the scores: d loss / d out = -1/B (real rows), +1/B (fake rows), times the output gain
-        delta = torch.full((2 * b, 1), float(gl) * ctx.out_gain / b, dtype=x.dtype, device=x.device)
-        delta[:b] = -delta[:b]
-        dbs = [None] * n
-        for i in range(n - 1, -1, -1):
-            inp = x if i == 0 else hs[i - 1]
-            dws[i].addmm_(delta.t(), inp)  # accumulated inside the GEMM (beta = 1), in place: no extra pass or copy
+        x3, v = saved[0], saved[1]
+        weights, cs = saved[2:2 + n], saved[2 + n:2 + 2 * n]
+        hs, hat = saved[2 + 2 * n:1 + 3 * n], saved[1 + 3 * n:]
+        scale = float(gl)
+        inputs = [x3, *hs]  # layer l's input over [real; fake], then its tangent t_l in the x_hat rows
+        ts = _penalty_tangents(v, weights, hat, slopes)
+        dws, dbs = [], [None] * n
+        for i in range(n):
+            inputs[i][2 * b:] = ts[i]  # the x_hat rows' activations were last needed for the tangents' masks
+            dws.append(torch.addmm(weights[i], cs[i].t(), inputs[i], beta=0, alpha=scale))
             if ctx.has_bias[i]:
-                dbs[i] = delta.sum(0)
-            if i > 0:
-                delta = slopes.apply(delta @ weights[i], refs[i - 1], i - 1)
+                dbs[i] = cs[i][:2 * b].sum(0) * scale
         return (None, None, None, None, *dws, *dbs)
 
 

@@ -273,3 +273,13 @@ def test_wgan_critic_loss_generic_paths():
         fastgan.wgan_critic_loss(critic, real, fake, fused=True)
     with pytest.raises(ValueError, match="kind: expected one of"):
         fastgan.wgan_critic_loss(critic, real, fake, kind="hinge")
+
+
+def test_wgan_critic_loss_fused_backward_runs_once():
+    # the fused path writes the penalty's tangents over its saved activations: a second backward must refuse,
+    # not return gradients computed from overwritten activations
+    critic = MLPCritic(5, hidden=(7,))
+    loss = fastgan.wgan_critic_loss(critic, torch.randn(4, 5), torch.randn(4, 5), fused=True).loss
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward can run once per loss"):
+        loss.backward()
