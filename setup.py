@@ -100,7 +100,8 @@ setup(
     package_dir={"fastgan._triton": "kernels"},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    install_requires=["torch>=2.4", "triton", "numpy", "pybind11", "ninja", "nvidia-ml-py"],
+    install_requires=["torch>=2.4", "triton", "numpy", "pybind11", "ninja", "nvidia-ml-py", "scikit-learn", "tqdm",
+                      "matplotlib", "pillow", "scipy"],
     extras_require={
         "test": ["pytest", "pytest-benchmark", "hypothesis", "expecttest"],
         "bench": ["pytest-benchmark", "matplotlib"],

@@ -1,5 +1,10 @@
 """The fastgan command line (`fastgan ...` or `python -m fastgan ...`).
 
+    fastgan train MODEL [...]    train a model (bigan, gan, and the Table-1 baselines lr, jlr, ae-l2, ae-l1) on
+                                 --data digits | mnist:PATH | gmm8 | gmm25; checkpoints, metrics, PNGs and
+                                 results.json in --out; --resume continues a run bit-identically (CPU)
+    fastgan eval DIR             evaluate a run directory's checkpoint (1NN accuracy, generation metrics, PNGs)
+    fastgan table1 [...]         the BiGAN paper's Table 1: six models trained alike, 1NN accuracy in their features
     fastgan info                 what was built and which backend runs where
     fastgan demo [--quick]       the fused bias+activation layer of a StyleGAN-style network (32x256x32x32 fp32,
                                  lrelu, bias, gain sqrt 2, clamp 256): checks it against the reference, then times
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 import torch
@@ -91,6 +97,106 @@ def _demo(args) -> int:
     return 0
 
 
+def _config(args, model):
+    from .train import TrainConfig
+
+    steps, epochs = args.steps, args.epochs
+    if steps is None and epochs is None:
+        steps = 5000
+    return TrainConfig(model=model, data=args.data, steps=steps, epochs=epochs, batch_size=args.batch_size,
+                       lr=args.lr, hidden=args.hidden, z_dim=args.z_dim, backend=args.backend, seed=args.seed,
+                       device=args.device, out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
+                       update=args.update, n_critic=args.n_critic, g_loss=args.g_loss,
+                       progress=not args.no_progress,
+                       eval_at_end=not getattr(args, "no_eval", False))
+
+
+def _print_results(res: dict, out) -> None:
+    rate = res.get("steps_per_s")
+    if rate:
+        print(f"throughput: {rate:.1f} steps/s, {res['samples_per_s']:.0f} samples/s "
+              f"({res['train_time_s']:.1f} s of training, backend {res['backend']})")
+    labels = {"1nn_accuracy": "1NN test accuracy in the learned features", "mmd2": "MMD^2 to held-out data",
+              "fd": "classifier Frechet distance (generated vs test)", "fd_real": "  (train vs test, the floor)",
+              "classifier_score": "classifier score", "modes_covered": "modes covered",
+              "high_quality": "high-quality samples"}
+    for k, label in labels.items():
+        if res.get(k) is None:
+            continue
+        v = res[k]
+        if k == "1nn_accuracy" or k == "high_quality":
+            v = f"{100 * v:.2f} %"
+        elif k == "modes_covered":
+            v = f"{v} / {res['n_modes']}"
+        elif isinstance(v, float):
+            v = f"{v:.4g}"
+        print(f"{label}: {v}")
+    if out:
+        print(f"run directory: {out} (checkpoint.pt, metrics.jsonl, results.json, samples.png"
+              f"{', reconstructions.png' if res.get('1nn_accuracy') is not None else ''})")
+
+
+def _train(args) -> int:
+    from .train import Trainer
+
+    cfg = _config(args, args.model)
+    if args.resume and not cfg.out:
+        print("error: --resume needs --out DIR (the run to continue)", file=sys.stderr)
+        return 2
+    res = Trainer(cfg, resume=args.resume).run()
+    _print_results(res, cfg.out)
+    return 0
+
+
+def _eval(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from .train import Trainer, TrainConfig, evaluate
+    from .train import checkpoint as ckpt
+
+    run = Path(args.run)
+    state = ckpt.load(run / "checkpoint.pt")
+    cfg = dataclasses.replace(TrainConfig.from_dict(state["config"]), out=str(run), progress=False)
+    trainer = Trainer(cfg, resume=True)
+    res = evaluate(trainer.recipe, trainer.split, out=run, seed=cfg.seed)
+    print(f"{cfg.model} on {cfg.data}, step {trainer.step} of {trainer.total}")
+    _print_results(res, run)
+    return 0
+
+
+def _table1(args) -> int:
+    from .train import format_table, run_table1
+
+    rows = run_table1(_config(args, "bigan"))
+    print(format_table(rows))
+    best = max(r["1nn_accuracy"] for k, r in rows.items() if k != "raw input")
+    print(f"BiGAN {100 * rows['BiGAN']['1nn_accuracy']:.2f} % vs the best of the six {100 * best:.2f} %")
+    return 0
+
+
+def _train_args(p, steps_default_note: str) -> None:
+    p.add_argument("--data", default="digits", help="digits (bundled) | mnist:PATH | gmm8 | gmm25 (default digits)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, default=None, help=f"training iterations ({steps_default_note})")
+    g.add_argument("--epochs", type=int, default=None, help="passes over the training split instead of --steps")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--hidden", type=int, default=None, help="hidden width (default: 1024 for MNIST, 512 digits, 128 2-D)")
+    p.add_argument("--z-dim", type=int, default=50)
+    p.add_argument("--backend", default="fastgan", help="fastgan (auto) | cpp | triton | cuda | eager (the twins)")
+    p.add_argument("--update", default="simultaneous", choices=("simultaneous", "alternating"))
+    p.add_argument("--n-critic", type=int, default=1)
+    p.add_argument("--g-loss", default="ns", choices=("ns", "minimax", "inverse"),
+                   help="GAN G: ns (non-saturating) | minimax; BiGAN G/E: ns = inverse (Lambda) | minimax")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="run directory")
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fastgan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -100,8 +206,28 @@ def main(argv=None) -> int:
     d.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
     d.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     d.set_defaults(fn=_demo)
+    from .train import RECIPES
+
+    t = sub.add_parser("train", help="train a model")
+    t.add_argument("model", choices=sorted(RECIPES))
+    _train_args(t, "default 5000")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+    t.set_defaults(fn=_train)
+    e = sub.add_parser("eval", help="evaluate a run directory")
+    e.add_argument("run", help="the run directory (holding checkpoint.pt)")
+    e.set_defaults(fn=_eval)
+    tb = sub.add_parser("table1", help="the BiGAN paper's Table 1 (six models, 1NN accuracy)")
+    _train_args(tb, "per model, default 5000")
+    tb.set_defaults(fn=_table1)
     args = p.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError) as e:
+        if os.environ.get("FASTGAN_TRACEBACK"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

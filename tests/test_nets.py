@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fastgan.nn import (BiGANDiscriminator, BiGANEncoder, BiGANGenerator, DCGANDiscriminator, DCGANEncoder,
-                        DCGANGenerator, MLPCritic)
+                        DCGANGenerator, GANDiscriminator, MLPCritic)
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 N = 5
@@ -31,6 +31,11 @@ NETS = {
     "bigan-D": (BiGANDiscriminator, dict(x_dim=12, z_dim=5, hidden=16), [(N, 12), (N, 5)], (N,)),
     "bigan-G": (BiGANGenerator, dict(z_dim=5, x_dim=12, hidden=16), [(N, 5)], (N, 12)),
     "bigan-E": (BiGANEncoder, dict(x_dim=12, z_dim=5, hidden=16), [(N, 12)], (N, 5)),
+    "bigan-G-tanh": (BiGANGenerator, dict(z_dim=5, x_dim=12, hidden=16, out_act="tanh"), [(N, 5)], (N, 12)),
+    "gan-D": (GANDiscriminator, dict(x_dim=12, hidden=16), [(N, 12)], (N,)),
+    "gan-D-nobn": (GANDiscriminator, dict(x_dim=12, hidden=16, batch_norm=False), [(N, 12)], (N,)),
+    "bigan-D-nobn": (BiGANDiscriminator, dict(x_dim=12, z_dim=5, hidden=16, batch_norm=False), [(N, 12), (N, 5)], (N,)),
+    "bigan-E-nobn": (BiGANEncoder, dict(x_dim=12, z_dim=5, hidden=16, batch_norm=False), [(N, 12)], (N, 5)),
     "critic-lrelu": (MLPCritic, dict(in_dim=12, hidden=(16, 8)), [(N, 12)], (N,)),
     "critic-relu": (MLPCritic, dict(in_dim=12, hidden=(16,), act="relu"), [(N, 12)], (N,)),
     "dcgan-D": (DCGANDiscriminator, dict(nc=3, size=32, base=4), [(N, 3, 32, 32)], (N,)),

@@ -1,7 +1,7 @@
 """Modules built on fastgan ops."""
 from .bias_act import BiasAct
 from .joint_linear import EagerJointLinear, JointLinear
-from .bigan import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, MLPCritic
+from .bigan import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MLPCritic
 from .dcgan import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
 from .minibatch import MinibatchDiscrimination, MinibatchStdDev
 from .mmd import MMDLoss
@@ -15,6 +15,7 @@ __all__ = [
     "DCGANEncoder",
     "DCGANGenerator",
     "EagerJointLinear",
+    "GANDiscriminator",
     "JointLinear",
     "MinibatchDiscrimination",
     "MinibatchStdDev",

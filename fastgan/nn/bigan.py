@@ -4,6 +4,7 @@ critic, each in a fused form (fastgan ops) and an eager twin (torch ops) with th
     D(x, z), G(z), E(x): two hidden layers of `hidden` (1024) units and a linear output layer;
       hidden 1: linear -> non-linearity
       hidden 2: linear -> parameter-free batch norm (BatchNorm1d(affine=False)) -> non-linearity
+                (batch_norm=False: linear with bias -> non-linearity, like hidden 1)
       leaky ReLU 0.2 in D and E, ReLU in G, gain 1 everywhere (the paper's nets have no gain);
       D injects z at every layer (hidden 1, hidden 2 and the output) through a JointLinear: act(W h + U z + b).
 
@@ -33,7 +34,7 @@ from ..ops.reference import activation
 from .bias_act import BiasAct
 from .joint_linear import EagerJointLinear, JointLinear
 
-__all__ = ["BiGANDiscriminator", "BiGANEncoder", "BiGANGenerator", "MLPCritic"]
+__all__ = ["BiGANDiscriminator", "BiGANEncoder", "BiGANGenerator", "GANDiscriminator", "MLPCritic"]
 
 _LEAK = 0.2
 
@@ -125,28 +126,38 @@ class LinearAct(nn.Module):
 class _BiGANMLP(nn.Module):
     """in -> hidden (act) -> hidden (no bias, BatchNorm1d(affine=False), act) -> out (linear): G and E."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int, act: str, impl: str | None, eager: bool):
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, act: str, impl: str | None, eager: bool,
+                 out_act: str = "linear", batch_norm: bool = True):
         super().__init__()
-        self.eager = bool(eager)
+        self.eager, self.batch_norm = bool(eager), bool(batch_norm)
         alpha = _LEAK if act == "lrelu" else None
         self.fc1 = LinearAct(in_dim, hidden, act=act, alpha=alpha, gain=1.0, impl=impl, eager=eager)
-        self.fc2 = LinearAct(hidden, hidden, bias=False, impl=impl, eager=eager)
-        self.bn2 = nn.BatchNorm1d(hidden, affine=False)
-        self.act2 = make_act(act, alpha, 1.0, impl, eager)
-        self.out = LinearAct(hidden, out_dim, impl=impl, eager=eager)
+        if batch_norm:
+            self.fc2 = LinearAct(hidden, hidden, bias=False, impl=impl, eager=eager)
+            self.bn2 = nn.BatchNorm1d(hidden, affine=False)
+            self.act2 = make_act(act, alpha, 1.0, impl, eager)
+        else:  # bias + activation fused into the layer, like fc1
+            self.fc2 = LinearAct(hidden, hidden, act=act, alpha=alpha, gain=1.0, impl=impl, eager=eager)
+            self.bn2 = self.act2 = nn.Identity()
+        self.out = LinearAct(hidden, out_dim, act=out_act, gain=1.0, impl=impl, eager=eager)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations (N, hidden)."""
+        return self.act2(self.bn2(self.fc2(self.fc1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.act2(self.bn2(self.fc2(self.fc1(x)))))
+        return self.out(self.features(x))
 
 
 class BiGANGenerator(_BiGANMLP):
-    """G(z) -> x of the BiGAN permutation-invariant MNIST experiments: ReLU hidden layers, a linear output of x_dim
-    units (apply a sigmoid/tanh outside if the data calls for it). z (N, z_dim) -> (N, x_dim)."""
+    """G(z) -> x of the BiGAN permutation-invariant MNIST experiments: ReLU hidden layers, an output layer of x_dim
+    units with activation `out_act` ('linear' by default; 'tanh' for data in [-1, 1], 'sigmoid' for [0, 1]: fused
+    with the output bias). z (N, z_dim) -> (N, x_dim)."""
 
     def __init__(self, z_dim: int = 50, x_dim: int = 784, hidden: int = 1024, impl: str | None = None,
-                 eager: bool = False):
+                 eager: bool = False, out_act: str = "linear", batch_norm: bool = True):
         _positive_int(z_dim, "z_dim"), _positive_int(x_dim, "x_dim")
-        super().__init__(z_dim, x_dim, _positive_int(hidden, "hidden"), "relu", impl, eager)
+        super().__init__(z_dim, x_dim, _positive_int(hidden, "hidden"), "relu", impl, eager, out_act, batch_norm)
         self.z_dim, self.x_dim = z_dim, x_dim
 
 
@@ -155,10 +166,26 @@ class BiGANEncoder(_BiGANMLP):
     of z_dim units. x (N, x_dim) -> (N, z_dim)."""
 
     def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024, impl: str | None = None,
-                 eager: bool = False):
+                 eager: bool = False, batch_norm: bool = True):
         _positive_int(x_dim, "x_dim"), _positive_int(z_dim, "z_dim")
-        super().__init__(x_dim, z_dim, _positive_int(hidden, "hidden"), "lrelu", impl, eager)
+        super().__init__(x_dim, z_dim, _positive_int(hidden, "hidden"), "lrelu", impl, eager,
+                         batch_norm=batch_norm)
         self.x_dim, self.z_dim = x_dim, z_dim
+
+
+class GANDiscriminator(_BiGANMLP):
+    """D(x) -> logit: the BiGAN discriminator's layers without z (a GAN's discriminator of the same architecture, the
+    'D' baseline of the paper's Table 1): leaky ReLU 0.2 hidden layers, parameter-free BN in the second.
+    x (N, x_dim) -> (N,); features(x) -> (N, hidden)."""
+
+    def __init__(self, x_dim: int = 784, hidden: int = 1024, impl: str | None = None, eager: bool = False,
+                 batch_norm: bool = True):
+        super().__init__(_positive_int(x_dim, "x_dim"), 1, _positive_int(hidden, "hidden"), "lrelu", impl, eager,
+                         batch_norm=batch_norm)
+        self.x_dim = x_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).squeeze(1)
 
 
 class BiGANDiscriminator(nn.Module):
@@ -169,18 +196,24 @@ class BiGANDiscriminator(nn.Module):
         logit = w3 h2 + u3 z + b3                         out: JointLinear(hidden, z_dim, 1, act='linear')
 
     x (N, x_dim), z (N, z_dim) -> (N,). Differentiable twice (gradient penalties w.r.t. x and z).
+    batch_norm=False: h2 = lrelu(W2 h1 + U2 z + b2) (fc2 with a bias and the activation fused; for data where batch
+    statistics would let D ignore a shift of a whole batch, e.g. 2-D mixtures).
     """
 
     def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024, impl: str | None = None,
-                 eager: bool = False):
+                 eager: bool = False, batch_norm: bool = True):
         super().__init__()
         self.x_dim, self.z_dim = _positive_int(x_dim, "x_dim"), _positive_int(z_dim, "z_dim")
-        self.hidden, self.eager = _positive_int(hidden, "hidden"), bool(eager)
+        self.hidden, self.eager, self.batch_norm = _positive_int(hidden, "hidden"), bool(eager), bool(batch_norm)
         JL = EagerJointLinear if eager else JointLinear
         self.fc1 = JL(x_dim, z_dim, hidden, act="lrelu", alpha=_LEAK, gain=1.0, impl=impl)
-        self.fc2 = JL(hidden, z_dim, hidden, bias=False, act="linear", alpha=0.0, gain=1.0, impl=impl)
-        self.bn2 = nn.BatchNorm1d(hidden, affine=False)
-        self.act2 = make_act("lrelu", _LEAK, 1.0, impl, eager)
+        if batch_norm:
+            self.fc2 = JL(hidden, z_dim, hidden, bias=False, act="linear", alpha=0.0, gain=1.0, impl=impl)
+            self.bn2 = nn.BatchNorm1d(hidden, affine=False)
+            self.act2 = make_act("lrelu", _LEAK, 1.0, impl, eager)
+        else:  # bias + activation fused into the joint layer, like fc1
+            self.fc2 = JL(hidden, z_dim, hidden, act="lrelu", alpha=_LEAK, gain=1.0, impl=impl)
+            self.bn2 = self.act2 = nn.Identity()
         self.out = JL(hidden, z_dim, 1, act="linear", alpha=0.0, gain=1.0, impl=impl)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,90 @@
+"""One training iteration of a trainer recipe (the networks' forward, every gradient, every optimiser step) with
+fastgan's fused networks against their eager twins and torch.compile of the twins — the trainer's own step code
+(fastgan.train.recipes) in every case, so only the networks differ.
+
+    pytest bench/bench_train_step.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
+
+Group `train-step-bigan-B128`: the BiGAN of permutation-invariant MNIST (paper appendix C.1: x 784, z 50, hidden
+1024; D(x, z) with z at every layer, G, E), B = 128, simultaneous updates of D, G and E from one forward.
+  eager     the eager twins (torch ops)
+  compile   torch.compile of each eager twin (first-order step: compile can run it)
+  fastgan   the fused nets (joint_linear in D, bias_act fused into every hidden layer)
+Floor: the GEMM FLOPs of the eager step (counted by torch.utils.flop_counter on the eager twin's step: the work any
+implementation of these networks does) at the GEMM rate measured in this run.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from fastgan.data import DataSplit
+from fastgan.train import RECIPES, TrainConfig
+
+from . import common
+
+B, X, Z, H = 128, 784, 50, 1024
+WARMUP = 3
+
+
+def pytest_generate_tests(metafunc):
+    if "impl" in metafunc.fixturenames:
+        from .conftest import bench_device
+
+        metafunc.parametrize("impl", common.available_impls(bench_device(metafunc.config)))
+
+
+def make_recipe(model: str, impl: str, device):
+    backend = "eager" if impl in ("eager", "compile") else impl.removeprefix("fastgan-")
+    cfg = TrainConfig(model=model, steps=1, hidden=H, z_dim=Z, batch_size=B, backend=backend, device=str(device))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4 * B, X, generator=gen) * 2 - 1
+    split = DataSplit("bench", x, None, x[:B], None, image_shape=(28, 28))
+    torch.manual_seed(0)
+    recipe = RECIPES[model](cfg, split, device)
+    if impl == "compile":
+        recipe.nets = {k: torch.compile(v) for k, v in recipe.nets.items()}
+    recipe.opts = {g: torch.optim.Adam(recipe.params(g), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+                   for g in recipe.groups}
+    return recipe, x[:B].to(device)
+
+
+_FLOPS = {}
+
+
+def step_flops(model: str, device) -> int:
+    if model not in _FLOPS:
+        recipe, x = make_recipe(model, "eager", device)
+        gen = torch.Generator(device=device).manual_seed(1)
+        with FlopCounterMode(display=False) as counter:
+            recipe.step(lambda: x, gen)
+        _FLOPS[model] = counter.get_total_flops()
+    return _FLOPS[model]
+
+
+@pytest.mark.parametrize("model", ["bigan"])
+def test_train_step(benchmark, extra_info, device, impl, model):
+    recipe, x = make_recipe(model, impl, device)
+    gen = torch.Generator(device=device).manual_seed(1)
+
+    def run():
+        out = recipe.step(lambda: x, gen)
+        common.sync(device)
+        return out
+
+    try:
+        for _ in range(WARMUP):
+            run()
+    except Exception as e:  # noqa: BLE001 - a compile failure is that case's result, recorded
+        if impl == "compile":
+            pytest.xfail(f"torch.compile cannot run the step: {type(e).__name__}: {str(e).splitlines()[0]}")
+        raise
+    benchmark.group = f"train-step-{model}-B{B}"
+    flops = step_flops(model, device)
+    fl = common.flop_floor_s(flops, device)
+    extra_info.update(impl=impl, model=model, B=B, hidden=H, gflops=flops / 1e9,
+                      floor="eager step's GEMM FLOPs / gemm_rate", floor_s=fl)
+    before = common.cpu_sample()
+    benchmark(run)
+    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median,
+                      other_cpu_load=common.other_cpu_load(before))

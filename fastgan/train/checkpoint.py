@@ -1,0 +1,92 @@
+"""Checkpoints: one file per run (checkpoint.pt), written atomically, read with torch.load(weights_only=True), and
+checked whole before anything is loaded.
+
+    {"format": FORMAT, "config": TrainConfig.to_dict(), "step": int,
+     "nets": {name: state_dict}, "opts": {group: optimizer state_dict} (the learning rate is a function of the
+     step: fastgan.train.config.lr_factor, so the schedule needs no state of its own),
+     "sampler": BatchSampler.state_dict(), "latent_rng": the latent generator's state, "torch_rng": torch's CPU RNG,
+     "metrics_pos": the byte length of metrics.jsonl at the checkpoint, "metrics_acc": the losses summed since its
+     last line (count, sums), "scaler": GradScaler state or None}
+
+Atomic: written to a temporary file in the same directory, flushed to disk, then os.replace'd over the old one, so a
+run killed at any moment leaves either the previous checkpoint or the new one, never a torn file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+__all__ = ["FORMAT", "load", "save", "check_compatible"]
+
+FORMAT = "fastgan-checkpoint/1"
+_KEYS = ("format", "config", "step", "nets", "opts", "sampler", "latent_rng", "torch_rng", "metrics_pos")
+
+
+def save(path, state: dict) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load(path) -> dict:
+    """The checkpoint's dict; FileNotFoundError if missing, RuntimeError if unreadable or not a fastgan checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume: no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing here
+        raise RuntimeError(f"checkpoint {path} cannot be read (corrupt or truncated?): {type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''}") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise RuntimeError(f"checkpoint {path} is not a {FORMAT} checkpoint")
+    missing = [k for k in _KEYS if k not in state]
+    if missing:
+        raise RuntimeError(f"checkpoint {path} is incomplete: missing {missing}")
+    return state
+
+
+def _check_state_dict(module, sd, name: str) -> list:
+    own = module.state_dict()
+    problems = []
+    if set(own) != set(sd):
+        problems.append(f"{name}: missing {sorted(set(own) - set(sd))}, unexpected {sorted(set(sd) - set(own))}")
+    for k in set(own) & set(sd):
+        a, b = own[k], sd[k]
+        if not isinstance(b, torch.Tensor) or a.shape != b.shape or a.dtype != b.dtype:
+            problems.append(f"{name}.{k}: expected {tuple(a.shape)} {a.dtype}, got "
+                            f"{tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}"
+                            f"{' ' + str(b.dtype) if isinstance(b, torch.Tensor) else ''}")
+    return problems
+
+
+def check_compatible(state: dict, nets: dict, opts: dict, path) -> None:
+    """Raise ValueError listing every mismatch between the checkpoint and the run's networks and optimisers (before
+    anything is loaded: never a half-loaded model)."""
+    problems = []
+    if set(state["nets"]) != set(nets):
+        problems.append(f"networks: expected {sorted(nets)}, got {sorted(state['nets'])}")
+    else:
+        for name, net in nets.items():
+            problems += _check_state_dict(net, state["nets"][name], name)
+    if set(state["opts"]) != set(opts):
+        problems.append(f"optimisers: expected {sorted(opts)}, got {sorted(state['opts'])}")
+    else:
+        for name, opt in opts.items():
+            groups = state["opts"][name].get("param_groups", [])
+            got = [len(g["params"]) for g in groups]
+            want = [len(g["params"]) for g in opt.param_groups]
+            if got != want:
+                problems.append(f"optimiser {name}: parameter groups of sizes {got}, expected {want}")
+    if problems:
+        raise ValueError(f"checkpoint {path} does not match this run: " + "; ".join(problems))

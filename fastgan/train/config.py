@@ -1,0 +1,113 @@
+"""A training run's configuration: one flat dataclass of plain values (it goes into every checkpoint as a dict and
+must come back from torch.load(weights_only=True)), with the BiGAN paper's defaults (appendix C)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["BACKENDS", "TrainConfig", "lr_factor"]
+
+# 'fastgan' = the fused nets with the automatic kernel choice; cpp / triton / cuda = the fused nets on that kernel
+# backend; 'eager' = the nets' eager twins (plain torch ops, the same parameters): the like-for-like baseline
+BACKENDS = ("fastgan", "cpp", "triton", "cuda", "eager")
+
+# fields that may differ between a run and its resumption (they do not change the trajectory)
+RUNTIME_FIELDS = ("out", "ckpt_every", "log_every", "progress", "eval_at_end")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "bigan"            # a recipe name: fastgan.train.RECIPES
+    data: str = "digits"            # fastgan.data.load spec: digits | mnist:PATH | gmm8 | gmm25
+    steps: int | None = None        # training iterations (one update of every network each); or:
+    epochs: int | None = None       # passes over the training split (steps = epochs * batches per epoch)
+    batch_size: int = 128
+    lr: float = 2e-4                # Adam, beta = (0.5, 0.999)
+    beta1: float = 0.5
+    beta2: float = 0.999
+    final_lr: float = 2e-6          # exponential decay from lr to final_lr ...
+    decay_start: float = 0.5        # ... starting at this fraction of the run
+    weight_decay: float = 2.5e-5    # l2, on multiplicative weights (matrices) only
+    z_dim: int = 50                 # latent U(-1, 1)^z_dim
+    hidden: int | None = None       # hidden width of every net (None: recipes.default_hidden)
+    batch_norm: bool | None = None  # the paper's BN in hidden layer 2 (None: on for images, off for 2-D mixtures)
+    backend: str = "fastgan"
+    g_loss: str = "ns"              # GAN generator: ns | minimax; BiGAN G/E: inverse | minimax (ns means inverse)
+    update: str = "simultaneous"    # simultaneous: D, G, E updated each iteration from one forward; alternating
+    n_critic: int = 1               # alternating: D updates per generator update
+    seed: int = 0
+    device: str = "cpu"
+    out: str | None = None          # run directory: checkpoint.pt, metrics.jsonl, PNGs, results.json
+    ckpt_every: int = 500           # steps between checkpoints (and one at the end)
+    log_every: int = 50             # steps between metrics lines
+    progress: bool = True           # tqdm bar
+    eval_at_end: bool = True
+    extra: dict = field(default_factory=dict)  # recipe options (e.g. table-1 baselines' regression weight)
+
+    def validate(self) -> "TrainConfig":
+        from . import RECIPES
+
+        def positive(name, v, allow_none=False):
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+
+        if self.model not in RECIPES:
+            raise ValueError(f"model: expected one of {', '.join(sorted(RECIPES))}, got {self.model!r}")
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("steps / epochs: give exactly one of them")
+        positive("steps", self.steps, True), positive("epochs", self.epochs, True)
+        positive("batch_size", self.batch_size), positive("z_dim", self.z_dim), positive("hidden", self.hidden, True)
+        positive("n_critic", self.n_critic), positive("ckpt_every", self.ckpt_every)
+        positive("log_every", self.log_every)
+        for name in ("lr", "final_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}: expected a positive number, got {v!r}")
+        if not 0 <= self.decay_start <= 1:
+            raise ValueError(f"decay_start: expected a fraction in [0, 1], got {self.decay_start!r}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"beta1 / beta2: expected values in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.update not in ("simultaneous", "alternating"):
+            raise ValueError(f"update: expected 'simultaneous' or 'alternating', got {self.update!r}")
+        if self.update == "simultaneous" and self.n_critic != 1:
+            raise ValueError("n_critic: more than one critic step per iteration needs update='alternating'")
+        if self.g_loss not in ("ns", "minimax", "inverse"):
+            raise ValueError(f"g_loss: expected 'ns', 'minimax' or 'inverse', got {self.g_loss!r}")
+        if self.g_loss == "inverse" and self.model != "bigan":
+            raise ValueError("g_loss: 'inverse' is the BiGAN objective Lambda; GAN generators take 'ns' or 'minimax'")
+        if not isinstance(self.extra, dict):
+            raise TypeError(f"extra: expected a dict, got {type(self.extra).__name__}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"config: unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+    def trajectory_diff(self, other: "TrainConfig") -> dict:
+        """{field: (self's, other's)} for the fields that change the training trajectory and differ."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if k not in RUNTIME_FIELDS and a[k] != b[k]}
+
+
+def lr_factor(step: int, total: int, lr: float, final_lr: float, decay_start: float) -> float:
+    """The learning-rate multiplier at `step` of `total`: 1 until decay_start * total, then exponential decay that
+    reaches final_lr / lr at the last step."""
+    start = int(decay_start * total)
+    if step < start or total - start <= 0:
+        return 1.0
+    frac = min(1.0, (step - start) / max(1, total - start))
+    return (final_lr / lr) ** frac

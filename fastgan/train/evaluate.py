@@ -1,0 +1,61 @@
+"""What a trained recipe is measured by (fastgan.eval holds the metrics themselves):
+
+- representation: 1NN classification accuracy on the test split in the model's feature space (recipe.features:
+  E(x), or D's last hidden layer for a GAN), fitted on the training split: the BiGAN paper's Table-1 protocol;
+- generation: fastgan.eval.generation_metrics on N_SAMPLES samples G(z) with z from a generator seeded by `seed`
+  (MMD^2 to the test split always; classifier Frechet distance and score for labelled data; mode coverage and
+  high-quality fraction for the 2-D mixtures);
+- pictures under `out`: samples.png (a grid of images, or a scatter plot over the data for 2-D), and
+  reconstructions.png (test images and G(E(x)) in alternating rows) for models with an encoder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import eval as ev
+
+__all__ = ["evaluate", "N_SAMPLES"]
+
+N_SAMPLES = 2000
+_CHUNK = 4096
+
+
+def _chunked(fn, x: torch.Tensor, device) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + _CHUNK].to(device)).cpu() for i in range(0, x.shape[0], _CHUNK)])
+
+
+def evaluate(recipe, split, out=None, seed: int = 0) -> dict:
+    """Metrics of `recipe` (networks in eval mode while measured) on `split`; PNGs into `out` when given."""
+    dev = recipe.device
+    recipe.train(False)
+    try:
+        res = {}
+        if recipe.features(split.test_x[:2].to(dev)) is not None and split.train_y is not None:
+            tr = _chunked(recipe.features, split.train_x, dev)
+            te = _chunked(recipe.features, split.test_x, dev)
+            res["1nn_accuracy"] = ev.one_nn_accuracy(tr, split.train_y, te, split.test_y)
+        if "G" not in recipe.nets:
+            return res
+        gen = torch.Generator(device=dev).manual_seed(seed + 2)
+        z = recipe.latent(N_SAMPLES, gen)
+        samples = _chunked(recipe.sample, z, dev)
+        classifier = None
+        if split.train_y is not None and split.image_shape is not None:
+            classifier = ev.get_classifier(split.name, split.train_x, split.train_y)
+        res.update(ev.generation_metrics(samples, split, classifier))
+        if out is not None:
+            out = Path(out)
+            if split.image_shape is not None:
+                ev.save_image_grid(samples[:256], split.image_shape, out / "samples.png")
+                rec = recipe.reconstruct(split.test_x[:128].to(dev))
+                if rec is not None:
+                    x = split.test_x[:128]
+                    pairs = torch.stack([x.reshape(8, 16, -1), rec.cpu().reshape(8, 16, -1)], 1).reshape(256, -1)
+                    ev.save_image_grid(pairs, split.image_shape, out / "reconstructions.png")
+            elif samples.shape[1] == 2:
+                ev.save_scatter(samples, split.test_x, out / "samples.png", modes=split.modes)
+        return res
+    finally:
+        recipe.train(True)

@@ -1,0 +1,192 @@
+"""The training loop: one per run, for every recipe.
+
+    cfg = TrainConfig(model="bigan", data="digits", steps=3000, out="runs/bigan")
+    results = Trainer(cfg).run()            # trains, checkpoints, logs, evaluates; results also in out/results.json
+    Trainer(cfg, resume=True).run()         # continues out/checkpoint.pt on the same trajectory
+
+Determinism: cfg.seed seeds the networks' initialisation (torch's global RNG, once, before building them), the
+minibatch order (data.BatchSampler, its own generator) and the latents (the trainer's own generator); nothing else
+draws random numbers. On the CPU two runs with the same configuration give bit-identical parameters, and a run
+resumed from a checkpoint continues bit-identically (the checkpoint holds every state that the next step reads).
+
+Run directory (cfg.out): checkpoint.pt (every ckpt_every steps and at the end, atomically), metrics.jsonl (one line
+per log_every steps: the step, the losses averaged since the previous line, the learning rate, and under "time" the
+wall-clock figures — the only fields that differ between identical runs), config.json, results.json, and the PNGs
+of fastgan.train.evaluate.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from .. import data as data_mod
+from . import checkpoint as ckpt
+from .config import TrainConfig, lr_factor
+from .recipes import RECIPES
+
+__all__ = ["Trainer"]
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, split=None, resume: bool = False):
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+        self.cfg = cfg.validate()
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device: {cfg.device!r} requested but CUDA is not available")
+        self.device = torch.device(cfg.device)
+        self.split = split if split is not None else data_mod.load(cfg.data, seed=cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.recipe = RECIPES[cfg.model](cfg, self.split, self.device)
+        self.train_x = self.split.train_x.to(self.device)
+        self.sampler = data_mod.BatchSampler(self.train_x.shape[0], cfg.batch_size, seed=cfg.seed)
+        self.total = cfg.steps if cfg.steps is not None else cfg.epochs * self.sampler.steps_per_epoch
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.opts = {}
+        for group in self.recipe.groups:
+            params = self.recipe.params(group)
+            matrices = [p for p in params if p.dim() >= 2]  # weight decay on multiplicative weights only
+            others = [p for p in params if p.dim() < 2]
+            param_groups = [{"params": matrices, "weight_decay": cfg.weight_decay}]
+            if others:
+                param_groups.append({"params": others, "weight_decay": 0.0})
+            self.opts[group] = torch.optim.Adam(param_groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.recipe.opts = self.opts
+        self.step = 0
+        self.metrics_pos = 0
+        self._sums, self._count = {}, 0  # the losses summed since the last metrics line
+        self.out = Path(cfg.out) if cfg.out else None
+        if resume:
+            if self.out is None:
+                raise ValueError("resume: needs the run directory (cfg.out)")
+            self._resume()
+
+    # ---- checkpoints ----
+    def state(self) -> dict:
+        return {"format": ckpt.FORMAT, "config": self.cfg.to_dict(), "step": self.step,
+                "nets": {k: v.state_dict() for k, v in self.recipe.nets.items()},
+                "opts": {k: v.state_dict() for k, v in self.opts.items()},
+                "sampler": self.sampler.state_dict(), "latent_rng": self.gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "metrics_pos": self.metrics_pos,
+                "metrics_acc": {"count": self._count, "sums": {k: torch.as_tensor(v).cpu() for k, v in
+                                                               self._sums.items()}},
+                "scaler": None}
+
+    def save(self) -> None:
+        ckpt.save(self.out / CHECKPOINT, self.state())
+
+    def _resume(self) -> None:
+        path = self.out / CHECKPOINT
+        state = ckpt.load(path)
+        try:
+            saved = TrainConfig.from_dict(state["config"])
+        except (TypeError, ValueError) as e:
+            raise RuntimeError(f"checkpoint {path}: unreadable configuration: {e}") from e
+        diff = saved.trajectory_diff(self.cfg)
+        if diff:
+            raise ValueError(f"resume: checkpoint {path} was written by another configuration; differing fields "
+                             f"(checkpoint, now): {diff}")
+        ckpt.check_compatible(state, self.recipe.nets, self.opts, path)
+        sampler = data_mod.BatchSampler(self.train_x.shape[0], self.cfg.batch_size, seed=self.cfg.seed)
+        sampler.load_state_dict(state["sampler"])  # validates before anything below changes
+        step = state["step"]
+        if not isinstance(step, int) or not 0 <= step <= self.total:
+            raise ValueError(f"checkpoint {path}: step {step!r} outside the run's 0..{self.total}")
+        for k, net in self.recipe.nets.items():
+            net.load_state_dict(state["nets"][k])
+        for k, opt in self.opts.items():
+            opt.load_state_dict(state["opts"][k])
+        self.sampler = sampler
+        self.gen.set_state(state["latent_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.metrics_pos = step, int(state["metrics_pos"])
+        acc = state.get("metrics_acc") or {"count": 0, "sums": {}}
+        self._count = int(acc["count"])
+        self._sums = {k: v.to(self.device) for k, v in acc["sums"].items()}
+
+    # ---- the loop ----
+    def _set_lr(self) -> float:
+        c = self.cfg
+        lr = c.lr * lr_factor(self.step, self.total, c.lr, c.final_lr, c.decay_start)
+        for opt in self.opts.values():
+            for g in opt.param_groups:
+                g["lr"] = lr
+        return lr
+
+    def _metrics_file(self):
+        if self.out is None:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        path = self.out / METRICS
+        f = open(path, "a+b")
+        f.seek(0, os.SEEK_END)
+        if f.tell() < self.metrics_pos:
+            f.close()
+            raise RuntimeError(f"resume: {path} is shorter ({f.tell()} bytes) than at the checkpoint "
+                               f"({self.metrics_pos} bytes)")
+        f.truncate(self.metrics_pos)  # lines written after the checkpoint are written again
+        return f
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        cfg, recipe = self.cfg, self.recipe
+        log = self._metrics_file()
+        recipe.train(True)
+        train_x, device = self.train_x, self.device
+
+        def next_batch():
+            return train_x[self.sampler.next().to(device)]
+
+        start_step, t0 = self.step, time.perf_counter()
+        t_last, step_last = t0, self.step
+        bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True,
+                   desc=f"{cfg.model} {cfg.data} {cfg.backend}")
+        try:
+            while self.step < self.total:
+                lr = self._set_lr()
+                values = recipe.step(next_batch, self.gen)
+                for k, v in values.items():
+                    self._sums[k] = self._sums.get(k, 0.0) + v
+                self._count += 1
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == self.total:
+                    means = {k: float(v) / self._count for k, v in self._sums.items()}
+                    now = time.perf_counter()
+                    rate = (self.step - step_last) / max(now - t_last, 1e-9)
+                    line = {"step": self.step, **means, "lr": lr,
+                            "time": {"elapsed_s": now - t0, "steps_per_s": rate}}
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
+                    if log is not None:
+                        log.write((json.dumps(line) + "\n").encode())
+                        log.flush()
+                        self.metrics_pos = log.tell()
+                    self._sums, self._count, t_last, step_last = {}, 0, now, self.step
+                if self.out is not None and (self.step % cfg.ckpt_every == 0 or self.step == self.total):
+                    self.save()
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        elapsed = time.perf_counter() - t0
+        steps_done = self.step - start_step
+        results = {"model": cfg.model, "data": cfg.data, "backend": cfg.backend, "steps": self.total,
+                   "train_time_s": elapsed,
+                   "steps_per_s": steps_done / elapsed if steps_done else None,
+                   "samples_per_s": steps_done * cfg.batch_size * cfg.n_critic / elapsed if steps_done else None}
+        if cfg.eval_at_end:
+            from .evaluate import evaluate
+
+            results.update(evaluate(recipe, self.split, out=self.out, seed=cfg.seed))
+        if self.out is not None:
+            (self.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        return results

@@ -1,0 +1,244 @@
+"""The trainer: every recipe runs (fused and eager twin), the two backends compute the same gradients, runs are
+deterministic, checkpoints resume bit-identically (in process and after killing the process), bad checkpoints and
+configurations are refused before anything is loaded, and every CLI path runs on tiny configurations."""
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from fastgan.train import RECIPES, TrainConfig, Trainer, lr_factor
+from fastgan.train import checkpoint as ckpt
+
+TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False)
+
+
+def tiny(**kw):
+    return TrainConfig(**{**TINY, **kw})
+
+
+def states_equal(a: Trainer, b: Trainer) -> None:
+    for name, net in a.recipe.nets.items():
+        for (k, x), (k2, y) in zip(net.state_dict().items(), b.recipe.nets[name].state_dict().items()):
+            assert k == k2 and torch.equal(x, y), f"{name}.{k} differs"
+
+
+def metric_lines(path):
+    lines = [json.loads(s) for s in path.read_text().splitlines()]
+    for line in lines:
+        line.pop("time")
+    return lines
+
+
+@pytest.mark.parametrize("backend", ["fastgan", "eager"])
+@pytest.mark.parametrize("model", sorted(RECIPES))
+def test_every_recipe_trains(model, backend):
+    t = Trainer(tiny(model=model, backend=backend, steps=3))
+    before = {k: [p.detach().clone() for p in n.parameters()] for k, n in t.recipe.nets.items()}
+    res = t.run()
+    assert res["steps"] == 3 and res["steps_per_s"] > 0
+    for name, net in t.recipe.nets.items():
+        moved = [not torch.equal(p, q) for p, q in zip(net.parameters(), before[name])]
+        assert any(moved), f"{model}: {name} was not updated"
+
+
+@pytest.mark.parametrize("model", ["gan", "bigan"])
+def test_alternating_updates_with_n_critic(model):
+    t = Trainer(tiny(model=model, steps=2, update="alternating", n_critic=3))
+    t.run()
+    assert t.sampler.epoch * t.sampler.steps_per_epoch + 0 >= 0  # ran; 2 iterations drew 2 * 3 critic batches
+    assert t.sampler.state_dict()["step"] == 6 % t.sampler.steps_per_epoch
+
+
+@pytest.mark.parametrize("model", sorted(RECIPES))
+def test_fused_and_eager_twin_compute_the_same_gradients(model, monkeypatch):
+    grads = {}
+    for backend in ("fastgan", "eager"):
+        t = Trainer(tiny(model=model, backend=backend, steps=1))
+        got = []
+        monkeypatch.setattr(t.recipe, "apply", lambda group, g, got=got: got.append((group, [x.clone() for x in g])))
+        t.recipe.step(lambda: t.train_x[:32], t.gen)
+        grads[backend] = got
+    assert [g for g, _ in grads["fastgan"]] == [g for g, _ in grads["eager"]]
+    for (group, a), (_, b) in zip(grads["fastgan"], grads["eager"]):
+        for x, y in zip(a, b):
+            scale = max(y.abs().max().item(), 1e-12)
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5 * scale, msg=lambda m: f"{model} {group}: {m}")
+
+
+def test_same_seed_same_run_and_seeds_differ(tmp_path):
+    runs = [Trainer(tiny(model="bigan", steps=6, log_every=2, out=str(tmp_path / f"r{i}"), seed=s))
+            for i, s in enumerate((1, 1, 2))]
+    for r in runs:
+        r.run()
+    states_equal(runs[0], runs[1])
+    assert metric_lines(tmp_path / "r0" / "metrics.jsonl") == metric_lines(tmp_path / "r1" / "metrics.jsonl")
+    assert not torch.equal(runs[0].recipe.nets["G"].out.weight, runs[2].recipe.nets["G"].out.weight)
+
+
+def test_resume_in_process_is_bit_identical(tmp_path, monkeypatch):
+    full = Trainer(tiny(model="bigan", steps=12, ckpt_every=4, log_every=3, out=str(tmp_path / "full")))
+    full.run()
+    cfg = tiny(model="bigan", steps=12, ckpt_every=4, log_every=3, out=str(tmp_path / "cut"))
+    cut = Trainer(cfg)
+    step = cut.recipe.step
+    calls = []
+
+    def interrupted(*a):
+        calls.append(1)
+        if len(calls) == 10:  # after the checkpoint at step 8, in the middle of the metrics interval 9..12
+            raise KeyboardInterrupt
+        return step(*a)
+
+    monkeypatch.setattr(cut.recipe, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cut.run()
+    assert ckpt.load(tmp_path / "cut" / "checkpoint.pt")["step"] == 8
+    resumed = Trainer(cfg, resume=True)
+    assert resumed.step == 8
+    resumed.run()
+    states_equal(full, resumed)
+    for name in full.opts:
+        a, b = full.opts[name].state_dict()["state"], resumed.opts[name].state_dict()["state"]
+        assert all(torch.equal(a[i]["exp_avg_sq"], b[i]["exp_avg_sq"]) for i in a)
+    assert metric_lines(tmp_path / "full" / "metrics.jsonl") == metric_lines(tmp_path / "cut" / "metrics.jsonl")
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "fastgan", *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_resume_after_killing_the_process(tmp_path):
+    args = ["train", "gan", "--data", "gmm8", "--hidden", "16", "--z-dim", "4", "--batch-size", "16", "--steps",
+            "4000", "--ckpt-every", "40", "--log-every", "20", "--no-progress", "--no-eval"]
+    full = _cli(*args, "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fastgan", *args, "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.kill()
+    finally:
+        proc.wait()
+    step = ckpt.load(run / "checkpoint.pt")["step"]
+    assert step < 4000, "the process finished before it was killed: the test did not interrupt anything"
+    res = _cli(*args, "--out", str(run), "--resume")
+    assert res.returncode == 0, res.stderr
+    a, b = ckpt.load(tmp_path / "full" / "checkpoint.pt"), ckpt.load(run / "checkpoint.pt")
+    for name in a["nets"]:
+        for k in a["nets"][name]:
+            assert torch.equal(a["nets"][name][k], b["nets"][name][k]), f"{name}.{k}"
+    assert metric_lines(tmp_path / "full" / "metrics.jsonl") == metric_lines(run / "metrics.jsonl")
+
+
+def test_bad_checkpoints_are_refused_before_loading(tmp_path):
+    cfg = tiny(model="bigan", steps=2, out=str(tmp_path))
+    Trainer(cfg).run()
+    path = tmp_path / "checkpoint.pt"
+    good = path.read_bytes()
+    # another configuration
+    with pytest.raises(ValueError, match="another configuration.*hidden"):
+        Trainer(dataclasses.replace(cfg, hidden=8), resume=True)
+    # a tampered network in the checkpoint: nothing may be loaded, not even the networks before it
+    state = torch.load(path, weights_only=True)
+    state["nets"]["G"]["out.weight"] = torch.zeros(3, 3)
+    state["step"] = 0
+    ckpt.save(path, state)
+    t = Trainer(dataclasses.replace(cfg, steps=2))
+    before = {k: v.clone() for k, v in t.recipe.nets["D"].state_dict().items()}
+    with pytest.raises(ValueError, match=r"G\.out\.weight: expected"):
+        t._resume()
+    assert all(torch.equal(before[k], v) for k, v in t.recipe.nets["D"].state_dict().items())
+    assert t.step == 0
+    # truncated / garbage / missing
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        Trainer(cfg, resume=True)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        Trainer(cfg, resume=True)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Trainer(cfg, resume=True)
+    torch.save({"format": "something else"}, path)
+    with pytest.raises(RuntimeError, match="not a fastgan-checkpoint"):
+        Trainer(cfg, resume=True)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(model="vae"), "model: expected one of"),
+    (dict(steps=None), "steps / epochs"),
+    (dict(steps=3, epochs=2), "steps / epochs"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(backend="numpy"), "backend: expected one of"),
+    (dict(update="sequential"), "update:"),
+    (dict(n_critic=2), "n_critic"),
+    (dict(lr=-1.0), "lr:"),
+    (dict(decay_start=2.0), "decay_start"),
+    (dict(model="gan", g_loss="inverse"), "g_loss: 'inverse' is the BiGAN"),
+    (dict(g_loss="hinge"), "g_loss: expected"),
+])
+def test_bad_configurations(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(tiny(**{"steps": 3, **kw}))
+
+
+def test_schedule_and_weight_decay_groups():
+    assert lr_factor(0, 100, 2e-4, 2e-6, 0.5) == 1.0 and lr_factor(49, 100, 2e-4, 2e-6, 0.5) == 1.0
+    assert math.isclose(lr_factor(100, 100, 2e-4, 2e-6, 0.5), 1e-2)
+    assert math.isclose(lr_factor(75, 100, 2e-4, 2e-6, 0.5), 0.1)
+    t = Trainer(tiny(model="bigan", steps=4))
+    for opt in t.opts.values():
+        decayed, plain = opt.param_groups
+        assert decayed["weight_decay"] == 2.5e-5 and all(p.dim() == 2 for p in decayed["params"])
+        assert plain["weight_decay"] == 0.0 and all(p.dim() == 1 for p in plain["params"])
+    t.run()
+    assert math.isclose(t.opts["D"].param_groups[0]["lr"], 2e-4 * lr_factor(3, 4, 2e-4, 2e-6, 0.5))
+
+
+def test_epochs_count_batches_of_the_training_split():
+    t = Trainer(tiny(model="ae-l2", epochs=2))
+    assert t.total == 2 * (t.train_x.shape[0] // 32)
+
+
+def test_evaluation_of_a_short_gmm_run(tmp_path):
+    res = Trainer(tiny(model="gan", data="gmm8", steps=20, eval_at_end=True, out=str(tmp_path))).run()
+    assert res["n_modes"] == 8 and 0 <= res["modes_covered"] <= 8 and math.isfinite(res["mmd2"])
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "results.json").is_file()
+
+
+def test_cli_train_eval_table1(tmp_path):
+    run = tmp_path / "bigan"
+    env = {**os.environ, "FASTGAN_CACHE": str(tmp_path / "cache")}  # the evaluation classifier's cache
+    out = _cli("train", "bigan", "--steps", "4", "--hidden", "16", "--batch-size", "32", "--out", str(run),
+               "--no-progress", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "1NN test accuracy" in out.stdout and "steps/s" in out.stdout
+    for f in ("checkpoint.pt", "metrics.jsonl", "results.json", "samples.png", "reconstructions.png"):
+        assert (run / f).is_file(), f
+    ev = _cli("eval", str(run), env=env)
+    assert ev.returncode == 0, ev.stderr
+    assert "step 4 of 4" in ev.stdout and "1NN test accuracy" in ev.stdout
+    tb = _cli("table1", "--steps", "2", "--hidden", "8", "--batch-size", "32", "--no-progress",
+              "--out", str(tmp_path / "t1"), env=env)
+    assert tb.returncode == 0, tb.stderr
+    for label in ("BiGAN", "D ", "LR", "JLR", "AE (l2)", "AE (l1)", "raw input"):
+        assert label in tb.stdout, label
+    assert (tmp_path / "t1" / "table1.json").is_file()
+
+
+def test_cli_errors(tmp_path):
+    bad = _cli("train", "gan", "--data", f"mnist:{tmp_path / 'missing'}", "--steps", "2")
+    assert bad.returncode == 2 and "error:" in bad.stderr and "missing" in bad.stderr
+    res = _cli("train", "gan", "--steps", "2", "--resume")
+    assert res.returncode == 2 and "--resume needs --out" in res.stderr
+    res = _cli("eval", str(tmp_path))
+    assert res.returncode == 2 and "no checkpoint" in res.stderr
