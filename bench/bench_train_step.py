@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fastgan.data import DataSplit
 from fastgan.train import RECIPES, TrainConfig
+from fastgan.train.trainer import make_optimizers
 
 from . import common
 
@@ -44,8 +45,7 @@ def make_recipe(model: str, impl: str, device):
     recipe = RECIPES[model](cfg, split, device)
     if impl == "compile":
         recipe.nets = {k: torch.compile(v) for k, v in recipe.nets.items()}
-    recipe.opts = {g: torch.optim.Adam(recipe.params(g), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-                   for g in recipe.groups}
+    recipe.opts = make_optimizers(recipe, cfg)
     return recipe, x[:B].to(device)
 
 

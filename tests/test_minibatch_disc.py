@@ -117,6 +117,7 @@ def test_global_batch_single_process_group(tmp_path):
         local = MinibatchDiscrimination(8, kernels=4, kernel_dim=2)
         local.load_state_dict(layer.state_dict())
         close(layer(f), local(f), torch.float32, "global batch of one rank")
+        dist.barrier()  # leave together: a rank tearing gloo down mid-exchange aborts the other
     finally:
         dist.destroy_process_group()
 
@@ -185,10 +186,20 @@ def test_errors(impl):
             fn()
 
 
+def _tcp_init() -> str:
+    """A TCP rendezvous on a free loopback port (the file:// store aborted a rank at exit about 1 run in 6:
+    "terminate called without an active exception")."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
 def _two_rank_worker(rank, path, f_all, state, out_dir):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=path, rank=rank, world_size=2)
     try:
         layer = MinibatchDiscrimination(8, kernels=4, kernel_dim=3, global_batch=True)
         layer.load_state_dict(state)
@@ -196,6 +207,7 @@ def _two_rank_worker(rank, path, f_all, state, out_dir):
         out = layer(f)
         (out.square().sum()).backward()
         torch.save({"out": out.detach(), "fgrad": f.grad, "Tgrad": layer.T.grad}, f"{out_dir}/rank{rank}.pt")
+        dist.barrier()  # leave together: a rank tearing gloo down mid-exchange aborts the other
     finally:
         dist.destroy_process_group()
 
@@ -208,7 +220,7 @@ def test_global_batch_two_ranks(tmp_path):
     torch.manual_seed(0)
     ref_layer = MinibatchDiscrimination(8, kernels=4, kernel_dim=3)
     f_all = torch.randn(10, 8)
-    mp.spawn(_two_rank_worker, args=(str(tmp_path / "pg"), f_all, ref_layer.state_dict(), str(tmp_path)), nprocs=2)
+    mp.spawn(_two_rank_worker, args=(_tcp_init(), f_all, ref_layer.state_dict(), str(tmp_path)), nprocs=2)
     res = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     f = f_all.clone().requires_grad_(True)
     out = ref_layer(f)
@@ -221,7 +233,7 @@ def test_global_batch_two_ranks(tmp_path):
 def _uneven_worker(rank, path, out_dir):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=path, rank=rank, world_size=2)
     try:
         layer = MinibatchDiscrimination(4, kernels=2, kernel_dim=2, global_batch=True)
         try:
@@ -231,6 +243,7 @@ def _uneven_worker(rank, path, out_dir):
             msg = str(e)
         with open(f"{out_dir}/rank{rank}.txt", "w") as fh:
             fh.write(msg)
+        dist.barrier()  # leave together: a rank tearing gloo down mid-exchange aborts the other
     finally:
         dist.destroy_process_group()
 
@@ -238,6 +251,6 @@ def _uneven_worker(rank, path, out_dir):
 def test_global_batch_uneven_sizes_raise_on_every_rank(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_uneven_worker, args=(str(tmp_path / "pg"), str(tmp_path)), nprocs=2)
+    mp.spawn(_uneven_worker, args=(_tcp_init(), str(tmp_path)), nprocs=2)
     for r in range(2):
         assert "global_batch needs the same batch size on every rank, got [3, 4]" in (tmp_path / f"rank{r}.txt").read_text()

@@ -68,6 +68,20 @@ int main() {
   const float top = 88.72f;  // just below the float overflow bound: 2^128 must not be formed
   expect(std::isfinite(vec_exp(top)) && ulp_distance<float, int32_t>(vec_exp(top), std::exp(top)) <= 2,
          "exp near the overflow bound");
+  int64_t tf = 0;
+  for (int i = 0; i < 2000000; ++i) {
+    const float x = static_cast<float>(std::uniform_real_distribution<double>(-12.0, 12.0)(gen));
+    tf = std::max<int64_t>(tf, ulp_distance<float, int32_t>(fastgan::vec_tanh(x), std::tanh(x)));
+  }
+  for (float x = -1.0f; x <= 1.0f; x += 1.0f / 4096) {  // around the switch at 0.625 and near 0
+    tf = std::max<int64_t>(tf, ulp_distance<float, int32_t>(fastgan::vec_tanh(x), std::tanh(x)));
+  }
+  std::printf("max ulp error: tanh float %lld\n", (long long)tf);
+  expect(tf <= 3, "tanh within 3 ulp of libm");
+  expect(fastgan::vec_tanh(100.0f) == 1.0f && fastgan::vec_tanh(-inf) == -1.0f && fastgan::vec_tanh(0.0f) == 0.0f &&
+             std::signbit(fastgan::vec_tanh(-0.0f)) && std::isnan(fastgan::vec_tanh(std::nanf(""))) &&
+             fastgan::vec_tanh(1e-30f) == 1e-30f,
+         "tanh limits, signed zero, NaN, tiny");
   if (failures == 0) std::printf("vec_math: all checks passed\n");
   return failures == 0 ? 0 : 1;
 }

@@ -28,10 +28,27 @@ from . import checkpoint as ckpt
 from .config import TrainConfig, lr_factor
 from .recipes import RECIPES
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "make_optimizers"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+
+
+def make_optimizers(recipe, cfg) -> dict:
+    """One Adam per recipe group: l2 weight decay on the multiplicative weights (matrices) only; torch's fused
+    implementation (one kernel over all of a group's tensors; CPU and CUDA) — measured on the CPU, the foreach Adam
+    took 9 ms of a 57 ms BiGAN step."""
+    opts = {}
+    for group in recipe.groups:
+        params = recipe.params(group)
+        matrices = [p for p in params if p.dim() >= 2]
+        others = [p for p in params if p.dim() < 2]
+        param_groups = [{"params": matrices, "weight_decay": cfg.weight_decay}]
+        if others:
+            param_groups.append({"params": others, "weight_decay": 0.0})
+        opts[group] = torch.optim.Adam(param_groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                       fused=recipe.device.type in ("cpu", "cuda"))
+    return opts
 
 
 class Trainer:
@@ -49,16 +66,7 @@ class Trainer:
         self.sampler = data_mod.BatchSampler(self.train_x.shape[0], cfg.batch_size, seed=cfg.seed)
         self.total = cfg.steps if cfg.steps is not None else cfg.epochs * self.sampler.steps_per_epoch
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.opts = {}
-        for group in self.recipe.groups:
-            params = self.recipe.params(group)
-            matrices = [p for p in params if p.dim() >= 2]  # weight decay on multiplicative weights only
-            others = [p for p in params if p.dim() < 2]
-            param_groups = [{"params": matrices, "weight_decay": cfg.weight_decay}]
-            if others:
-                param_groups.append({"params": others, "weight_decay": 0.0})
-            self.opts[group] = torch.optim.Adam(param_groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.recipe.opts = self.opts
+        self.opts = self.recipe.opts = make_optimizers(self.recipe, cfg)
         self.step = 0
         self.metrics_pos = 0
         self._sums, self._count = {}, 0  # the losses summed since the last metrics line

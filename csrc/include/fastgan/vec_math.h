@@ -141,4 +141,19 @@ inline T lane_sum(const T* v, int64_t n) {
   return total;
 }
 
+// tanh for float, branch-free: |x| < 0.625 by Cephes' odd polynomial x + x^3 P(x^2) (no cancellation near 0),
+// else 1 - 2 / (e^{2|x|} + 1) with the sign of x (e^{2|x|} = inf beyond |x| ~ 44.4 gives exactly 1). Within 3 ulp of
+// libm (csrc/tests/test_vec_math_cpu.cpp); NaN propagates.
+FASTGAN_VEC_INLINE float vec_tanh(float x) {
+  const float a = std::fabs(x), z2 = x * x;
+  float p = -5.70498872745e-3f;
+  p = std::fma(p, z2, 2.06390887954e-2f);
+  p = std::fma(p, z2, -5.37397155531e-2f);
+  p = std::fma(p, z2, 1.33314422036e-1f);
+  p = std::fma(p, z2, -3.33332819422e-1f);
+  const float near0 = std::fma(p * z2, x, x);
+  const float far = std::copysign(1.0f - 2.0f / (vec_exp(2.0f * a) + 1.0f), x);
+  return std::copysign(a < 0.625f ? near0 : far, x);  // copysign: tanh(-0) = -0
+}
+
 }  // namespace fastgan
