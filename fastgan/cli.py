@@ -1,6 +1,7 @@
 """The fastgan command line (`fastgan ...` or `python -m fastgan ...`).
 
-    fastgan train MODEL [...]    train a model (bigan, gan, and the Table-1 baselines lr, jlr, ae-l2, ae-l1) on
+    fastgan train MODEL [...]    train a model (bigan, gan, the Table-1 baselines lr, jlr, ae-l2, ae-l1, and wgan,
+                                 wgan-gp, lsgan, hinge, fgan-<KL|RKL|Pearson|Hellinger|JS|GAN>, gmmn, mmdgan, improved) on
                                  --data digits | mnist:PATH | gmm8 | gmm25; checkpoints, metrics, PNGs and
                                  results.json in --out; --resume continues a run bit-identically (CPU)
     fastgan eval DIR             evaluate a run directory's checkpoint (1NN accuracy, generation metrics, PNGs)
@@ -103,12 +104,13 @@ def _config(args, model):
     steps, epochs = args.steps, args.epochs
     if steps is None and epochs is None:
         steps = 5000
-    return TrainConfig(model=model, data=args.data, steps=steps, epochs=epochs, batch_size=args.batch_size,
-                       lr=args.lr, hidden=args.hidden, z_dim=args.z_dim, backend=args.backend, seed=args.seed,
-                       device=args.device, out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
-                       update=args.update, n_critic=args.n_critic, g_loss=args.g_loss,
-                       progress=not args.no_progress,
-                       eval_at_end=not getattr(args, "no_eval", False))
+    explicit = {k: getattr(args, k) for k in ("batch_size", "lr", "update", "n_critic", "g_loss", "optimizer")
+                if getattr(args, k) is not None}  # the rest: the recipe's defaults (TrainConfig.for_model)
+    return TrainConfig.for_model(model, data=args.data, steps=steps, epochs=epochs, hidden=args.hidden,
+                                 z_dim=args.z_dim, backend=args.backend, seed=args.seed, device=args.device,
+                                 out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
+                                 progress=not args.no_progress, eval_at_end=not getattr(args, "no_eval", False),
+                                 **explicit)
 
 
 def _print_results(res: dict, out) -> None:
@@ -180,14 +182,15 @@ def _train_args(p, steps_default_note: str) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, default=None, help=f"training iterations ({steps_default_note})")
     g.add_argument("--epochs", type=int, default=None, help="passes over the training split instead of --steps")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the model's (128 for the paper's)")
+    p.add_argument("--lr", type=float, default=None, help="default: the model's (Adam 2e-4 for the paper's)")
+    p.add_argument("--optimizer", default=None, choices=("adam", "rmsprop"))
     p.add_argument("--hidden", type=int, default=None, help="hidden width (default: 1024 for MNIST, 512 digits, 128 2-D)")
     p.add_argument("--z-dim", type=int, default=50)
     p.add_argument("--backend", default="fastgan", help="fastgan (auto) | cpp | triton | cuda | eager (the twins)")
-    p.add_argument("--update", default="simultaneous", choices=("simultaneous", "alternating"))
-    p.add_argument("--n-critic", type=int, default=1)
-    p.add_argument("--g-loss", default="ns", choices=("ns", "minimax", "inverse"),
+    p.add_argument("--update", default=None, choices=("simultaneous", "alternating"))
+    p.add_argument("--n-critic", type=int, default=None)
+    p.add_argument("--g-loss", default=None, choices=("ns", "minimax", "inverse"),
                    help="GAN G: ns (non-saturating) | minimax; BiGAN G/E: ns = inverse (Lambda) | minimax")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

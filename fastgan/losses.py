@@ -9,13 +9,33 @@ gan_d_loss(l_real, l_fake); G and E minimise
   bigan_ge_loss   'inverse'  the "inverse" objective Lambda (appendix B: the labels swapped, which keeps the gradients
                              strong early): E softplus(l_real) + E softplus(-l_fake)
                   'minimax'  -gan_d_loss(l_real, l_fake) = V(D, E, G)
+
+Other objectives on the critic's raw outputs v (one number per sample), each as (critic loss, generator loss):
+  wasserstein     E v_fake - E v_real,  -E v_fake                     (Arjovsky et al. 2017; the critic must be
+                                                                      Lipschitz: weight clipping or a gradient penalty)
+  hinge           E relu(1 - v_real) + E relu(1 + v_fake),  -E v_fake  (Lim & Ye 2017; Miyato et al. 2018)
+  least squares   (E (v_real - 1)^2 + E v_fake^2) / 2,  E (v_fake - 1)^2 / 2   (Mao et al. 2017, a=0, b=c=1)
+  f-GAN           -(E g_f(v_real) - E f*(g_f(v_fake))),  -E g_f(v_fake)   (Nowozin et al. 2016, their table 2: output
+                  activation g_f and Fenchel conjugate f* per divergence; the generator's loss is the paper's
+                  alternative, non-saturating one). f*(g_f(v)) is written in closed form per divergence, so nothing
+                  overflows or takes the log of a non-positive number:
+                    KL         g_f = v                      f*(g_f(v)) = exp(v - 1)
+                    RKL        g_f = -exp(-v)               f*(g_f(v)) = v - 1
+                    Pearson    g_f = v                      f*(g_f(v)) = v^2 / 4 + v
+                    Hellinger  g_f = 1 - exp(-v)            f*(g_f(v)) = exp(v) - 1        (squared Hellinger)
+                    JS         g_f = log 2 - softplus(-v)   f*(g_f(v)) = softplus(v) - log 2
+                    GAN        g_f = -softplus(-v)          f*(g_f(v)) = softplus(v)
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["G_LOSSES", "GE_LOSSES", "bigan_ge_loss", "gan_d_loss", "gan_g_loss"]
+__all__ = ["DIVERGENCES", "G_LOSSES", "GE_LOSSES", "bigan_ge_loss", "f_divergence_losses", "f_gan_activation",
+           "f_gan_conjugate", "gan_d_loss", "gan_g_loss", "hinge_losses", "least_squares_losses",
+           "wasserstein_losses"]
 
 G_LOSSES = ("ns", "minimax")
 GE_LOSSES = ("inverse", "minimax")
@@ -44,3 +64,60 @@ def bigan_ge_loss(l_real: torch.Tensor, l_fake: torch.Tensor, kind: str = "inver
     if kind == "minimax":
         return -gan_d_loss(l_real, l_fake)
     return F.softplus(l_real).mean() + F.softplus(-l_fake).mean()
+
+
+def wasserstein_losses(v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(critic loss E v_fake - E v_real, generator loss -E v_fake)."""
+    return v_fake.mean() - v_real.mean(), -v_fake.mean()
+
+
+def hinge_losses(v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(critic loss E relu(1 - v_real) + E relu(1 + v_fake), generator loss -E v_fake)."""
+    return F.relu(1 - v_real).mean() + F.relu(1 + v_fake).mean(), -v_fake.mean()
+
+
+def least_squares_losses(v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(critic loss ((v_real - 1)^2 + v_fake^2) / 2 averaged, generator loss (v_fake - 1)^2 / 2 averaged)."""
+    return 0.5 * ((v_real - 1).square().mean() + v_fake.square().mean()), 0.5 * (v_fake - 1).square().mean()
+
+
+DIVERGENCES = ("KL", "RKL", "Pearson", "Hellinger", "JS", "GAN")
+_LOG2 = math.log(2.0)
+
+
+def f_gan_activation(v: torch.Tensor, divergence: str) -> torch.Tensor:
+    """g_f(v): the output activation that maps v into the domain of f* for `divergence`."""
+    _check(divergence, DIVERGENCES, "divergence")
+    if divergence in ("KL", "Pearson"):
+        return v
+    if divergence == "RKL":
+        return -torch.exp(-v)
+    if divergence == "Hellinger":
+        return -torch.expm1(-v)
+    if divergence == "JS":
+        return _LOG2 - F.softplus(-v)
+    return -F.softplus(-v)
+
+
+def f_gan_conjugate(v: torch.Tensor, divergence: str) -> torch.Tensor:
+    """f*(g_f(v)) in closed form (see the module docstring)."""
+    _check(divergence, DIVERGENCES, "divergence")
+    if divergence == "KL":
+        return torch.exp(v - 1)
+    if divergence == "RKL":
+        return v - 1
+    if divergence == "Pearson":
+        return 0.25 * v.square() + v
+    if divergence == "Hellinger":
+        return torch.expm1(v)
+    if divergence == "JS":
+        return F.softplus(v) - _LOG2
+    return F.softplus(v)
+
+
+def f_divergence_losses(v_real: torch.Tensor, v_fake: torch.Tensor,
+                        divergence: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(critic loss -(E g_f(v_real) - E f*(g_f(v_fake))), generator loss -E g_f(v_fake)). At the optimal critic,
+    -critic loss estimates the divergence D_f(P || Q) from below."""
+    bound = f_gan_activation(v_real, divergence).mean() - f_gan_conjugate(v_fake, divergence).mean()
+    return -bound, -f_gan_activation(v_fake, divergence).mean()

@@ -23,6 +23,7 @@ class TrainConfig:
     steps: int | None = None        # training iterations (one update of every network each); or:
     epochs: int | None = None       # passes over the training split (steps = epochs * batches per epoch)
     batch_size: int = 128
+    optimizer: str = "adam"         # adam | rmsprop (WGAN's)
     lr: float = 2e-4                # Adam, beta = (0.5, 0.999)
     beta1: float = 0.5
     beta2: float = 0.999
@@ -76,6 +77,10 @@ class TrainConfig:
             raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.update not in ("simultaneous", "alternating"):
             raise ValueError(f"update: expected 'simultaneous' or 'alternating', got {self.update!r}")
+        if self.optimizer not in ("adam", "rmsprop"):
+            raise ValueError(f"optimizer: expected 'adam' or 'rmsprop', got {self.optimizer!r}")
+        if self.update == "simultaneous" and RECIPES[self.model].alternating_only:
+            raise ValueError(f"update: the {self.model!r} recipe trains with update='alternating'")
         if self.update == "simultaneous" and self.n_critic != 1:
             raise ValueError("n_critic: more than one critic step per iteration needs update='alternating'")
         if self.g_loss not in ("ns", "minimax", "inverse"):
@@ -85,6 +90,16 @@ class TrainConfig:
         if not isinstance(self.extra, dict):
             raise TypeError(f"extra: expected a dict, got {type(self.extra).__name__}")
         return self
+
+    @classmethod
+    def for_model(cls, model: str, **overrides) -> "TrainConfig":
+        """A configuration for `model` with its recipe's defaults (e.g. WGAN's RMSProp 5e-5, n_critic 5, batch 64),
+        then `overrides` on top."""
+        from . import RECIPES
+
+        if model not in RECIPES:
+            raise ValueError(f"model: expected one of {', '.join(sorted(RECIPES))}, got {model!r}")
+        return cls(model=model, **{**RECIPES[model].defaults, **overrides})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

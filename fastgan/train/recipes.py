@@ -9,6 +9,16 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
     jlr      the joint latent regressor: the same regression loss also trains G
     ae-l2    an autoencoder E -> G of the same networks, l2 reconstruction loss
     ae-l1    the same with the l1 loss
+  the objective family (issue 8), G and a batch-norm-free critic D (fastgan.nn.MLPCritic), alternating updates:
+    wgan         Wasserstein critic with weight clipping (c = 0.01), RMSProp 5e-5, n_critic 5, batch 64
+    wgan-gp      the same loss with the gradient penalty (lambda = 10) through fastgan.wgan_critic_loss (the fused
+                 MLP-critic pass), Adam (1e-4, 0, 0.9), n_critic 5
+    lsgan, hinge least squares (a=0, b=c=1) and hinge losses
+    fgan-<div>   f-GAN with div in KL, RKL, Pearson, Hellinger, JS, GAN (losses.f_divergence_losses)
+    gmmn         no critic: G minimises the fused MMD^2 (Gaussian, 5 bandwidths around the data's median distance)
+    mmdgan       min_G max_f MMD^2(f(x), f(G(z))): f a weight-clipped MLP feature map (16-d), fused MMD on features
+    improved     feature matching (G matches D's mean hidden features) + the fused minibatch-discrimination layer in D
+Each recipe's defaults (Recipe.defaults) are applied by TrainConfig.for_model under the user's explicit settings.
 
 Networks: the paper's permutation-invariant MNIST MLPs (fastgan.nn.BiGANGenerator / BiGANEncoder /
 BiGANDiscriminator, and GANDiscriminator = the BiGAN D without z), hidden width cfg.hidden, G's output tanh for
@@ -27,7 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from ..nn import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator
+from ..nn import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MinibatchDiscrimination, MLPCritic
+from ..nn.bigan import LinearAct
+from ..ops.mmd import median_bandwidth
 from ..penalties import skip_weight_grads
 
 __all__ = ["RECIPES", "Recipe"]
@@ -52,6 +64,8 @@ class Recipe:
     name = ""
     groups: dict[str, tuple[str, ...]] = {}
     adversarial = True
+    defaults: dict = {}  # TrainConfig fields this model trains with unless the user sets them
+    alternating_only = False
 
     def __init__(self, cfg, split, device):
         self.cfg, self.split, self.device = cfg, split, torch.device(device)
@@ -60,6 +74,9 @@ class Recipe:
         impl = None if cfg.backend in ("fastgan", "eager") else cfg.backend
         bn = cfg.batch_norm if cfg.batch_norm is not None else split.image_shape is not None
         self.kw = dict(hidden=self.hidden, impl=impl, eager=eager, batch_norm=bn)
+        # fastgan ops used outside the networks (MMD, minibatch discrimination): their pure-PyTorch reference in the
+        # eager twin, so that a like-for-like comparison has no fastgan kernel on the eager side
+        self.op_impl = "reference" if eager else impl
         self.out_act = "tanh" if split.image_shape is not None else "linear"
         self.nets = {k: v.to(self.device) for k, v in self.build(split.dim, cfg.z_dim).items()}
         self.opts: dict[str, torch.optim.Optimizer] = {}  # set by the trainer
@@ -253,4 +270,207 @@ class AutoEncoderL1(AutoEncoder):
     p = 1
 
 
-RECIPES = {r.name: r for r in (GAN, BiGAN, LatentRegressor, JointLatentRegressor, AutoEncoder, AutoEncoderL1)}
+class CriticGAN(Recipe):
+    """G and a batch-norm-free critic trained on one objective, alternating (n_critic critic steps, then G)."""
+
+    groups = {"D": ("D",), "G": ("G",)}
+    defaults = dict(update="alternating")
+    alternating_only = True
+
+    def build(self, x_dim, z_dim):
+        return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw), "D": self.critic(x_dim)}
+
+    def critic(self, x_dim):
+        return MLPCritic(x_dim, hidden=(self.hidden, self.hidden), impl=self.kw["impl"], eager=self.kw["eager"])
+
+    def objective(self, v_real, v_fake):
+        """(critic loss, generator loss)."""
+        raise NotImplementedError
+
+    def critic_loss(self, x, gz, gen):
+        return self.objective(self.nets["D"](x), self.nets["D"](gz))[0]
+
+    def generator_loss(self, x, gz):
+        return self.objective(self.nets["D"](x).detach(), self.nets["D"](gz))[1]
+
+    def after_critic_step(self):
+        pass
+
+    def step(self, next_batch, gen):
+        G = self.nets["G"]
+        for _ in range(self.cfg.n_critic):
+            x = next_batch()
+            with torch.no_grad():
+                gz = G(self.latent(x.shape[0], gen))
+            d_loss = self.critic_loss(x, gz, gen)
+            self.apply("D", _grads(d_loss, self.params("D")))
+            self.after_critic_step()
+        gz = G(self.latent(x.shape[0], gen))
+        g_loss = self.generator_loss(x, gz)
+        with skip_weight_grads():
+            (g_gz,) = torch.autograd.grad(g_loss, (gz,), retain_graph=True)
+        self.apply("G", torch.autograd.grad(gz, self.params("G"), g_gz))
+        return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
+
+    @torch.no_grad()
+    def features(self, x):
+        return None
+
+
+class _Clipped:
+    """Weight clipping of the critic to [-c, c] after each critic step (c = cfg.extra['clip'], default 0.01)."""
+
+    def after_critic_step(self):
+        c = float(self.cfg.extra.get("clip", 0.01))
+        with torch.no_grad():
+            for p in self.params("D"):
+                p.clamp_(-c, c)
+
+
+class WGAN(_Clipped, CriticGAN):
+    name = "wgan"
+    defaults = dict(update="alternating", optimizer="rmsprop", lr=5e-5, n_critic=5, batch_size=64)
+
+    def objective(self, v_real, v_fake):
+        return losses.wasserstein_losses(v_real, v_fake)
+
+
+class WGANGP(CriticGAN):
+    name = "wgan-gp"
+    defaults = dict(update="alternating", lr=1e-4, beta1=0.0, beta2=0.9, n_critic=5)
+
+    def objective(self, v_real, v_fake):
+        return losses.wasserstein_losses(v_real, v_fake)
+
+    def critic_loss(self, x, gz, gen):
+        from ..penalties import wgan_critic_loss
+
+        # the interpolation draws come from the trainer's generator too (one seed sets everything)
+        weight = float(self.cfg.extra.get("gp_weight", 10.0))
+        fused = False if self.kw["eager"] else None  # the eager twin: the textbook double backward
+        return wgan_critic_loss(self.nets["D"], x, gz, weight=weight, generator=gen, fused=fused).loss
+
+
+class LSGAN(CriticGAN):
+    name = "lsgan"
+
+    def objective(self, v_real, v_fake):
+        return losses.least_squares_losses(v_real, v_fake)
+
+
+class HingeGAN(CriticGAN):
+    name = "hinge"
+
+    def objective(self, v_real, v_fake):
+        return losses.hinge_losses(v_real, v_fake)
+
+
+def _fgan(div: str):
+    class FGAN(CriticGAN):
+        name = f"fgan-{div}"
+        divergence = div
+
+        def objective(self, v_real, v_fake):
+            return losses.f_divergence_losses(v_real, v_fake, self.divergence)
+
+    FGAN.__name__ = FGAN.__qualname__ = f"FGAN_{div}"
+    return FGAN
+
+
+class GMMN(Recipe):
+    """A generative moment-matching network (Li et al. 2015; Dziugaite et al. 2015): G minimises the biased MMD^2
+    between its batch and the data batch, Gaussian kernel with bandwidths (0.25, 0.5, 1, 2, 4) x the data's median
+    pairwise distance (fixed from the training split at build time)."""
+
+    name = "gmmn"
+    groups = {"G": ("G",)}
+    adversarial = False
+    defaults = dict(lr=1e-3, batch_size=256)
+
+    def build(self, x_dim, z_dim):
+        m = median_bandwidth(self.split.train_x[:2000])
+        self.bandwidths = tuple(m * f for f in (0.25, 0.5, 1.0, 2.0, 4.0))
+        return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw)}
+
+    def step(self, next_batch, gen):
+        from ..ops.mmd import mmd2
+
+        x = next_batch()
+        loss = mmd2(self.nets["G"](self.latent(x.shape[0], gen)), x, bandwidths=self.bandwidths, impl=self.op_impl)
+        self.apply("G", _grads(loss, self.params("G")))
+        return {"mmd2": loss.detach()}
+
+    @torch.no_grad()
+    def features(self, x):
+        return None
+
+
+class MMDGAN(_Clipped, CriticGAN):
+    """MMD GAN (Li et al. 2017) without its autoencoder term: a feature map f (an MLP to 16 features, weights clipped
+    to [-0.01, 0.01]) maximises MMD^2(f(x), f(G(z))) (Gaussian, bandwidths 1, 2, 4, 8, 16 as in the paper), G
+    minimises it; RMSProp 5e-5, n_critic 5."""
+
+    name = "mmdgan"
+    defaults = dict(update="alternating", optimizer="rmsprop", lr=5e-5, n_critic=5, batch_size=64)
+    bandwidths = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+    def critic(self, x_dim):
+        return BiGANEncoder(x_dim, int(self.cfg.extra.get("features", 16)), **{**self.kw, "batch_norm": False})
+
+    def _mmd(self, x, gz):
+        from ..ops.mmd import mmd2
+
+        return mmd2(self.nets["D"](x), self.nets["D"](gz), bandwidths=self.bandwidths, impl=self.op_impl)
+
+    def critic_loss(self, x, gz, gen):
+        return -self._mmd(x, gz)
+
+    def generator_loss(self, x, gz):
+        return self._mmd(x, gz)
+
+
+class ImprovedDiscriminator(torch.nn.Module):
+    """x -> lrelu hidden -> lrelu hidden (the features f) -> minibatch discrimination [f, o(f)] -> logit: the
+    discriminator of the Improved-GAN techniques, on fastgan's fused layers."""
+
+    def __init__(self, x_dim, hidden, impl=None, eager=False, kernels=50, kernel_dim=5, mbd_impl=None):
+        super().__init__()
+        self.fc1 = LinearAct(x_dim, hidden, act="lrelu", alpha=0.2, gain=1.0, impl=impl, eager=eager)
+        self.fc2 = LinearAct(hidden, hidden, act="lrelu", alpha=0.2, gain=1.0, impl=impl, eager=eager)
+        self.mbd = MinibatchDiscrimination(hidden, kernels, kernel_dim, impl=mbd_impl)
+        self.out = LinearAct(hidden + kernels, 1, impl=impl, eager=eager)
+
+    def features(self, x):
+        return self.fc2(self.fc1(x))
+
+    def forward(self, x):
+        return self.out(self.mbd(self.features(x))).squeeze(1)
+
+
+class Improved(CriticGAN):
+    """Salimans et al. 2016: D with minibatch discrimination and the cross-entropy loss; G trained by feature matching,
+    |E f(x) - E f(G(z))|^2 with f = D's last hidden layer."""
+
+    name = "improved"
+
+    def critic(self, x_dim):
+        return ImprovedDiscriminator(x_dim, self.hidden, impl=self.kw["impl"], eager=self.kw["eager"],
+                                     mbd_impl=self.op_impl)
+
+    def critic_loss(self, x, gz, gen):
+        return losses.gan_d_loss(self.nets["D"](x), self.nets["D"](gz))
+
+    def generator_loss(self, x, gz):
+        D = self.nets["D"]
+        with torch.no_grad():
+            target = D.features(x).mean(0)
+        return (D.features(gz).mean(0) - target).square().sum()
+
+    @torch.no_grad()
+    def features(self, x):
+        return self.nets["D"].features(x)
+
+
+RECIPES = {r.name: r for r in (GAN, BiGAN, LatentRegressor, JointLatentRegressor, AutoEncoder, AutoEncoderL1,
+                               WGAN, WGANGP, LSGAN, HingeGAN, *(_fgan(d) for d in losses.DIVERGENCES), GMMN, MMDGAN,
+                               Improved)}
