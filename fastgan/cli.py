@@ -145,8 +145,12 @@ def _train(args) -> int:
     if args.resume and not cfg.out:
         print("error: --resume needs --out DIR (the run to continue)", file=sys.stderr)
         return 2
+    from .train.distributed import init_from_env, world
+
+    init_from_env(cfg.device)  # under torchrun: one process per rank (gloo on CPU, nccl on CUDA)
     res = Trainer(cfg, resume=args.resume).run()
-    _print_results(res, cfg.out)
+    if world()[0] == 0:
+        _print_results(res, cfg.out)
     return 0
 
 

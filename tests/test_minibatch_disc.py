@@ -17,7 +17,7 @@ from fastgan import backend
 from fastgan.nn import MinibatchDiscrimination, MinibatchStdDev
 from fastgan.ops import reference
 
-from conftest import IMPL_DEVICE, close, impl_params
+from conftest import IMPL_DEVICE, close, impl_params, tcp_init
 
 IMPLS = impl_params(("cpp", "triton"))
 md_ops = importlib.import_module("fastgan.ops.minibatch_disc")
@@ -186,16 +186,6 @@ def test_errors(impl):
             fn()
 
 
-def _tcp_init() -> str:
-    """A TCP rendezvous on a free loopback port (the file:// store aborted a rank at exit about 1 run in 6:
-    "terminate called without an active exception")."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
-
-
 def _two_rank_worker(rank, path, f_all, state, out_dir):
     import torch.distributed as dist
 
@@ -220,7 +210,7 @@ def test_global_batch_two_ranks(tmp_path):
     torch.manual_seed(0)
     ref_layer = MinibatchDiscrimination(8, kernels=4, kernel_dim=3)
     f_all = torch.randn(10, 8)
-    mp.spawn(_two_rank_worker, args=(_tcp_init(), f_all, ref_layer.state_dict(), str(tmp_path)), nprocs=2)
+    mp.spawn(_two_rank_worker, args=(tcp_init(), f_all, ref_layer.state_dict(), str(tmp_path)), nprocs=2)
     res = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     f = f_all.clone().requires_grad_(True)
     out = ref_layer(f)
@@ -251,6 +241,6 @@ def _uneven_worker(rank, path, out_dir):
 def test_global_batch_uneven_sizes_raise_on_every_rank(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_uneven_worker, args=(_tcp_init(), str(tmp_path)), nprocs=2)
+    mp.spawn(_uneven_worker, args=(tcp_init(), str(tmp_path)), nprocs=2)
     for r in range(2):
         assert "global_batch needs the same batch size on every rank, got [3, 4]" in (tmp_path / f"rank{r}.txt").read_text()

@@ -80,6 +80,7 @@ class Recipe:
         self.out_act = "tanh" if split.image_shape is not None else "linear"
         self.nets = {k: v.to(self.device) for k, v in self.build(split.dim, cfg.z_dim).items()}
         self.opts: dict[str, torch.optim.Optimizer] = {}  # set by the trainer
+        self.shard = (0, 1)  # (rank, world size): set by the trainer under torch.distributed
 
     def build(self, x_dim: int, z_dim: int) -> dict:
         raise NotImplementedError
@@ -88,11 +89,19 @@ class Recipe:
         return [p for name in self.groups[group] for p in self.nets[name].parameters()]
 
     def latent(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        """z ~ U(-1, 1)^z_dim (the paper's latent for permutation-invariant MNIST)."""
-        return torch.rand(n, self.cfg.z_dim, generator=gen, device=self.device) * 2 - 1
+        """z ~ U(-1, 1)^z_dim (the paper's latent for permutation-invariant MNIST). Under torch.distributed: this
+        rank's slice of the global batch's draw (the same draw on every rank), as a one-process run would see it."""
+        rank, size = self.shard
+        z = torch.rand(n * size, self.cfg.z_dim, generator=gen, device=self.device) * 2 - 1
+        return z[rank * n:(rank + 1) * n] if size > 1 else z
 
     def apply(self, group: str, grads) -> None:
-        """Set the group's gradients and step its optimiser."""
+        """Set the group's gradients (averaged across ranks under torch.distributed) and step its optimiser."""
+        if self.shard[1] > 1:
+            from .distributed import all_reduce_mean_
+
+            grads = [g.clone() for g in grads]
+            all_reduce_mean_(grads)
         for p, g in zip(self.params(group), grads):
             p.grad = g
         self.opts[group].step()

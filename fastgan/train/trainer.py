@@ -26,6 +26,7 @@ import torch
 from .. import data as data_mod
 from . import checkpoint as ckpt
 from .config import TrainConfig, lr_factor
+from .distributed import all_reduce_mean_, convert_batch_norm, world
 from .recipes import RECIPES
 
 __all__ = ["Trainer", "make_optimizers"]
@@ -65,6 +66,14 @@ class Trainer:
         self.split = split if split is not None else data_mod.load(cfg.data, seed=cfg.seed)
         torch.manual_seed(cfg.seed)
         self.recipe = RECIPES[cfg.model](cfg, self.split, self.device)
+        self.rank, self.world_size = world()
+        if self.world_size > 1:
+            if cfg.batch_size % self.world_size:
+                raise ValueError(f"batch_size: {cfg.batch_size} is not divisible by the world size "
+                                 f"{self.world_size} (each rank takes an equal slice of the global batch)")
+            for net in self.recipe.nets.values():
+                convert_batch_norm(net)
+            self.recipe.shard = (self.rank, self.world_size)
         self.train_x = self.split.train_x.to(self.device)
         self.sampler = data_mod.BatchSampler(self.train_x.shape[0], cfg.batch_size, seed=cfg.seed)
         self.total = cfg.steps if cfg.steps is not None else cfg.epochs * self.sampler.steps_per_epoch
@@ -91,7 +100,8 @@ class Trainer:
                 "scaler": None}
 
     def save(self) -> None:
-        ckpt.save(self.out / CHECKPOINT, self.state())
+        if self.rank == 0:
+            ckpt.save(self.out / CHECKPOINT, self.state())
 
     def _resume(self) -> None:
         path = self.out / CHECKPOINT
@@ -132,7 +142,7 @@ class Trainer:
         return lr
 
     def _metrics_file(self):
-        if self.out is None:
+        if self.out is None or self.rank != 0:
             return None
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
@@ -154,12 +164,17 @@ class Trainer:
         recipe.train(True)
         train_x, device = self.train_x, self.device
 
+        rank, size = self.rank, self.world_size
+
         def next_batch():
-            return train_x[self.sampler.next().to(device)]
+            idx = self.sampler.next()
+            if size > 1:  # this rank's slice of the global batch
+                idx = idx.view(size, -1)[rank]
+            return train_x[idx.to(device)]
 
         start_step, t0 = self.step, time.perf_counter()
         t_last, step_last = t0, self.step
-        bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True,
+        bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress or self.rank != 0, unit="step", dynamic_ncols=True,
                    desc=f"{cfg.model} {cfg.data} {cfg.backend}")
         try:
             while self.step < self.total:
@@ -171,6 +186,11 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.total:
+                    if size > 1:  # averaged across ranks (every rank logs at the same steps)
+                        keys = sorted(self._sums)
+                        vals = torch.stack([torch.as_tensor(self._sums[k], dtype=torch.float64) for k in keys])
+                        all_reduce_mean_([vals])
+                        self._sums = dict(zip(keys, vals.unbind()))
                     means = {k: float(v) / self._count for k, v in self._sums.items()}
                     now = time.perf_counter()
                     rate = (self.step - step_last) / max(now - t_last, 1e-9)
@@ -194,10 +214,10 @@ class Trainer:
                    "train_time_s": elapsed,
                    "steps_per_s": steps_done / elapsed if steps_done else None,
                    "samples_per_s": steps_done * cfg.batch_size * cfg.n_critic / elapsed if steps_done else None}
-        if cfg.eval_at_end:
+        if cfg.eval_at_end and self.rank == 0:
             from .evaluate import evaluate
 
             results.update(evaluate(recipe, self.split, out=self.out, seed=cfg.seed))
-        if self.out is not None:
+        if self.out is not None and self.rank == 0:
             (self.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         return results
