@@ -134,8 +134,11 @@ def _print_results(res: dict, out) -> None:
             v = f"{v:.4g}"
         print(f"{label}: {v}")
     if out:
-        print(f"run directory: {out} (checkpoint.pt, metrics.jsonl, results.json, samples.png"
-              f"{', reconstructions.png' if res.get('1nn_accuracy') is not None else ''})")
+        from pathlib import Path
+
+        names = [n for n in ("checkpoint.pt", "metrics.jsonl", "results.json", "samples.png", "reconstructions.png")
+                 if (Path(out) / n).exists()]
+        print(f"run directory: {out} ({', '.join(names)})")
 
 
 def _train(args) -> int:
@@ -147,7 +150,7 @@ def _train(args) -> int:
         return 2
     from .train.distributed import init_from_env, world
 
-    init_from_env(cfg.device)  # under torchrun: one process per rank (gloo on CPU, nccl on CUDA)
+    cfg.device = init_from_env(cfg.device)  # under torchrun: one process per rank (gloo on CPU, nccl on CUDA)
     res = Trainer(cfg, resume=args.resume).run()
     if world()[0] == 0:
         _print_results(res, cfg.out)

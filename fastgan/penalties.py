@@ -57,6 +57,19 @@ def _checks_autocast(t: torch.Tensor) -> bool:
     return autocast_dtype(t) is not None
 
 
+def _interpolation_weights(like: torch.Tensor, generator, eps) -> torch.Tensor:
+    """WGAN-GP's per-sample eps ~ U(0, 1) (B,), drawn from `generator`, or the given eps checked."""
+    b = like.shape[0]
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    if eps is None:
+        eps = torch.rand(b, generator=generator, device=generator.device if generator is not None else "cpu",
+                         dtype=dtype)
+    elif not isinstance(eps, torch.Tensor) or eps.shape != (b,) or not eps.is_floating_point():
+        raise ValueError(f"eps: expected a floating tensor of shape ({b},), got "
+                         f"{tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__}")
+    return eps.to(device=like.device, dtype=dtype)
+
+
 def _as_tuple(t, arg: str) -> tuple:
     ts = (t,) if isinstance(t, torch.Tensor) else tuple(t) if isinstance(t, (tuple, list)) else None
     if not ts or not all(isinstance(x, torch.Tensor) for x in ts):
@@ -305,7 +318,8 @@ def _fused_penalty(critic, x, kind, center, weight):
 
 def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind: str = "wgan-gp",
                      center: float = 1.0, weight: float = 10.0, scaler=None, skip_weights: bool = True,
-                     generator: torch.Generator | None = None, fused: bool | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, fused: bool | None = None,
+                     eps: torch.Tensor | None = None) -> torch.Tensor:
     """The gradient penalty of `critic` (called as critic(*inputs) -> scores of shape (B,) or (B, 1)).
 
     real / fake: a tensor, or a tuple of tensors for a critic of several inputs (a BiGAN critic D(x, z): the penalty
@@ -316,6 +330,8 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
           'r2'       weight / 2 * mean_i |grad D(fake_i)|^2; needs fake.
     The norm is over all inputs of a sample together. scaler: a torch GradScaler (see the module's docstring).
     skip_weights: skip fastgan ops' weight gradients in the inner gradient (it needs only the input gradient).
+    eps: the interpolation weights (B,) in [0, 1] for 'wgan-gp' instead of a draw (e.g. a slice of a global batch's
+    draw under data parallelism).
     fused: None (auto) takes the fused path (_MLPPenalty: GEMMs with the forward's masks) when the critic is an
     MLPCritic of linear / relu / lrelu layers and no scaler or autocast is in play, the generic double backward
     otherwise; True requires it (ValueError saying why not); False never takes it.
@@ -337,10 +353,7 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
             raise ValueError(f"{name}: expected a finite number, got {v!r}")
 
     if kind == "wgan-gp":
-        b = real_t[0].shape[0]
-        eps = torch.rand(b, generator=generator, device=generator.device if generator is not None else "cpu",
-                         dtype=torch.float64 if real_t[0].dtype == torch.float64 else torch.float32)
-        eps = eps.to(real_t[0].device)
+        eps = _interpolation_weights(real_t[0], generator, eps)
         points = tuple(torch.lerp(f.detach(), r.detach(), eps.view(-1, *[1] * (r.dim() - 1)).to(r.dtype))
                        for r, f in zip(real_t, fake_t))
     else:
@@ -380,7 +393,7 @@ class CriticLoss(NamedTuple):
 
 def wgan_critic_loss(critic: Callable[..., torch.Tensor], real, fake, kind: str = "wgan-gp", center: float = 1.0,
                      weight: float = 10.0, generator: torch.Generator | None = None,
-                     fused: bool | None = None) -> CriticLoss:
+                     fused: bool | None = None, eps: torch.Tensor | None = None) -> CriticLoss:
     """The WGAN critic's loss E[D(fake)] - E[D(real)] + penalty (gradient_penalty's kinds and arguments).
 
     For an MLPCritic of linear / relu / lrelu layers and kind='wgan-gp' (fused None or True, no autocast) it runs as
@@ -402,9 +415,7 @@ def wgan_critic_loss(critic: Callable[..., torch.Tensor], real, fake, kind: str 
         xr, xf = real_t[0].detach(), fake_t[0].detach()
         if xr.shape != xf.shape:
             raise ValueError(f"fake: expected shape {tuple(xr.shape)} like real, got {tuple(xf.shape)}")
-        eps = torch.rand(xr.shape[0], generator=generator,
-                         device=generator.device if generator is not None else "cpu",
-                         dtype=torch.float64 if xr.dtype == torch.float64 else torch.float32).to(xr.device)
+        eps = _interpolation_weights(xr, generator, eps)
         layers = list(critic.layers)
         loss, d_real, d_fake, pen = _MLPCriticLoss.apply(
             xr, xf, eps, (kind, float(center), float(weight), _acts_of(critic)), *[layer.weight for layer in layers],
@@ -413,5 +424,5 @@ def wgan_critic_loss(critic: Callable[..., torch.Tensor], real, fake, kind: str 
     d_real = critic(*real_t).mean()
     d_fake = critic(*fake_t).mean()
     pen = gradient_penalty(critic, real_t, fake_t, kind=kind, center=center, weight=weight, generator=generator,
-                           fused=False if fused is False else None)
+                           fused=False if fused is False else None, eps=eps)
     return CriticLoss(d_fake - d_real + pen, d_real.detach(), d_fake.detach(), pen.detach())

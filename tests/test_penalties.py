@@ -283,3 +283,18 @@ def test_wgan_critic_loss_fused_backward_runs_once():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backward can run once per loss"):
         loss.backward()
+
+
+def test_given_interpolation_weights():
+    # eps= replaces the draw (data parallelism hands each rank its slice of a global draw); checked
+    critic = MLPCritic(5, hidden=(7,))
+    real, fake = torch.randn(4, 5), torch.randn(4, 5)
+    eps = torch.rand(4, generator=torch.Generator().manual_seed(2))
+    for fused in (None, False):
+        a = fastgan.wgan_critic_loss(critic, real, fake, eps=eps, fused=fused).loss
+        b = fastgan.wgan_critic_loss(critic, real, fake, generator=torch.Generator().manual_seed(2), fused=fused).loss
+        assert torch.equal(a, b)
+    torch.testing.assert_close(fastgan.gradient_penalty(critic, real, fake, eps=eps),
+                               fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(2)))
+    with pytest.raises(ValueError, match=r"eps: expected a floating tensor of shape \(4,\)"):
+        fastgan.gradient_penalty(critic, real, fake, eps=torch.rand(3))

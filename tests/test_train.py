@@ -165,7 +165,8 @@ def test_bad_checkpoints_are_refused_before_loading(tmp_path):
     state["nets"]["G"]["out.weight"] = torch.zeros(3, 3)
     state["step"] = 0
     ckpt.save(path, state)
-    t = Trainer(dataclasses.replace(cfg, steps=2))
+    t = Trainer(dataclasses.replace(cfg, steps=2, out=None))
+    t.out = tmp_path
     before = {k: v.clone() for k, v in t.recipe.nets["D"].state_dict().items()}
     with pytest.raises(ValueError, match=r"G\.out\.weight: expected"):
         t._resume()
@@ -199,6 +200,7 @@ def test_bad_checkpoints_are_refused_before_loading(tmp_path):
     (dict(model="gan", g_loss="inverse"), "g_loss: 'inverse' is the BiGAN"),
     (dict(g_loss="hinge"), "g_loss: expected"),
     (dict(model="wgan", update="simultaneous"), "update: the 'wgan' recipe trains with update='alternating'"),
+    (dict(model="lr", update="alternating"), "update: the 'lr' recipe trains with update='simultaneous'"),
     (dict(optimizer="sgd"), "optimizer: expected"),
 ])
 def test_bad_configurations(kw, match):
@@ -207,9 +209,11 @@ def test_bad_configurations(kw, match):
 
 
 def test_schedule_and_weight_decay_groups():
-    assert lr_factor(0, 100, 2e-4, 2e-6, 0.5) == 1.0 and lr_factor(49, 100, 2e-4, 2e-6, 0.5) == 1.0
-    assert math.isclose(lr_factor(100, 100, 2e-4, 2e-6, 0.5), 1e-2)
-    assert math.isclose(lr_factor(75, 100, 2e-4, 2e-6, 0.5), 0.1)
+    assert lr_factor(0, 100, 2e-4, 2e-6, 0.5) == 1.0 and lr_factor(50, 100, 2e-4, 2e-6, 0.5) == 1.0
+    assert math.isclose(lr_factor(100, 101, 2e-4, 2e-6, 0.5), 1e-2)  # the last step (0-based) reaches final_lr
+    assert math.isclose(lr_factor(75, 101, 2e-4, 2e-6, 0.5), 0.1)  # halfway through the decay: the geometric mean
+    with pytest.raises(ValueError, match="final_lr: expected <= lr"):
+        Trainer(tiny(steps=3, lr=1e-6))
     t = Trainer(tiny(model="bigan", steps=4))
     for opt in t.opts.values():
         decayed, plain = opt.param_groups
@@ -222,6 +226,14 @@ def test_schedule_and_weight_decay_groups():
 def test_epochs_count_batches_of_the_training_split():
     t = Trainer(tiny(model="ae-l2", epochs=2))
     assert t.total == 2 * (t.train_x.shape[0] // 32)
+    t = Trainer(tiny(model="wgan", epochs=2))  # 5 critic batches per iteration
+    assert t.total == -(-2 * (t.train_x.shape[0] // 32) // 5)
+
+
+def test_a_fresh_run_does_not_overwrite_a_run(tmp_path):
+    Trainer(tiny(steps=1, out=str(tmp_path))).run()
+    with pytest.raises(ValueError, match="already holds a run"):
+        Trainer(tiny(steps=1, out=str(tmp_path)))
 
 
 def test_evaluation_of_a_short_gmm_run(tmp_path):

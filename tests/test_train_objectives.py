@@ -39,7 +39,8 @@ def test_wgan_gp_critic_loss_is_the_fused_penalty_loss():
     t = Trainer(TrainConfig.for_model("wgan-gp", steps=1, **TINY))
     x, gz = t.train_x[:32], torch.randn(32, 2)
     got = t.recipe.critic_loss(x, gz, torch.Generator().manual_seed(3))
-    exp = wgan_critic_loss(t.recipe.nets["D"], x, gz, generator=torch.Generator().manual_seed(3), fused=False).loss
+    eps = torch.rand(32, 1, generator=torch.Generator().manual_seed(3))[:, 0]
+    exp = wgan_critic_loss(t.recipe.nets["D"], x, gz, eps=eps, fused=False).loss
     torch.testing.assert_close(got, exp, rtol=1e-5, atol=1e-6)
 
 
@@ -105,7 +106,8 @@ def _ddp_worker(rank, init, model, data, out_dir):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("model, data", [("gan", "gmm8"), ("bigan", "digits"), ("lsgan", "gmm8")])
+@pytest.mark.parametrize("model, data", [("gan", "gmm8"), ("bigan", "digits"), ("lsgan", "gmm8"),
+                                         ("wgan-gp", "gmm8")])
 def test_two_processes_match_one_process_on_the_global_batch(tmp_path, model, data):
     import torch.multiprocessing as mp
 

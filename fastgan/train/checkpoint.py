@@ -42,7 +42,7 @@ def load(path) -> dict:
     """The checkpoint's dict; FileNotFoundError if missing, RuntimeError if unreadable or not a fastgan checkpoint."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"resume: no checkpoint at {path}")
+        raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing here

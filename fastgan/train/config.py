@@ -13,7 +13,7 @@ __all__ = ["BACKENDS", "TrainConfig", "lr_factor"]
 BACKENDS = ("fastgan", "cpp", "triton", "cuda", "eager")
 
 # fields that may differ between a run and its resumption (they do not change the trajectory)
-RUNTIME_FIELDS = ("out", "ckpt_every", "log_every", "progress", "eval_at_end")
+RUNTIME_FIELDS = ("out", "ckpt_every", "log_every", "progress", "eval_at_end", "device")
 
 
 @dataclass
@@ -67,6 +67,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}: expected a positive number, got {v!r}")
+        if self.final_lr > self.lr:
+            raise ValueError(f"final_lr: expected <= lr ({self.lr}), got {self.final_lr} (the schedule decays)")
         if not 0 <= self.decay_start <= 1:
             raise ValueError(f"decay_start: expected a fraction in [0, 1], got {self.decay_start!r}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
@@ -81,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"optimizer: expected 'adam' or 'rmsprop', got {self.optimizer!r}")
         if self.update == "simultaneous" and RECIPES[self.model].alternating_only:
             raise ValueError(f"update: the {self.model!r} recipe trains with update='alternating'")
+        if self.update == "alternating" and RECIPES[self.model].simultaneous_only:
+            raise ValueError(f"update: the {self.model!r} recipe trains with update='simultaneous'")
         if self.update == "simultaneous" and self.n_critic != 1:
             raise ValueError("n_critic: more than one critic step per iteration needs update='alternating'")
         if self.g_loss not in ("ns", "minimax", "inverse"):
@@ -119,10 +123,10 @@ class TrainConfig:
 
 
 def lr_factor(step: int, total: int, lr: float, final_lr: float, decay_start: float) -> float:
-    """The learning-rate multiplier at `step` of `total`: 1 until decay_start * total, then exponential decay that
-    reaches final_lr / lr at the last step."""
+    """The learning-rate multiplier at `step` (0-based) of `total`: 1 until decay_start * total, then exponential
+    decay that reaches final_lr / lr at the last step (total - 1)."""
     start = int(decay_start * total)
-    if step < start or total - start <= 0:
+    if step < start or total - 1 - start <= 0:
         return 1.0
-    frac = min(1.0, (step - start) / max(1, total - start))
+    frac = min(1.0, (step - start) / (total - 1 - start))
     return (final_lr / lr) ** frac

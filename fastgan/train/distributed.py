@@ -10,8 +10,9 @@ does, done explicitly because the recipes take gradients with torch.autograd.gra
 torch's SyncBatchNorm runs only on GPUs), so the forward pass matches the one-process run too. Rank 0 writes the
 checkpoints, metrics (averaged across ranks) and pictures.
 
-Per-rank, not global: MMD^2 in gmmn / mmdgan is computed on each rank's slice (a U/V-statistic of the local batch);
-nn.MinibatchDiscrimination(global_batch=True) sums over every rank's rows.
+Per-rank, not global: MMD^2 in gmmn / mmdgan is computed on each rank's slice (a U/V-statistic of the local batch),
+and the 'improved' recipe's minibatch discrimination and feature-matching target use the local batch
+(nn.MinibatchDiscrimination(global_batch=True) exists for the all-gathered version).
 """
 from __future__ import annotations
 
@@ -31,14 +32,17 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def init_from_env(device: str) -> bool:
-    """Initialise the process group from torchrun's environment (WORLD_SIZE > 1): nccl for CUDA devices, gloo for
-    the CPU. Returns whether a group of several processes is active."""
+def init_from_env(device: str) -> str:
+    """Initialise the process group from torchrun's environment (WORLD_SIZE > 1): nccl for CUDA devices (each rank on
+    cuda:LOCAL_RANK), gloo for the CPU. Returns the device this rank trains on."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
-        return False
+        return device
+    if device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return dist.get_world_size() > 1
+    return device
 
 
 def all_reduce_mean_(tensors: list) -> None:
@@ -85,8 +89,9 @@ def convert_batch_norm(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm1d:
             new = GlobalBatchNorm1d(child.num_features, child.eps, child.momentum, child.affine,
-                                    child.track_running_stats).to(child.running_mean.device
-                                                                  if child.running_mean is not None else "cpu")
+                                    child.track_running_stats)
+            if child.running_mean is not None:
+                new = new.to(child.running_mean)  # device and dtype
             new.load_state_dict(child.state_dict())
             setattr(module, name, new)
         else:

@@ -66,6 +66,7 @@ class Recipe:
     adversarial = True
     defaults: dict = {}  # TrainConfig fields this model trains with unless the user sets them
     alternating_only = False
+    simultaneous_only = False
 
     def __init__(self, cfg, split, device):
         self.cfg, self.split, self.device = cfg, split, torch.device(device)
@@ -91,9 +92,13 @@ class Recipe:
     def latent(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """z ~ U(-1, 1)^z_dim (the paper's latent for permutation-invariant MNIST). Under torch.distributed: this
         rank's slice of the global batch's draw (the same draw on every rank), as a one-process run would see it."""
+        return self.uniform(n, self.cfg.z_dim, gen) * 2 - 1
+
+    def uniform(self, n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
+        """U(0, 1) of shape (n, dim): under torch.distributed this rank's slice of the global batch's draw."""
         rank, size = self.shard
-        z = torch.rand(n * size, self.cfg.z_dim, generator=gen, device=self.device) * 2 - 1
-        return z[rank * n:(rank + 1) * n] if size > 1 else z
+        u = torch.rand(n * size, dim, generator=gen, device=self.device)
+        return u[rank * n:(rank + 1) * n] if size > 1 else u
 
     def apply(self, group: str, grads) -> None:
         """Set the group's gradients (averaged across ranks under torch.distributed) and step its optimiser."""
@@ -224,14 +229,13 @@ class LatentRegressor(GAN):
 
     name = "lr"
     joint = False
+    simultaneous_only = True
     groups = {"D": ("D",), "G": ("G",), "E": ("E",)}
 
     def build(self, x_dim, z_dim):
         return {**super().build(x_dim, z_dim), "E": BiGANEncoder(x_dim, z_dim, **self.kw)}
 
     def step(self, next_batch, gen):
-        if self.cfg.update != "simultaneous":
-            raise ValueError(f"update: the {self.name!r} baseline runs simultaneous updates only")
         G, D, E = self.nets["G"], self.nets["D"], self.nets["E"]
         x = next_batch()
         z = self.latent(x.shape[0], gen)
@@ -357,7 +361,8 @@ class WGANGP(CriticGAN):
         # the interpolation draws come from the trainer's generator too (one seed sets everything)
         weight = float(self.cfg.extra.get("gp_weight", 10.0))
         fused = False if self.kw["eager"] else None  # the eager twin: the textbook double backward
-        return wgan_critic_loss(self.nets["D"], x, gz, weight=weight, generator=gen, fused=fused).loss
+        eps = self.uniform(x.shape[0], 1, gen)[:, 0]  # this rank's slice of the global batch's draw
+        return wgan_critic_loss(self.nets["D"], x, gz, weight=weight, eps=eps, fused=fused).loss
 
 
 class LSGAN(CriticGAN):

@@ -29,11 +29,11 @@ def run_table1(cfg: TrainConfig, methods=METHODS, split=None) -> dict:
     split = split if split is not None else data_mod.load(cfg.data, seed=cfg.seed)
     if split.train_y is None:
         raise ValueError(f"data: the Table-1 protocol needs labels; {cfg.data!r} has none")
+    runs = {label: dataclasses.replace(cfg, model=model, out=str(Path(cfg.out) / model) if cfg.out else None,
+                                       eval_at_end=True).validate() for label, model in methods}  # all, up front
     rows = {"raw input": {"1nn_accuracy": ev.one_nn_accuracy(split.train_x, split.train_y, split.test_x,
                                                               split.test_y)}}
-    for label, model in methods:
-        out = str(Path(cfg.out) / model) if cfg.out else None
-        run = dataclasses.replace(cfg, model=model, out=out, eval_at_end=True)
+    for label, run in runs.items():
         rows[label] = Trainer(run, split=split).run()
     if cfg.out:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)

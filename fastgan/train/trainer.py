@@ -76,7 +76,11 @@ class Trainer:
             self.recipe.shard = (self.rank, self.world_size)
         self.train_x = self.split.train_x.to(self.device)
         self.sampler = data_mod.BatchSampler(self.train_x.shape[0], cfg.batch_size, seed=cfg.seed)
-        self.total = cfg.steps if cfg.steps is not None else cfg.epochs * self.sampler.steps_per_epoch
+        if cfg.steps is not None:
+            self.total = cfg.steps
+        else:  # an alternating iteration reads n_critic batches
+            per_iter = cfg.n_critic if cfg.update == "alternating" else 1
+            self.total = max(1, -(-cfg.epochs * self.sampler.steps_per_epoch // per_iter))
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.opts = self.recipe.opts = make_optimizers(self.recipe, cfg)
         self.step = 0
@@ -87,6 +91,9 @@ class Trainer:
             if self.out is None:
                 raise ValueError("resume: needs the run directory (cfg.out)")
             self._resume()
+        elif self.out is not None and (self.out / CHECKPOINT).exists():
+            raise ValueError(f"out: {self.out} already holds a run ({CHECKPOINT}); resume it (--resume) or choose "
+                             f"another directory")
 
     # ---- checkpoints ----
     def state(self) -> dict:
@@ -120,6 +127,14 @@ class Trainer:
         step = state["step"]
         if not isinstance(step, int) or not 0 <= step <= self.total:
             raise ValueError(f"checkpoint {path}: step {step!r} outside the run's 0..{self.total}")
+        acc = state.get("metrics_acc") or {"count": 0, "sums": {}}
+        pos = state["metrics_pos"]
+        ok = (isinstance(pos, int) and pos >= 0 and isinstance(acc.get("count"), int)
+              and isinstance(acc.get("sums"), dict) and all(isinstance(v, torch.Tensor) for v in acc["sums"].values())
+              and all(isinstance(state[k], torch.Tensor) and state[k].dtype == torch.uint8
+                      for k in ("latent_rng", "torch_rng")))
+        if not ok:
+            raise ValueError(f"checkpoint {path}: malformed RNG states or metrics position")
         for k, net in self.recipe.nets.items():
             net.load_state_dict(state["nets"][k])
         for k, opt in self.opts.items():
@@ -127,8 +142,7 @@ class Trainer:
         self.sampler = sampler
         self.gen.set_state(state["latent_rng"])
         torch.set_rng_state(state["torch_rng"])
-        self.step, self.metrics_pos = step, int(state["metrics_pos"])
-        acc = state.get("metrics_acc") or {"count": 0, "sums": {}}
+        self.step, self.metrics_pos = step, pos
         self._count = int(acc["count"])
         self._sums = {k: v.to(self.device) for k, v in acc["sums"].items()}
 
@@ -148,12 +162,15 @@ class Trainer:
         (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         path = self.out / METRICS
         f = open(path, "a+b")
-        f.seek(0, os.SEEK_END)
-        if f.tell() < self.metrics_pos:
+        try:
+            size = f.seek(0, os.SEEK_END)
+            if size < self.metrics_pos:
+                raise RuntimeError(f"resume: {path} is shorter ({size} bytes) than at the checkpoint "
+                                   f"({self.metrics_pos} bytes)")
+            f.truncate(self.metrics_pos)  # lines written after the checkpoint are written again
+        except BaseException:
             f.close()
-            raise RuntimeError(f"resume: {path} is shorter ({f.tell()} bytes) than at the checkpoint "
-                               f"({self.metrics_pos} bytes)")
-        f.truncate(self.metrics_pos)  # lines written after the checkpoint are written again
+            raise
         return f
 
     def run(self) -> dict:
