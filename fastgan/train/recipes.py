@@ -58,6 +58,17 @@ def _grads(loss, params, retain=False):
     return torch.autograd.grad(loss, params, retain_graph=retain)
 
 
+def _through_d(loss, samples: tuple, params, extra=None):
+    """The gradients of `loss` w.r.t. `params` of the networks that made `samples` (the tensors fed to D), in two
+    stages: d loss / d samples inside skip_weight_grads (D's fastgan layers skip their weight GEMMs), then the
+    backward of the generating networks from there; `extra`, a scalar loss reaching the params directly, is added."""
+    with skip_weight_grads():
+        g = torch.autograd.grad(loss, samples, retain_graph=True)
+    if extra is not None:
+        samples, g = (*samples, extra), (*g, torch.ones_like(extra))
+    return torch.autograd.grad(samples, params, g)
+
+
 class Recipe:
     """Base: nets (name -> module), groups (optimiser name -> the nets it updates)."""
 
@@ -142,15 +153,6 @@ class GAN(Recipe):
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
                 "D": GANDiscriminator(x_dim, **self.kw)}
 
-    def _g_grads(self, g_loss, gz, retain=False, extra=None):
-        """G's gradients of g_loss through D (input gradients only), plus extra losses that reach G directly."""
-        with skip_weight_grads():
-            (g_gz,) = torch.autograd.grad(g_loss, (gz,), retain_graph=True)
-        if extra is None:
-            return torch.autograd.grad(gz, self.params("G"), g_gz, retain_graph=retain)
-        return torch.autograd.grad((gz, extra), self.params("G"), (g_gz, torch.ones_like(extra)),
-                                   retain_graph=retain)
-
     def step(self, next_batch, gen):
         G, D, kind = self.nets["G"], self.nets["D"], self.cfg.g_loss
         if self.cfg.update == "simultaneous":
@@ -160,7 +162,7 @@ class GAN(Recipe):
             d_loss = losses.gan_d_loss(l_real, l_fake)
             g_loss = losses.gan_g_loss(l_fake, kind)
             g_d = _grads(d_loss, self.params("D"), retain=True)
-            self.apply("G", self._g_grads(g_loss, gz))  # every gradient before any update: they share D's graph
+            self.apply("G", _through_d(g_loss, (gz,), self.params("G")))  # every gradient before any update: they share D's graph
             self.apply("D", g_d)
         else:
             for _ in range(self.cfg.n_critic):
@@ -171,7 +173,7 @@ class GAN(Recipe):
                 self.apply("D", _grads(d_loss, self.params("D")))
             gz = G(self.latent(x.shape[0], gen))
             g_loss = losses.gan_g_loss(D(gz), kind)
-            self.apply("G", self._g_grads(g_loss, gz))
+            self.apply("G", _through_d(g_loss, (gz,), self.params("G")))
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
 
     @torch.no_grad()
@@ -191,11 +193,6 @@ class BiGAN(Recipe):
     def _ge_loss(self, l_real, l_fake):
         return losses.bigan_ge_loss(l_real, l_fake, "minimax" if self.cfg.g_loss == "minimax" else "inverse")
 
-    def _ge_grads(self, ge_loss, ex, gz):
-        with skip_weight_grads():
-            g_ex, g_gz = torch.autograd.grad(ge_loss, (ex, gz), retain_graph=True)
-        return torch.autograd.grad((gz, ex), self.params("GE"), (g_gz, g_ex))
-
     def step(self, next_batch, gen):
         G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
         if self.cfg.update == "simultaneous":
@@ -206,7 +203,7 @@ class BiGAN(Recipe):
             d_loss = losses.gan_d_loss(l_real, l_fake)
             ge_loss = self._ge_loss(l_real, l_fake)
             g_d = _grads(d_loss, self.params("D"), retain=True)
-            self.apply("GE", self._ge_grads(ge_loss, ex, gz))  # every gradient before any update
+            self.apply("GE", _through_d(ge_loss, (gz, ex), self.params("GE")))  # every gradient before any update
             self.apply("D", g_d)
         else:
             for _ in range(self.cfg.n_critic):
@@ -219,7 +216,7 @@ class BiGAN(Recipe):
             z = self.latent(x.shape[0], gen)
             gz, ex = G(z), E(x)
             ge_loss = self._ge_loss(D(x, ex), D(gz, z))
-            self.apply("GE", self._ge_grads(ge_loss, ex, gz))
+            self.apply("GE", _through_d(ge_loss, (gz, ex), self.params("GE")))
         return {"loss_d": d_loss.detach(), "loss_ge": ge_loss.detach()}
 
 
@@ -247,7 +244,7 @@ class LatentRegressor(GAN):
         g_d = _grads(d_loss, self.params("D"), retain=True)
         g_e = _grads(reg, self.params("E"), retain=True)
         weight = float(self.cfg.extra.get("reg_weight", 1.0))
-        self.apply("G", self._g_grads(g_loss, gz, extra=weight * reg if self.joint else None))
+        self.apply("G", _through_d(g_loss, (gz,), self.params("G"), extra=weight * reg if self.joint else None))
         self.apply("E", g_e)
         self.apply("D", g_d)
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach(), "loss_reg": reg.detach()}
@@ -320,9 +317,7 @@ class CriticGAN(Recipe):
             self.after_critic_step()
         gz = G(self.latent(x.shape[0], gen))
         g_loss = self.generator_loss(x, gz)
-        with skip_weight_grads():
-            (g_gz,) = torch.autograd.grad(g_loss, (gz,), retain_graph=True)
-        self.apply("G", torch.autograd.grad(gz, self.params("G"), g_gz))
+        self.apply("G", _through_d(g_loss, (gz,), self.params("G")))
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
 
     @torch.no_grad()
