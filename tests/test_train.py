@@ -61,12 +61,22 @@ def test_fused_and_eager_twin_compute_the_same_gradients(model, monkeypatch):
     dtype for the test, so the nets and the latents are float64): 1e-10 relative to each group's largest gradient.
     (In float32 some recipes compare rounding noise: mmdgan's MMD of clipped, near-zero features is a difference of
     sums of kernel values close to 1.)"""
+    _assert_twin_gradients_equal(model, monkeypatch)
+
+
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_gan_with_r1_fused_and_eager_twin_gradients(update, monkeypatch):
+    """The R1 penalty's double backward through fastgan's D layers vs the eager twin's, both update modes."""
+    _assert_twin_gradients_equal("gan", monkeypatch, update=update, extra={"r1": 0.7})
+
+
+def _assert_twin_gradients_equal(model, monkeypatch, **kw):
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
         grads = {}
         for backend in ("fastgan", "eager"):
-            t = Trainer(tiny(model=model, backend=backend, steps=1))
+            t = Trainer(tiny(model=model, backend=backend, steps=1, **kw))
             got = []
             monkeypatch.setattr(t.recipe, "apply", lambda group, g, got=got: got.append((group, [x.clone() for x in g])))
             x = t.train_x[:32].double()
@@ -189,7 +199,6 @@ def test_bad_checkpoints_are_refused_before_loading(tmp_path):
 
 @pytest.mark.parametrize("kw, match", [
     (dict(model="vae"), "model: expected one of"),
-    (dict(steps=None), "steps / epochs"),
     (dict(steps=3, epochs=2), "steps / epochs"),
     (dict(batch_size=0), "batch_size"),
     (dict(backend="numpy"), "backend: expected one of"),
@@ -221,6 +230,28 @@ def test_schedule_and_weight_decay_groups():
         assert plain["weight_decay"] == 0.0 and all(p.dim() == 1 for p in plain["params"])
     t.run()
     assert math.isclose(t.opts["D"].param_groups[0]["lr"], 2e-4 * lr_factor(3, 4, 2e-4, 2e-6, 0.5))
+
+
+def test_recipe_defaults_on_the_mixtures():
+    gan = TrainConfig.for_model("gan", data="gmm8")
+    assert (gan.steps, gan.lr, gan.batch_size, gan.update, gan.extra) == (10000, 2e-3, 512, "alternating", {"r1": 0.1})
+    mine = TrainConfig.for_model("gan", data="gmm25", lr=1e-3, epochs=3, extra={"other": 1}, hidden=None)
+    assert (mine.lr, mine.steps, mine.epochs, mine.hidden) == (1e-3, None, 3, None)  # explicit wins, None is unset
+    assert mine.extra == {"r1": 0.1, "other": 1}
+    assert TrainConfig.for_model("gan", data="gmm8", extra={"r1": 0.0}).extra == {"r1": 0.0}
+    images = TrainConfig.for_model("gan")  # digits: the paper's settings
+    assert (images.steps, images.lr, images.batch_size, images.update, images.extra) == (5000, 2e-4, 128,
+                                                                                        "simultaneous", {})
+    assert TrainConfig.for_model("lr", data="gmm8").lr == 2e-4  # a Table-1 baseline keeps the paper's
+    wgan = TrainConfig.for_model("wgan", data="gmm8")
+    assert (wgan.optimizer, wgan.lr, wgan.steps) == ("rmsprop", 5e-5, 5000)
+    with pytest.raises(TypeError, match="extra: expected a dict"):
+        TrainConfig.for_model("gan", extra=[1])
+    with pytest.raises(ValueError, match="steps / epochs: give exactly one"):
+        TrainConfig(model="gan").validate()  # the dataclass itself has no default length
+    t = Trainer(tiny(model="gan", data="gmm8", steps=2, extra={"r1": 0.5}))
+    d_loss = t.recipe._with_r1(torch.zeros(()), t.train_x[:8])
+    assert d_loss.item() > 0 and d_loss.requires_grad
 
 
 def test_epochs_count_batches_of_the_training_split():

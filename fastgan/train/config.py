@@ -6,13 +6,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["BACKENDS", "TrainConfig", "lr_factor"]
+__all__ = ["BACKENDS", "DEFAULT_STEPS", "TrainConfig", "lr_factor"]
 
 # 'fastgan' = the fused nets with the automatic kernel choice; cpp / triton / cuda = the fused nets on that kernel
 # backend; 'eager' = the nets' eager twins (plain torch ops, the same parameters): the like-for-like baseline
 BACKENDS = ("fastgan", "cpp", "triton", "cuda", "eager")
 
 # fields that may differ between a run and its resumption (they do not change the trajectory)
+DEFAULT_STEPS = 5000  # TrainConfig.for_model's, with neither steps nor epochs given
+
 RUNTIME_FIELDS = ("out", "ckpt_every", "log_every", "progress", "eval_at_end", "device")
 
 
@@ -97,13 +99,24 @@ class TrainConfig:
 
     @classmethod
     def for_model(cls, model: str, **overrides) -> "TrainConfig":
-        """A configuration for `model` with its recipe's defaults (e.g. WGAN's RMSProp 5e-5, n_critic 5, batch 64),
-        then `overrides` on top."""
+        """A configuration for `model` with its recipe's defaults on the data (e.g. WGAN's RMSProp 5e-5, n_critic 5,
+        batch 64; Recipe.defaults_for), then `overrides` on top (None values are not overrides; an `extra` dict is
+        merged key by key). With neither steps nor epochs given: the recipe's steps on the data, else DEFAULT_STEPS."""
         from . import RECIPES
 
         if model not in RECIPES:
             raise ValueError(f"model: expected one of {', '.join(sorted(RECIPES))}, got {model!r}")
-        return cls(model=model, **{**RECIPES[model].defaults, **overrides})
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        base = RECIPES[model].defaults_for(overrides.get("data", cls.data))
+        if "epochs" in overrides or "steps" in overrides:
+            base.pop("steps", None)
+        elif "steps" not in base:
+            base["steps"] = DEFAULT_STEPS
+        if "extra" in overrides:
+            if not isinstance(overrides["extra"], dict):
+                raise TypeError(f"extra: expected a dict, got {type(overrides['extra']).__name__}")
+            overrides["extra"] = {**base.get("extra", {}), **overrides["extra"]}
+        return cls(model=model, **{**base, **overrides})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
