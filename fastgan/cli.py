@@ -220,7 +220,7 @@ def main(argv=None) -> int:
 
     t = sub.add_parser("train", help="train a model")
     t.add_argument("model", choices=sorted(RECIPES))
-    _train_args(t, "default 5000; gan on gmm8 / gmm25: 10000")
+    _train_args(t, "default 5000; gan: 10000 on gmm8, 20000 on gmm25")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     t.set_defaults(fn=_train)

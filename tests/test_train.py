@@ -238,6 +238,7 @@ def test_recipe_defaults_on_the_mixtures():
     mine = TrainConfig.for_model("gan", data="gmm25", lr=1e-3, epochs=3, extra={"other": 1}, hidden=None)
     assert (mine.lr, mine.steps, mine.epochs, mine.hidden) == (1e-3, None, 3, None)  # explicit wins, None is unset
     assert mine.extra == {"r1": 0.1, "other": 1}
+    assert TrainConfig.for_model("gan", data="gmm25").steps == 20000
     assert TrainConfig.for_model("gan", data="gmm8", extra={"r1": 0.0}).extra == {"r1": 0.0}
     images = TrainConfig.for_model("gan")  # digits: the paper's settings
     assert (images.steps, images.lr, images.batch_size, images.update, images.extra) == (5000, 2e-4, 128,
