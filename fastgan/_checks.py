@@ -70,3 +70,13 @@ def autocast_dtype(t) -> "torch.dtype | None":
     if dev not in ("cpu", "cuda") or not torch.is_autocast_enabled(dev):
         return None
     return torch.get_autocast_dtype(dev)
+
+
+def autocast_promote(x, y):
+    """Under autocast (x's device), two floating tensors of different dtypes cast to the wider one (autocast's
+    'promote' policy: an op mixing an fp32 batch with a half-precision network output); otherwise unchanged."""
+    if (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.dtype != y.dtype
+            and x.is_floating_point() and y.is_floating_point() and autocast_dtype(x) is not None):
+        dt = torch.promote_types(x.dtype, y.dtype)
+        return x.to(dt), y.to(dt)
+    return x, y

@@ -105,7 +105,7 @@ def _config(args, model):
     explicit = {k: getattr(args, k) for k in ("batch_size", "lr", "update", "n_critic", "g_loss", "optimizer")
                 if getattr(args, k) is not None}  # the rest: the recipe's defaults (TrainConfig.for_model)
     return TrainConfig.for_model(model, data=args.data, steps=steps, epochs=epochs, hidden=args.hidden,
-                                 z_dim=args.z_dim, backend=args.backend, seed=args.seed, device=args.device,
+                                 z_dim=args.z_dim, backend=args.backend, precision=args.precision, seed=args.seed, device=args.device,
                                  out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
                                  progress=not args.no_progress, eval_at_end=not getattr(args, "no_eval", False),
                                  extra=None if args.r1 is None else {"r1": args.r1}, **explicit)
@@ -193,6 +193,8 @@ def _train_args(p, steps_default_note: str) -> None:
     p.add_argument("--hidden", type=int, default=None, help="hidden width (default: 1024 for MNIST, 512 digits, 128 2-D)")
     p.add_argument("--z-dim", type=int, default=50)
     p.add_argument("--backend", default="fastgan", help="fastgan (auto) | cpp | triton | cuda | eager (the twins)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (default); bf16 / fp16 autocast (fp16 with a GradScaler)")
     p.add_argument("--update", default=None, choices=("simultaneous", "alternating"))
     p.add_argument("--n-critic", type=int, default=None)
     p.add_argument("--g-loss", default=None, choices=("ns", "minimax", "inverse"),

@@ -25,6 +25,9 @@ Other objectives on the critic's raw outputs v (one number per sample), each as 
                     Hellinger  g_f = 1 - exp(-v)            f*(g_f(v)) = exp(v) - 1        (squared Hellinger)
                     JS         g_f = log 2 - softplus(-v)   f*(g_f(v)) = softplus(v) - log 2
                     GAN        g_f = -softplus(-v)          f*(g_f(v)) = softplus(v)
+
+Every loss is computed in fp32 for fp16 / bf16 scores (under autocast D's outputs come out in half precision; the
+loss's reduction, and a GradScaler multiplying it by 2^16, need fp32 — an fp16 loss of 1.4 x 2^16 is inf).
 """
 from __future__ import annotations
 
@@ -41,6 +44,13 @@ G_LOSSES = ("ns", "minimax")
 GE_LOSSES = ("inverse", "minimax")
 
 
+def _wide(*ts):
+    """fp16 / bf16 tensors as fp32 (the rest unchanged)."""
+    out = tuple(t.float() if isinstance(t, torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16) else t
+                for t in ts)
+    return out if len(out) > 1 else out[0]
+
+
 def _check(kind: str, allowed: tuple, arg: str) -> None:
     if kind not in allowed:
         raise ValueError(f"{arg}: expected one of {', '.join(map(repr, allowed))}, got {kind!r}")
@@ -48,11 +58,13 @@ def _check(kind: str, allowed: tuple, arg: str) -> None:
 
 def gan_d_loss(l_real: torch.Tensor, l_fake: torch.Tensor) -> torch.Tensor:
     """The discriminator's cross-entropy: E softplus(-l_real) + E softplus(l_fake)."""
+    l_real, l_fake = _wide(l_real, l_fake)
     return F.softplus(-l_real).mean() + F.softplus(l_fake).mean()
 
 
 def gan_g_loss(l_fake: torch.Tensor, kind: str = "ns") -> torch.Tensor:
     """The generator's loss: 'ns' E softplus(-l_fake), 'minimax' -E softplus(l_fake)."""
+    l_fake = _wide(l_fake)
     _check(kind, G_LOSSES, "kind")
     return F.softplus(-l_fake).mean() if kind == "ns" else -F.softplus(l_fake).mean()
 
@@ -60,6 +72,7 @@ def gan_g_loss(l_fake: torch.Tensor, kind: str = "ns") -> torch.Tensor:
 def bigan_ge_loss(l_real: torch.Tensor, l_fake: torch.Tensor, kind: str = "inverse") -> torch.Tensor:
     """The BiGAN generator's and encoder's loss: 'inverse' E softplus(l_real) + E softplus(-l_fake), 'minimax'
     -gan_d_loss."""
+    l_real, l_fake = _wide(l_real, l_fake)
     _check(kind, GE_LOSSES, "kind")
     if kind == "minimax":
         return -gan_d_loss(l_real, l_fake)
@@ -68,16 +81,19 @@ def bigan_ge_loss(l_real: torch.Tensor, l_fake: torch.Tensor, kind: str = "inver
 
 def wasserstein_losses(v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(critic loss E v_fake - E v_real, generator loss -E v_fake)."""
+    v_real, v_fake = _wide(v_real, v_fake)
     return v_fake.mean() - v_real.mean(), -v_fake.mean()
 
 
 def hinge_losses(v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(critic loss E relu(1 - v_real) + E relu(1 + v_fake), generator loss -E v_fake)."""
+    v_real, v_fake = _wide(v_real, v_fake)
     return F.relu(1 - v_real).mean() + F.relu(1 + v_fake).mean(), -v_fake.mean()
 
 
 def least_squares_losses(v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(critic loss ((v_real - 1)^2 + v_fake^2) / 2 averaged, generator loss (v_fake - 1)^2 / 2 averaged)."""
+    v_real, v_fake = _wide(v_real, v_fake)
     return 0.5 * ((v_real - 1).square().mean() + v_fake.square().mean()), 0.5 * (v_fake - 1).square().mean()
 
 
@@ -87,6 +103,7 @@ _LOG2 = math.log(2.0)
 
 def f_gan_activation(v: torch.Tensor, divergence: str) -> torch.Tensor:
     """g_f(v): the output activation that maps v into the domain of f* for `divergence`."""
+    v = _wide(v)
     _check(divergence, DIVERGENCES, "divergence")
     if divergence in ("KL", "Pearson"):
         return v
@@ -101,6 +118,7 @@ def f_gan_activation(v: torch.Tensor, divergence: str) -> torch.Tensor:
 
 def f_gan_conjugate(v: torch.Tensor, divergence: str) -> torch.Tensor:
     """f*(g_f(v)) in closed form (see the module docstring)."""
+    v = _wide(v)
     _check(divergence, DIVERGENCES, "divergence")
     if divergence == "KL":
         return torch.exp(v - 1)

@@ -354,8 +354,9 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
 
     if kind == "wgan-gp":
         eps = _interpolation_weights(real_t[0], generator, eps)
-        points = tuple(torch.lerp(f.detach(), r.detach(), eps.view(-1, *[1] * (r.dim() - 1)).to(r.dtype))
-                       for r, f in zip(real_t, fake_t))
+        # in the wider dtype of the two (under autocast a half-precision G output meets an fp32 data batch)
+        points = tuple(torch.lerp(f.detach().to(dt), r.detach().to(dt), eps.view(-1, *[1] * (r.dim() - 1)).to(dt))
+                       for r, f in zip(real_t, fake_t) for dt in [torch.promote_types(r.dtype, f.dtype)])
     else:
         points = tuple(t.detach() for t in (real_t if kind == "r1" else fake_t))
     reason = fused_reason(critic) if fused is not False else "fused=False"
@@ -393,22 +394,22 @@ class CriticLoss(NamedTuple):
 
 def wgan_critic_loss(critic: Callable[..., torch.Tensor], real, fake, kind: str = "wgan-gp", center: float = 1.0,
                      weight: float = 10.0, generator: torch.Generator | None = None,
-                     fused: bool | None = None, eps: torch.Tensor | None = None) -> CriticLoss:
+                     fused: bool | None = None, eps: torch.Tensor | None = None, scaler=None) -> CriticLoss:
     """The WGAN critic's loss E[D(fake)] - E[D(real)] + penalty (gradient_penalty's kinds and arguments).
 
     For an MLPCritic of linear / relu / lrelu layers and kind='wgan-gp' (fused None or True, no autocast) it runs as
     one fused pass (_MLPCriticLoss): the layers once over [real; fake; x_hat], the first layer's GEMM at x_hat replaced
     by interpolating real's and fake's pre-activations, the penalty's gradients by GEMMs with the masks. Otherwise:
     critic(*real), critic(*fake) (separately: a critic with batch statistics sees the batches as it would alone) and
-    gradient_penalty.
+    gradient_penalty (with `scaler`, as there: the loss is unscaled, for the caller to scale once).
     """
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")
     real_t, fake_t = _as_tuple(real, "real"), _as_tuple(fake, "fake")
     reason = fused_reason(critic) if fused is not False else "fused=False"
     if reason is None and (kind != "wgan-gp" or len(real_t) != 1 or _checks_autocast(real_t[0]) or
-                           len(critic.layers) < 2):
-        reason = "only kind='wgan-gp' on a single input, without autocast, with a hidden layer"
+                           len(critic.layers) < 2 or scaler is not None):
+        reason = "only kind='wgan-gp' on a single input, without autocast or a scaler, with a hidden layer"
     if fused and reason is not None:
         raise ValueError(f"fused: the critic cannot take the fused loss path: {reason}")
     if reason is None:
@@ -424,5 +425,5 @@ def wgan_critic_loss(critic: Callable[..., torch.Tensor], real, fake, kind: str 
     d_real = critic(*real_t).mean()
     d_fake = critic(*fake_t).mean()
     pen = gradient_penalty(critic, real_t, fake_t, kind=kind, center=center, weight=weight, generator=generator,
-                           fused=False if fused is False else None, eps=eps)
+                           fused=False if fused is False else None, eps=eps, scaler=scaler)
     return CriticLoss(d_fake - d_real + pen, d_real.detach(), d_fake.detach(), pen.detach())

@@ -82,3 +82,17 @@ def test_other_objectives():
     assert g.item() == pytest.approx(0.5 * (9 + 0.25) / 2)
     with pytest.raises(ValueError, match="divergence: expected one of"):
         losses.f_divergence_losses(r, f, "TV")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_scores_give_fp32_losses(dtype):
+    """Under autocast D's scores come out in half precision; every loss is computed and returned in fp32 (a
+    GradScaler's 2^16 x an fp16 loss of ~1.4 would be inf)."""
+    v_real, v_fake = torch.randn(64).to(dtype), torch.randn(64).to(dtype)
+    outs = [losses.gan_d_loss(v_real, v_fake), losses.gan_g_loss(v_fake), losses.bigan_ge_loss(v_real, v_fake),
+            *losses.wasserstein_losses(v_real, v_fake), *losses.hinge_losses(v_real, v_fake),
+            *losses.least_squares_losses(v_real, v_fake),
+            *(t for d in losses.DIVERGENCES for t in losses.f_divergence_losses(v_real, v_fake, d))]
+    wide = [losses.gan_d_loss(v_real.float(), v_fake.float()), losses.gan_g_loss(v_fake.float())]
+    assert all(o.dtype == torch.float32 for o in outs)
+    assert torch.equal(outs[0], wide[0]) and torch.equal(outs[1], wide[1])

@@ -326,3 +326,17 @@ def test_nan_propagates(impl):
             (g,) = torch.autograd.grad(s, x)
             assert torch.isnan(s), kernel
             assert torch.isnan(g[2]).any(), kernel
+
+
+def test_autocast_promotes_mixed_dtypes():
+    """Under autocast a half-precision generator output meets an fp32 data batch: mmd2 / kernel_sum promote both
+    to fp32 (outside autocast mixed dtypes stay an error)."""
+    x, y = torch.randn(20, 3), torch.randn(17, 3)
+    want = fastgan.mmd2(x.bfloat16().float(), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fastgan.mmd2(x.bfloat16(), y)
+        assert fastgan.kernel_sum(y, x.bfloat16()).dtype == torch.float32
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    with pytest.raises(TypeError, match="y: expected dtype"):
+        fastgan.mmd2(x.bfloat16(), y)

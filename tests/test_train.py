@@ -104,10 +104,13 @@ def test_same_seed_same_run_and_seeds_differ(tmp_path):
     assert not torch.equal(runs[0].recipe.nets["G"].out.weight, runs[2].recipe.nets["G"].out.weight)
 
 
-def test_resume_in_process_is_bit_identical(tmp_path, monkeypatch):
-    full = Trainer(tiny(model="bigan", steps=12, ckpt_every=4, log_every=3, out=str(tmp_path / "full")))
+@pytest.mark.parametrize("model, precision", [("bigan", "fp32"), ("bigan", "fp16"), ("wgan-gp", "fp16")])
+def test_resume_in_process_is_bit_identical(model, precision, tmp_path, monkeypatch):
+    """fp16: the GradScaler's state (scale, growth tracker) is in the checkpoint too."""
+    kw = dict(model=model, steps=12, ckpt_every=4, log_every=3, precision=precision)
+    full = Trainer(tiny(**kw, out=str(tmp_path / "full")))
     full.run()
-    cfg = tiny(model="bigan", steps=12, ckpt_every=4, log_every=3, out=str(tmp_path / "cut"))
+    cfg = tiny(**kw, out=str(tmp_path / "cut"))
     cut = Trainer(cfg)
     step = cut.recipe.step
     calls = []
@@ -130,6 +133,9 @@ def test_resume_in_process_is_bit_identical(tmp_path, monkeypatch):
         a, b = full.opts[name].state_dict()["state"], resumed.opts[name].state_dict()["state"]
         assert all(torch.equal(a[i]["exp_avg_sq"], b[i]["exp_avg_sq"]) for i in a)
     assert metric_lines(tmp_path / "full" / "metrics.jsonl") == metric_lines(tmp_path / "cut" / "metrics.jsonl")
+    if precision == "fp16":
+        assert full.scaler.state_dict() == resumed.scaler.state_dict()
+        assert "loss_scale" in metric_lines(tmp_path / "cut" / "metrics.jsonl")[-1]
 
 
 def _cli(*args, **kw):
@@ -308,21 +314,27 @@ def test_two_stage_generator_gradients_equal_the_direct_ones(model, monkeypatch)
     """The recipes' generator-side gradients (through D's input gradient, then the generator's backward) equal a
     plain autograd.grad of the same loss w.r.t. the generator's parameters."""
     from fastgan import losses
-    from fastgan.train.recipes import _through_d
 
     t = Trainer(tiny(model=model, steps=1))
     r, x = t.recipe, t.train_x[:32]
-    z = r.latent(32, torch.Generator().manual_seed(0))
-    gz = r.nets["G"](z)
-    if model == "bigan":
-        ex = r.nets["E"](x)
-        loss = losses.bigan_ge_loss(r.nets["D"](x, ex), r.nets["D"](gz, z))
-        samples, group = (gz, ex), "GE"
-    else:
-        loss = losses.gan_g_loss(r.nets["D"](gz))
-        samples, group = (gz,), "G"
-    extra = (r.nets["E"](gz) - z).square().mean() if model == "jlr" else None
+    group = "GE" if model == "bigan" else "G"
+
+    def forward():
+        z = r.latent(32, torch.Generator().manual_seed(0))
+        gz = r.nets["G"](z)
+        if model == "bigan":
+            ex = r.nets["E"](x)
+            loss, samples = losses.bigan_ge_loss(r.nets["D"](x, ex), r.nets["D"](gz, z)), (gz, ex)
+        else:
+            loss, samples = losses.gan_g_loss(r.nets["D"](gz)), (gz,)
+        return loss, samples, (r.nets["E"](gz) - z).square().mean() if model == "jlr" else None
+
+    loss, samples, extra = forward()
     direct = torch.autograd.grad(loss + (extra if extra is not None else 0), r.params(group), retain_graph=True)
-    staged = _through_d(loss, samples, r.params(group), extra=extra)
+    staged = r.through_d(loss, samples, r.params(group), extra=extra)
     for a, b in zip(staged, direct):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    r.scaler = torch.amp.GradScaler("cpu", init_scale=4.0)  # the fp16 path: every term scaled, extra included
+    loss, samples, extra = forward()
+    for a, b in zip(r.through_d(loss, samples, r.params(group), extra=extra), direct):
+        torch.testing.assert_close(a, 4 * b, rtol=1e-5, atol=4e-7)

@@ -75,7 +75,9 @@ def kernel_sum(x: torch.Tensor, y: torch.Tensor | None = None, kernel: str = "ga
     """sum_i sum_j sum_s weights[s] k_s(x_i, y_j) for x (n, d), y (m, d); y None: the self-sum over pairs of rows of
     x (diagonal=False leaves out the pairs (i, i)). A scalar of x's dtype (fp32 for fp16 / bf16 x: the sum of n m
     kernel values overflows fp16), differentiable twice in x and y (the smooth kernels; the laplacians once).
-    Memory O((n + m) d): the kernel matrix is never formed."""
+    Memory O((n + m) d): the kernel matrix is never formed. Under autocast, x and y of different float dtypes are
+    promoted to the wider one."""
+    x, y = _checks.autocast_promote(x, y)
     _check_points(x, "x")
     if y is not None:
         _check_points(y, "y", x)
@@ -133,7 +135,9 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", bandwidths=
 
     estimator 'biased': the V-statistic (all pairs; >= 0); 'unbiased': the U-statistic (no pairs (i, i); n, m >= 2;
     can be negative). bandwidths: a sequence, or 'median' (median_bandwidth of x and y pooled). Differentiable twice
-    in x and y. fp32 for fp16 / bf16 inputs (a small difference of large sums: computed and returned in fp32)."""
+    in x and y. fp32 for fp16 / bf16 inputs (a small difference of large sums: computed and returned in fp32).
+    Under autocast, x and y of different float dtypes are promoted to the wider one."""
+    x, y = _checks.autocast_promote(x, y)
     _check_points(x, "x")
     _check_points(y, "y", x)
     if estimator not in ("biased", "unbiased"):

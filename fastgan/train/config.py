@@ -6,11 +6,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["BACKENDS", "DEFAULT_STEPS", "TrainConfig", "lr_factor"]
+__all__ = ["BACKENDS", "DEFAULT_STEPS", "PRECISIONS", "TrainConfig", "lr_factor"]
 
 # 'fastgan' = the fused nets with the automatic kernel choice; cpp / triton / cuda = the fused nets on that kernel
 # backend; 'eager' = the nets' eager twins (plain torch ops, the same parameters): the like-for-like baseline
 BACKENDS = ("fastgan", "cpp", "triton", "cuda", "eager")
+# the training step's arithmetic: fp32; bf16 / fp16 autocast (GEMMs in half precision with fp32 accumulation, fastgan's
+# pointwise ops in fp32 inside, parameters and optimiser states fp32); fp16 with one dynamic GradScaler
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 # fields that may differ between a run and its resumption (they do not change the trajectory)
 DEFAULT_STEPS = 5000  # TrainConfig.for_model's, with neither steps nor epochs given
@@ -36,6 +39,7 @@ class TrainConfig:
     hidden: int | None = None       # hidden width of every net (None: recipes.default_hidden)
     batch_norm: bool | None = None  # the paper's BN in hidden layer 2 (None: on for images, off for 2-D mixtures)
     backend: str = "fastgan"
+    precision: str = "fp32"         # fp32 | bf16 (autocast) | fp16 (autocast + one GradScaler)
     g_loss: str = "ns"              # GAN generator: ns | minimax; BiGAN G/E: inverse | minimax (ns means inverse)
     update: str = "simultaneous"    # simultaneous: D, G, E updated each iteration from one forward; alternating
     n_critic: int = 1               # alternating: D updates per generator update
@@ -79,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.update not in ("simultaneous", "alternating"):
             raise ValueError(f"update: expected 'simultaneous' or 'alternating', got {self.update!r}")
         if self.optimizer not in ("adam", "rmsprop"):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import losses
+from .. import _checks, losses
 from ..nn import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MinibatchDiscrimination, MLPCritic
 from ..nn.bigan import LinearAct
 from ..ops.mmd import median_bandwidth
@@ -52,21 +52,6 @@ def default_hidden(split) -> int:
     if split.image_shape is None:
         return 128
     return 1024 if split.dim >= 784 else 512
-
-
-def _grads(loss, params, retain=False):
-    return torch.autograd.grad(loss, params, retain_graph=retain)
-
-
-def _through_d(loss, samples: tuple, params, extra=None):
-    """The gradients of `loss` w.r.t. `params` of the networks that made `samples` (the tensors fed to D), in two
-    stages: d loss / d samples inside skip_weight_grads (D's fastgan layers skip their weight GEMMs), then the
-    backward of the generating networks from there; `extra`, a scalar loss reaching the params directly, is added."""
-    with skip_weight_grads():
-        g = torch.autograd.grad(loss, samples, retain_graph=True)
-    if extra is not None:
-        samples, g = (*samples, extra), (*g, torch.ones_like(extra))
-    return torch.autograd.grad(samples, params, g)
 
 
 class Recipe:
@@ -94,6 +79,7 @@ class Recipe:
         self.nets = {k: v.to(self.device) for k, v in self.build(split.dim, cfg.z_dim).items()}
         self.opts: dict[str, torch.optim.Optimizer] = {}  # set by the trainer
         self.shard = (0, 1)  # (rank, world size): set by the trainer under torch.distributed
+        self.scaler = None  # the fp16 GradScaler (cfg.precision='fp16'): set by the trainer
 
     @classmethod
     def defaults_for(cls, data: str) -> dict:
@@ -104,6 +90,24 @@ class Recipe:
 
     def build(self, x_dim: int, z_dim: int) -> dict:
         raise NotImplementedError
+
+    # ---- gradients (scaled by the fp16 GradScaler when there is one) ----
+    def scaled(self, loss):
+        return loss if self.scaler is None else self.scaler.scale(loss.float())  # 2^16 x an fp16 loss overflows
+
+    def grads(self, loss, params, retain=False):
+        return torch.autograd.grad(self.scaled(loss), params, retain_graph=retain)
+
+    def through_d(self, loss, samples: tuple, params, extra=None):
+        """The gradients of `loss` w.r.t. `params` of the networks that made `samples` (the tensors fed to D), in two
+        stages: d loss / d samples inside skip_weight_grads (D's fastgan layers skip their weight GEMMs), then the
+        backward of the generating networks from there; `extra`, a scalar loss reaching the params directly, is
+        added."""
+        with skip_weight_grads():
+            g = torch.autograd.grad(self.scaled(loss), samples, retain_graph=True)
+        if extra is not None:
+            samples, g = (*samples, extra), (*g, self.scaled(torch.ones_like(extra)))
+        return torch.autograd.grad(samples, params, g)
 
     def params(self, group: str) -> list:
         return [p for name in self.groups[group] for p in self.nets[name].parameters()]
@@ -128,7 +132,15 @@ class Recipe:
             all_reduce_mean_(grads)
         for p, g in zip(self.params(group), grads):
             p.grad = g
-        self.opts[group].step()
+        if self.scaler is None:
+            self.opts[group].step()
+            return
+        # unscales, skips the step if a gradient is not finite; the scale is updated once every gradient computed
+        # with it has been applied: after each step when updates alternate, at the end of the iteration (Trainer)
+        # when every gradient comes from one forward pass
+        self.scaler.step(self.opts[group])
+        if self.cfg.update == "alternating":
+            self.scaler.update()
 
     def train(self, mode: bool = True) -> None:
         for net in self.nets.values():
@@ -175,7 +187,7 @@ class GAN(Recipe):
             return d_loss
         from ..penalties import gradient_penalty
 
-        return d_loss + gradient_penalty(self.nets["D"], x, kind="r1", weight=gamma,
+        return d_loss + gradient_penalty(self.nets["D"], x, kind="r1", weight=gamma, scaler=self.scaler,
                                          fused=False if self.kw["eager"] else None)
 
     def step(self, next_batch, gen):
@@ -186,8 +198,8 @@ class GAN(Recipe):
             l_real, l_fake = D(x), D(gz)
             d_loss = losses.gan_d_loss(l_real, l_fake)
             g_loss = losses.gan_g_loss(l_fake, kind)
-            g_d = _grads(self._with_r1(d_loss, x), self.params("D"), retain=True)
-            self.apply("G", _through_d(g_loss, (gz,), self.params("G")))  # every gradient before any update: they share D's graph
+            g_d = self.grads(self._with_r1(d_loss, x), self.params("D"), retain=True)
+            self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))  # every gradient before any update: they share D's graph
             self.apply("D", g_d)
         else:
             for _ in range(self.cfg.n_critic):
@@ -195,10 +207,10 @@ class GAN(Recipe):
                 with torch.no_grad():
                     gz = G(self.latent(x.shape[0], gen))
                 d_loss = losses.gan_d_loss(D(x), D(gz))
-                self.apply("D", _grads(self._with_r1(d_loss, x), self.params("D")))
+                self.apply("D", self.grads(self._with_r1(d_loss, x), self.params("D")))
             gz = G(self.latent(x.shape[0], gen))
             g_loss = losses.gan_g_loss(D(gz), kind)
-            self.apply("G", _through_d(g_loss, (gz,), self.params("G")))
+            self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
 
     @torch.no_grad()
@@ -227,8 +239,8 @@ class BiGAN(Recipe):
             l_real, l_fake = D(x, ex), D(gz, z)
             d_loss = losses.gan_d_loss(l_real, l_fake)
             ge_loss = self._ge_loss(l_real, l_fake)
-            g_d = _grads(d_loss, self.params("D"), retain=True)
-            self.apply("GE", _through_d(ge_loss, (gz, ex), self.params("GE")))  # every gradient before any update
+            g_d = self.grads(d_loss, self.params("D"), retain=True)
+            self.apply("GE", self.through_d(ge_loss, (gz, ex), self.params("GE")))  # every gradient before any update
             self.apply("D", g_d)
         else:
             for _ in range(self.cfg.n_critic):
@@ -237,11 +249,11 @@ class BiGAN(Recipe):
                 with torch.no_grad():
                     gz, ex = G(z), E(x)
                 d_loss = losses.gan_d_loss(D(x, ex), D(gz, z))
-                self.apply("D", _grads(d_loss, self.params("D")))
+                self.apply("D", self.grads(d_loss, self.params("D")))
             z = self.latent(x.shape[0], gen)
             gz, ex = G(z), E(x)
             ge_loss = self._ge_loss(D(x, ex), D(gz, z))
-            self.apply("GE", _through_d(ge_loss, (gz, ex), self.params("GE")))
+            self.apply("GE", self.through_d(ge_loss, (gz, ex), self.params("GE")))
         return {"loss_d": d_loss.detach(), "loss_ge": ge_loss.detach()}
 
 
@@ -266,11 +278,11 @@ class LatentRegressor(GAN):
         l_real, l_fake = D(x), D(gz)
         d_loss = losses.gan_d_loss(l_real, l_fake)
         g_loss = losses.gan_g_loss(l_fake, self.cfg.g_loss)
-        reg = F.mse_loss(E(gz if self.joint else gz.detach()), z)
-        g_d = _grads(d_loss, self.params("D"), retain=True)
-        g_e = _grads(reg, self.params("E"), retain=True)
+        reg = F.mse_loss(E(gz if self.joint else gz.detach()).float(), z.float())
+        g_d = self.grads(d_loss, self.params("D"), retain=True)
+        g_e = self.grads(reg, self.params("E"), retain=True)
         weight = float(self.cfg.extra.get("reg_weight", 1.0))
-        self.apply("G", _through_d(g_loss, (gz,), self.params("G"), extra=weight * reg if self.joint else None))
+        self.apply("G", self.through_d(g_loss, (gz,), self.params("G"), extra=weight * reg if self.joint else None))
         self.apply("E", g_e)
         self.apply("D", g_d)
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach(), "loss_reg": reg.detach()}
@@ -296,8 +308,9 @@ class AutoEncoder(Recipe):
     def step(self, next_batch, gen):
         x = next_batch()
         rec = self.nets["G"](self.nets["E"](x))
+        rec = rec.float()  # the reconstruction loss in fp32 under autocast
         loss = F.mse_loss(rec, x) if self.p == 2 else F.l1_loss(rec, x)
-        self.apply("GE", _grads(loss, self.params("GE")))
+        self.apply("GE", self.grads(loss, self.params("GE")))
         return {"loss_rec": loss.detach()}
 
 
@@ -323,11 +336,15 @@ class CriticGAN(Recipe):
         """(critic loss, generator loss)."""
         raise NotImplementedError
 
+    def d(self, x):
+        """The critic's outputs on x."""
+        return self.nets["D"](x)
+
     def critic_loss(self, x, gz, gen):
-        return self.objective(self.nets["D"](x), self.nets["D"](gz))[0]
+        return self.objective(self.d(x), self.d(gz))[0]
 
     def generator_loss(self, x, gz):
-        return self.objective(self.nets["D"](x).detach(), self.nets["D"](gz))[1]
+        return self.objective(self.d(x).detach(), self.d(gz))[1]
 
     def after_critic_step(self):
         pass
@@ -339,11 +356,11 @@ class CriticGAN(Recipe):
             with torch.no_grad():
                 gz = G(self.latent(x.shape[0], gen))
             d_loss = self.critic_loss(x, gz, gen)
-            self.apply("D", _grads(d_loss, self.params("D")))
+            self.apply("D", self.grads(d_loss, self.params("D")))
             self.after_critic_step()
         gz = G(self.latent(x.shape[0], gen))
         g_loss = self.generator_loss(x, gz)
-        self.apply("G", _through_d(g_loss, (gz,), self.params("G")))
+        self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
 
     @torch.no_grad()
@@ -352,7 +369,17 @@ class CriticGAN(Recipe):
 
 
 class _Clipped:
-    """Weight clipping of the critic to [-c, c] after each critic step (c = cfg.extra['clip'], default 0.01)."""
+    """Weight clipping of the critic to [-c, c] after each critic step (c = cfg.extra['clip'], default 0.01).
+
+    Under mixed precision the clipped critic runs in fp32 (autocast off inside it; G stays in half precision): with
+    weights of 0.01 its gradient is a small difference of real and fake terms that bf16 / fp16 GEMMs do not resolve
+    (measured on the tiny test nets: cosine 0.3-0.6 to the fp32 gradient)."""
+
+    def d(self, x):
+        if _checks.autocast_dtype(x) is None:
+            return self.nets["D"](x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.nets["D"](x.float())
 
     def after_critic_step(self):
         c = float(self.cfg.extra.get("clip", 0.01))
@@ -383,7 +410,7 @@ class WGANGP(CriticGAN):
         weight = float(self.cfg.extra.get("gp_weight", 10.0))
         fused = False if self.kw["eager"] else None  # the eager twin: the textbook double backward
         eps = self.uniform(x.shape[0], 1, gen)[:, 0]  # this rank's slice of the global batch's draw
-        return wgan_critic_loss(self.nets["D"], x, gz, weight=weight, eps=eps, fused=fused).loss
+        return wgan_critic_loss(self.nets["D"], x, gz, weight=weight, eps=eps, fused=fused, scaler=self.scaler).loss
 
 
 class LSGAN(CriticGAN):
@@ -432,7 +459,7 @@ class GMMN(Recipe):
 
         x = next_batch()
         loss = mmd2(self.nets["G"](self.latent(x.shape[0], gen)), x, bandwidths=self.bandwidths, impl=self.op_impl)
-        self.apply("G", _grads(loss, self.params("G")))
+        self.apply("G", self.grads(loss, self.params("G")))
         return {"mmd2": loss.detach()}
 
     @torch.no_grad()
@@ -455,7 +482,7 @@ class MMDGAN(_Clipped, CriticGAN):
     def _mmd(self, x, gz):
         from ..ops.mmd import mmd2
 
-        return mmd2(self.nets["D"](x), self.nets["D"](gz), bandwidths=self.bandwidths, impl=self.op_impl)
+        return mmd2(self.d(x), self.d(gz), bandwidths=self.bandwidths, impl=self.op_impl)
 
     def critic_loss(self, x, gz, gen):
         return -self._mmd(x, gz)
@@ -499,7 +526,7 @@ class Improved(CriticGAN):
         D = self.nets["D"]
         with torch.no_grad():
             target = D.features(x).mean(0)
-        return (D.features(gz).mean(0) - target).square().sum()
+        return (D.features(gz).float().mean(0) - target.float()).square().sum()
 
     @torch.no_grad()
     def features(self, x):

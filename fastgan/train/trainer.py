@@ -83,6 +83,8 @@ class Trainer:
             self.total = max(1, -(-cfg.epochs * self.sampler.steps_per_epoch // per_iter))
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.opts = self.recipe.opts = make_optimizers(self.recipe, cfg)
+        self.scaler = self.recipe.scaler = (torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16"
+                                            else None)
         self.step = 0
         self.metrics_pos = 0
         self._sums, self._count = {}, 0  # the losses summed since the last metrics line
@@ -104,7 +106,7 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(), "metrics_pos": self.metrics_pos,
                 "metrics_acc": {"count": self._count, "sums": {k: torch.as_tensor(v).cpu() for k, v in
                                                                self._sums.items()}},
-                "scaler": None}
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def save(self) -> None:
         if self.rank == 0:
@@ -135,10 +137,16 @@ class Trainer:
                       for k in ("latent_rng", "torch_rng")))
         if not ok:
             raise ValueError(f"checkpoint {path}: malformed RNG states or metrics position")
+        scaler = state.get("scaler")
+        if (scaler is None) != (self.scaler is None) or (scaler is not None and not isinstance(scaler, dict)):
+            raise ValueError(f"checkpoint {path}: its GradScaler state ({type(scaler).__name__}) does not fit "
+                             f"precision={self.cfg.precision!r}")
         for k, net in self.recipe.nets.items():
             net.load_state_dict(state["nets"][k])
         for k, opt in self.opts.items():
             opt.load_state_dict(state["opts"][k])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(scaler)
         self.sampler = sampler
         self.gen.set_state(state["latent_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -189,6 +197,10 @@ class Trainer:
                 idx = idx.view(size, -1)[rank]
             return train_x[idx.to(device)]
 
+        # mixed precision: the whole iteration (forward passes, losses, gradients) under autocast; the optimiser steps
+        # update the fp32 parameters
+        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        autocast = torch.autocast(device.type, dtype=half, enabled=half is not None)
         start_step, t0 = self.step, time.perf_counter()
         t_last, step_last = t0, self.step
         bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress or self.rank != 0, unit="step", dynamic_ncols=True,
@@ -196,7 +208,12 @@ class Trainer:
         try:
             while self.step < self.total:
                 lr = self._set_lr()
-                values = recipe.step(next_batch, self.gen)
+                with autocast:
+                    values = recipe.step(next_batch, self.gen)
+                if self.scaler is not None:
+                    if cfg.update == "simultaneous":
+                        self.scaler.update()  # every gradient of the iteration was computed with the one scale
+                    values["loss_scale"] = torch.tensor(float(self.scaler.get_scale()))
                 for k, v in values.items():
                     self._sums[k] = self._sums.get(k, 0.0) + v
                 self._count += 1
