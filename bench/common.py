@@ -266,3 +266,23 @@ def machine_slug(device: torch.device | str) -> str:
 
 def today() -> str:
     return datetime.date.today().isoformat()
+
+
+class GemmFlops(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the matrix-product FLOPs (torch.utils.flop_counter's registry: mm, addmm, bmm, convolutions, ...) of
+    the aten ops run inside it. FlopCounterMode's module tracker cannot follow a double backward (torch 2.13: "A leaf
+    node was passed to _will_engine_execute_node"); this plain dispatch mode can. `total` after the block."""
+
+    def __init__(self):
+        super().__init__()
+        from torch.utils.flop_counter import flop_registry
+
+        self.registry, self.total = flop_registry, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = self.registry.get(func._overloadpacket)
+        if count is not None:
+            self.total += int(count(*args, **kwargs, out_val=out))
+        return out
