@@ -74,23 +74,35 @@ def test_short_runs_reduce_nothing_to_nan(model):
 
 
 # ---- data parallel (fastgan.train.distributed): 2 gloo processes on loopback vs one process, same global batch ----
-def _record_grads(model, data, out_path):
-    """One training iteration in float64; saves every (group, averaged gradients) the recipe applies."""
+def _record_grads(model, data, out_path, run_dir):
+    """Two training iterations in float64, a checkpoint after the first (mid metrics interval); saves every (group,
+    averaged gradients) the recipe applies and the checkpoint's partial metric sums."""
+    from fastgan.train import checkpoint as ckpt
+
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        t = Trainer(TrainConfig.for_model(model, steps=1, **{**TINY, "data": data, "batch_size": 32}))
+        t = Trainer(TrainConfig.for_model(model, steps=2, **{**TINY, "data": data, "batch_size": 32},
+                                          out=str(run_dir), ckpt_every=1, log_every=2))
         t.train_x = t.train_x.double()
-        got = []
-        apply = t.recipe.apply
+        got, acc = [], []
+        apply, save = t.recipe.apply, ckpt.save
 
         def record(group, grads):
             apply(group, grads)  # averages across ranks, then steps
             got.append((group, [p.grad.clone() for p in t.recipe.params(group)]))
 
+        def record_save(path, state):
+            acc.append(state["metrics_acc"])
+            save(path, state)
+
         t.recipe.apply = record
-        t.run()
-        torch.save(got, out_path)
+        ckpt.save = record_save
+        try:
+            t.run()
+        finally:
+            ckpt.save = save
+        torch.save({"grads": got, "acc": acc[:1]}, out_path)
     finally:
         torch.set_default_dtype(old)
 
@@ -100,7 +112,7 @@ def _ddp_worker(rank, init, model, data, out_dir):
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     try:
-        _record_grads(model, data, f"{out_dir}/rank{rank}.pt")
+        _record_grads(model, data, f"{out_dir}/rank{rank}.pt", f"{out_dir}/run")
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -111,16 +123,63 @@ def _ddp_worker(rank, init, model, data, out_dir):
 def test_two_processes_match_one_process_on_the_global_batch(tmp_path, model, data):
     import torch.multiprocessing as mp
 
-    _record_grads(model, data, tmp_path / "single.pt")
+    _record_grads(model, data, tmp_path / "single.pt", tmp_path / "single")
     mp.spawn(_ddp_worker, args=(tcp_init(), model, data, str(tmp_path)), nprocs=2)
     single = torch.load(tmp_path / "single.pt", weights_only=True)
+    # the checkpoint's partial metric sums (mid interval) are the mean over ranks, as one process has them: the
+    # first metrics line after a distributed resume is the uninterrupted run's
+    (acc,) = torch.load(tmp_path / "rank0.pt", weights_only=True)["acc"]
+    assert acc["count"] == single["acc"][0]["count"] == 1
+    for k, v in single["acc"][0]["sums"].items():
+        torch.testing.assert_close(acc["sums"][k], v, rtol=1e-12, atol=1e-12, msg=lambda m: f"metrics {k}: {m}")
+    single = single["grads"]
     for r in range(2):
-        multi = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
+        multi = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)["grads"]
         assert [g for g, _ in multi] == [g for g, _ in single]
         for (group, a), (_, b) in zip(multi, single):
             scale = max(y.abs().max().item() for y in b)
             for x, y in zip(a, b):
                 torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10 * scale, msg=lambda m: f"rank {r} {group}: {m}")
+
+
+def _failing_write_worker(rank, init, out_dir):
+    import datetime
+
+    import torch.distributed as dist
+
+    from fastgan.train import checkpoint as ckpt
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=60))  # a hang fails the test instead of stalling CI
+    try:
+        if rank == 0:
+            def broken(path, state):
+                raise OSError("disk full (simulated)")
+
+            ckpt.save = broken
+        t = Trainer(TrainConfig.for_model("gan", steps=6, **{**TINY, "data": "gmm8", "batch_size": 32},
+                                          out=f"{out_dir}/run", ckpt_every=2))
+        try:
+            t.run()
+            outcome = "finished"
+        except Exception as e:  # noqa: BLE001 - the outcome is what the test checks
+            outcome = f"{type(e).__name__}: {e} at step {t.step}"
+        with open(f"{out_dir}/outcome{rank}", "w") as f:
+            f.write(outcome)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_failing_rank0_write_stops_every_rank(tmp_path):
+    """Rank 0 alone writes the run directory; when that fails, the other ranks raise too (instead of blocking in
+    the next all-reduce until the process group's timeout)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_failing_write_worker, args=(tcp_init(), str(tmp_path)), nprocs=2)
+    assert (tmp_path / "outcome0").read_text() == "OSError: disk full (simulated) at step 2"
+    assert (tmp_path / "outcome1").read_text() == ("RuntimeError: rank 0 failed to write the checkpoint; rank 1 "
+                                                   "stops too (see rank 0's error) at step 2")
 
 
 def test_torchrun_cli_two_ranks_checkpoint_and_resume_on_one(tmp_path):

@@ -109,8 +109,36 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def save(self) -> None:
+        if self.world_size > 1:  # the partial metric sums as the mean over ranks (the next line's mean is the same)
+            self._reduce_sums()
+        self._on_rank0(lambda: ckpt.save(self.out / CHECKPOINT, self.state()), "write the checkpoint")
+
+    def _on_rank0(self, fn, what: str) -> None:
+        """fn() on rank 0 (the run directory's only writer); under torch.distributed every rank learns whether it
+        failed and raises too, instead of waiting forever in the next collective."""
+        err = None
         if self.rank == 0:
-            ckpt.save(self.out / CHECKPOINT, self.state())
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other ranks know
+                err = e
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([0.0 if err is None else 1.0], device=self.device)
+            dist.all_reduce(flag)
+            if err is None and flag.item():
+                raise RuntimeError(f"rank 0 failed to {what}; rank {self.rank} stops too (see rank 0's error)")
+        if err is not None:
+            raise err
+
+    def _reduce_sums(self) -> None:
+        keys = sorted(self._sums)
+        if keys:
+            vals = torch.stack([torch.as_tensor(self._sums[k], dtype=torch.float64, device=self.device)
+                                for k in keys])
+            all_reduce_mean_([vals])
+            self._sums = dict(zip(keys, vals.unbind()))
 
     def _resume(self) -> None:
         path = self.out / CHECKPOINT
@@ -181,11 +209,20 @@ class Trainer:
             raise
         return f
 
+    def _write_line(self, log, line: dict) -> None:
+        if log is not None:
+            log.write((json.dumps(line) + "\n").encode())
+            log.flush()
+            self.metrics_pos = log.tell()
+
     def run(self) -> dict:
         from tqdm import tqdm
 
         cfg, recipe = self.cfg, self.recipe
-        log = self._metrics_file()
+        opened = []  # rank 0 opens the metrics file; every rank learns if that failed
+        if self.out is not None:
+            self._on_rank0(lambda: opened.append(self._metrics_file()), "open the metrics file")
+        log = opened[0] if opened else None
         recipe.train(True)
         train_x, device = self.train_x, self.device
 
@@ -221,20 +258,15 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.total:
                     if size > 1:  # averaged across ranks (every rank logs at the same steps)
-                        keys = sorted(self._sums)
-                        vals = torch.stack([torch.as_tensor(self._sums[k], dtype=torch.float64) for k in keys])
-                        all_reduce_mean_([vals])
-                        self._sums = dict(zip(keys, vals.unbind()))
+                        self._reduce_sums()
                     means = {k: float(v) / self._count for k, v in self._sums.items()}
                     now = time.perf_counter()
                     rate = (self.step - step_last) / max(now - t_last, 1e-9)
                     line = {"step": self.step, **means, "lr": lr,
                             "time": {"elapsed_s": now - t0, "steps_per_s": rate}}
                     bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
-                    if log is not None:
-                        log.write((json.dumps(line) + "\n").encode())
-                        log.flush()
-                        self.metrics_pos = log.tell()
+                    if log is not None or size > 1:
+                        self._on_rank0(lambda: self._write_line(log, line), "write the metrics line")
                     self._sums, self._count, t_last, step_last = {}, 0, now, self.step
                 if self.out is not None and (self.step % cfg.ckpt_every == 0 or self.step == self.total):
                     self.save()
