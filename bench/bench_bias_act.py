@@ -96,6 +96,6 @@ def test_bias_act(benchmark, extra_info, device, impl, shape_name, mode):
     others = common.other_cpu_load(before)
 
     median = benchmark.stats.stats.median
-    extra_info.update(pct_of_floor=100.0 * floor_s / median,
+    extra_info.update(pct_of_floor=100.0 * floor_s / median, items=math.prod(shape), unit="elements",
                           peak_bytes=common.peak_memory(run, device),  # one more call, untimed
                           other_cpu_load=others)  # cores other processes used while this case ran

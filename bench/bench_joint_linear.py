@@ -121,8 +121,8 @@ def _case(benchmark, extra_info, device, impl, group, dims, mode):
         extra_info["saved_bytes"] = saved_bytes(lambda: op(x, z), [x, z] + params)
     before = common.cpu_sample()
     benchmark(run)
-    extra_info.update(pct_of_floor=100.0 * floor_s / benchmark.stats.stats.median,
-                      other_cpu_load=common.other_cpu_load(before))
+    extra_info.update(pct_of_floor=100.0 * floor_s / benchmark.stats.stats.median, items=n, unit="samples",
+                      other_cpu_load=common.other_cpu_load(before), peak_bytes=common.peak_memory(run, device))
 
 
 @pytest.mark.parametrize("mode", MODES)

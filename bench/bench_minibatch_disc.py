@@ -63,4 +63,5 @@ def test_minibatch_disc(benchmark, extra_info, device, impl, b):
     before = common.cpu_sample()
     benchmark(run)
     extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median,
-                      other_cpu_load=common.other_cpu_load(before), peak_bytes=common.peak_memory(run, device))
+                      other_cpu_load=common.other_cpu_load(before), peak_bytes=common.peak_memory(run, device),
+                      items=b, unit="samples")

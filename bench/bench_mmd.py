@@ -79,5 +79,5 @@ def test_mmd2(benchmark, extra_info, device, impl, n, d):
     before = common.cpu_sample()
     benchmark(run)
     extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median,
-                      other_cpu_load=common.other_cpu_load(before),
+                      other_cpu_load=common.other_cpu_load(before), items=2 * n, unit="samples",
                       peak_bytes=common.peak_memory(run, device))

@@ -103,5 +103,5 @@ def test_wgan_gp_step(benchmark, extra_info, device, impl, name):
     extra_info.update(impl=impl, critic=name, B=B, floor="step GEMM FLOPs / gemm_rate", floor_s=fl)
     before = common.cpu_sample()
     benchmark(run)
-    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median,
-                      other_cpu_load=common.other_cpu_load(before))
+    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median, items=B, unit="samples",
+                      other_cpu_load=common.other_cpu_load(before), peak_bytes=common.peak_memory(run, device))

@@ -26,6 +26,7 @@ from fastgan.train.trainer import make_optimizers
 from . import common
 
 B, X, Z, H = 128, 784, 50, 1024
+QUICK = {"model": "bigan"}  # --fastgan-quick: the BiGAN step only
 WARMUP = 3
 
 
@@ -89,5 +90,6 @@ def test_train_step(benchmark, extra_info, device, impl, model):
     benchmark(run)
     if benchmark.stats is None:  # --benchmark-disable: a smoke run
         return
-    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median,
+    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median, items=B, unit="samples",
+                      peak_bytes=common.peak_memory(run, device),
                       other_cpu_load=common.other_cpu_load(before))

@@ -44,6 +44,46 @@ def pytest_addoption(parser):
                      "machine 1 thread keeps timings stable when another process holds a core")
     g.addoption("--fastgan-save", action="store_true", default=False,
                 help="write bench/results/<machine>-<date>.json with machine info, ratios and floors")
+    g.addoption("--fastgan-quick", action="store_true", default=False,
+                help="one case per benchmark function (its QUICK parameters, else the first of each), every impl")
+    g.addoption("--fastgan-results", default=None,
+                help="the results file to write with --fastgan-save (default bench/results/<machine>-<date>.json)")
+
+
+def quick_selection(items) -> list:
+    """--fastgan-quick: of each benchmark function's parameter combinations, the one its module names in QUICK
+    ({param: value}; the rest of the params: their first value in collection order), with every impl."""
+    chosen: dict = {}
+    keep = []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if spec is None:
+            keep.append(item)
+            continue
+        params = {k: v for k, v in spec.params.items() if k != "impl"}
+        want = getattr(item.module, "QUICK", {})
+        if any(k in params and params[k] != v for k, v in want.items()):
+            continue
+        key = (item.module.__name__, item.originalname)
+        if chosen.setdefault(key, params) == params:
+            keep.append(item)
+    return keep
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if config.getoption("fastgan_quick"):
+        items[:] = quick_selection(items)
+
+
+def pytest_runtest_makereport(item, call):
+    """A case that cannot run for one impl (pytest.xfail, e.g. torch.compile refusing a double backward) is that
+    impl's result: its reason goes into the results file and the report ("fails: <reason>")."""
+    if call.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(pytest.xfail.Exception):
+        spec = getattr(item, "callspec", None)
+        params = dict(spec.params) if spec else {}
+        _session.setdefault("failures", []).append(
+            {"fullname": item.nodeid, "impl": params.pop("impl", None),
+             "params": {k: str(v) for k, v in params.items()}, "reason": str(call.excinfo.value)})
 
 
 def pytest_collect_file(file_path, parent):
@@ -78,15 +118,19 @@ def pytest_sessionstart(session):
     time.sleep(0.5)
     others = common.other_cpu_load(t0)  # is the machine quiet? (load averages lag by minutes)
     bw = common.copy_bandwidth(device)  # measured once, before any case, with the allocator setting in force
+    gemm = common.gemm_rate(device)  # fp32 FLOP/s: the FLOP floors' denominator (cached: the cases reuse it)
     _session.update(
         device=str(device),
         allocator=fastgan.allocator_info(),
         allocator_note=note,
         torch_threads=torch.get_num_threads(),
         copy_bandwidth_Bps=bw,
+        gemm_rate_flops=gemm,
+        quick=bool(config.getoption("fastgan_quick")),
         other_cpu_load_at_start=others,
         unavailable=common.unavailable_impls(device),
         machine=common.machine_info(device),
+        results_path=config.getoption("fastgan_results"),
     )
 
 
@@ -195,6 +239,9 @@ def _save(benchmarks) -> Path:
     if torch.device(device).type == "cpu" and _session["torch_threads"] != _session["machine"]["cpu_affinity"]:
         slug += f"-{_session['torch_threads']}t"  # a --threads run is another configuration: its own file
     path = RESULTS / f"{slug}-{common.today()}.json"
+    if _session.get("results_path"):
+        path = Path(_session["results_path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
     cases = [b.as_dict(include_data=False) for b in benchmarks if _median(b) is not None]
     old = []
     if path.exists():
@@ -205,8 +252,9 @@ def _save(benchmarks) -> Path:
     groups = {c["group"] for c in cases}
     out = {
         "machine_info": common.machine_info(device),  # again after the run: the GPU's clocks and power now
-        "session": {k: v for k, v in _session.items() if k != "machine"},
+        "session": {k: v for k, v in _session.items() if k not in ("machine", "failures")},
         "benchmarks": [c for c in old if c.get("group") not in groups] + cases,
+        "failures": _session.get("failures", []),
     }
     path.write_text(json.dumps(out, indent=1, default=str) + "\n")
     return path

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -209,6 +210,20 @@ def _train_args(p, steps_default_note: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _bench(argv) -> int:
+    """`fastgan bench ...` = `python -m bench ...`: the suite lives in the source checkout's bench/ (next to the
+    fastgan package in an editable install), not in the installed package."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "__main__.py").exists():
+        print(f"fastgan bench: needs the source checkout's bench/ next to the fastgan package (not found under {root}); "
+              f"install with `pip install -e .` from a clone", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(root))
+    from bench.__main__ import main as bench_main
+
+    return bench_main(list(argv) if isinstance(argv, (list, tuple)) else [])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fastgan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -232,6 +247,11 @@ def main(argv=None) -> int:
     tb = sub.add_parser("table1", help="the BiGAN paper's Table 1 (six models, 1NN accuracy)")
     _train_args(tb, "per model, default 5000")
     tb.set_defaults(fn=_table1)
+    sub.add_parser("bench", help="the benchmark suite (python -m bench in a source checkout; bench --help)",
+                   add_help=False).set_defaults(fn=_bench)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # everything after 'bench' belongs to the suite's own parser
+        return _bench(argv[1:])
     args = p.parse_args(argv)
     try:
         return args.fn(args)

@@ -442,7 +442,7 @@ def _fgan(div: str):
 class GMMN(Recipe):
     """A generative moment-matching network (Li et al. 2015; Dziugaite et al. 2015): G minimises the biased MMD^2
     between its batch and the data batch, Gaussian kernel with bandwidths (0.25, 0.5, 1, 2, 4) x the data's median
-    pairwise distance (fixed from the training split at build time)."""
+    pairwise distance (fixed from the training split at build time; other factors: cfg.extra['bandwidth_factors'])."""
 
     name = "gmmn"
     groups = {"G": ("G",)}
@@ -451,7 +451,11 @@ class GMMN(Recipe):
 
     def build(self, x_dim, z_dim):
         m = median_bandwidth(self.split.train_x[:2000])
-        self.bandwidths = tuple(m * f for f in (0.25, 0.5, 1.0, 2.0, 4.0))
+        factors = self.cfg.extra.get("bandwidth_factors", (0.25, 0.5, 1.0, 2.0, 4.0))
+        if not (isinstance(factors, (list, tuple)) and factors
+                and all(isinstance(f, (int, float)) and f > 0 for f in factors)):
+            raise ValueError(f"extra['bandwidth_factors']: expected a non-empty list of positive numbers, got {factors!r}")
+        self.bandwidths = tuple(m * float(f) for f in factors)
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw)}
 
     def step(self, next_batch, gen):

@@ -1,0 +1,133 @@
+"""The benchmark harness's own logic (no timing): floors, the report from a small fake results file, compare, the
+--quick selection, the one command's pytest arguments."""
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import report  # noqa: E402
+from bench.__main__ import main as bench_main, pytest_args  # noqa: E402
+from bench.conftest import quick_selection  # noqa: E402
+
+
+def case(group, impl, median, iqr=0.001, vs_eager=None, vs_compile=None, **extra):
+    return {"group": group, "name": f"test[{impl}]", "params": {"impl": impl, **extra.pop("params", {})},
+            "stats": {"median": median, "iqr": iqr, "rounds": 5},
+            "extra_info": {"impl": impl, "speedup_vs_eager": vs_eager, "speedup_vs_compile": vs_compile, **extra}}
+
+
+def fake_results():
+    return {
+        "machine_info": {"cpu": "Fake CPU", "cpu_affinity": 2, "torch": "2.13.0", "git": {"commit": "abc"}},
+        "session": {"device": "cpu", "copy_bandwidth_Bps": 2e10, "gemm_rate_flops": 1e11, "torch_threads": 2},
+        "benchmarks": [
+            case("mmd2-n1024-d64", "eager", 0.010, vs_eager=1.0, vs_compile=0.8, n=1024, d=64, items=2048,
+                 unit="samples", peak_bytes=40e6, params={"n,d": "n1024-d64"}),
+            case("mmd2-n1024-d64", "compile", 0.008, vs_eager=1.25, vs_compile=1.0, n=1024, d=64, params={"n,d": "n1024-d64"}),
+            case("mmd2-n1024-d64", "fastgan-cpp", 0.005, vs_eager=2.0, vs_compile=1.6, n=1024, d=64, items=2048,
+                 unit="samples", peak_bytes=1e5, pct_of_floor=80.0, floor_s=0.004, floor="6 d P / gemm_rate",
+                 params={"n,d": "n1024-d64"}),
+            case("mmd2-n4096-d64", "eager", 0.160, vs_eager=1.0, n=4096, d=64, peak_bytes=640e6, params={"n,d": "n4096-d64"}),
+            case("mmd2-n4096-d64", "fastgan-cpp", 0.050, vs_eager=3.2, n=4096, d=64, peak_bytes=4e5, params={"n,d": "n4096-d64"}),
+            case("train-step-bigan-B128", "eager", 0.050, vs_eager=1.0, params={"model": "bigan"}),
+            case("train-step-bigan-B128", "fastgan-cpp", 0.060, vs_eager=0.8333, params={"model": "bigan"}),
+        ],
+        "failures": [{"fullname": "bench/bench_train_step.py::test_train_step[compile-bigan]", "impl": "compile",
+                      "params": {"model": "bigan"}, "reason": "torch.compile cannot run the step: boom"}],
+    }
+
+
+def test_floor_arithmetic(monkeypatch):
+    import fastgan.benchmarking as fb
+
+    monkeypatch.setattr(fb, "copy_bandwidth", lambda device: 2e10)
+    monkeypatch.setattr(fb, "gemm_rate", lambda device, dtype=torch.float32: 1e11)
+    assert fb.byte_floor_s(4e9, "cpu") == pytest.approx(0.2)
+    assert fb.flop_floor_s(3e11, "cpu") == pytest.approx(3.0)
+
+
+def test_rows_throughput_failures_and_losses():
+    rs = report.rows(fake_results())
+    assert [r["impl"] for r in rs[:3]] == ["eager", "compile", "fastgan-cpp"]  # baselines first in a group
+    fast = rs[2]
+    assert fast["throughput"] == pytest.approx(2048 / 0.005)
+    step = [r for r in rs if r["group"].startswith("train-step") and r["impl"] == "fastgan-cpp"][0]
+    assert step["compile_failure"] == "torch.compile cannot run the step: boom"
+    assert report._vs_compile(step) == "fails: torch.compile cannot run the step: boom"
+    assert report.losses(rs) == ["- train-step-bigan-B128: fastgan-cpp is **slower than eager** (0.83x: 60.000 ms)"]
+
+
+def test_report_markdown_and_plots(tmp_path):
+    src = tmp_path / "m-2026-01-01.json"
+    src.write_text(json.dumps(fake_results()))
+    md = report.write_report(src)
+    text = md.read_text()
+    assert md == tmp_path / "m-2026-01-01.md"
+    assert "copy bandwidth 20.0 GB/s, fp32 GEMM rate 100.0 GFLOP/s" in text
+    assert "| fastgan-cpp | 5.000 | 1.000 | 0.1 | 409.60 ksamples/s | 2.00x | 1.60x | 80% |" in text
+    assert "fails: torch.compile cannot run the step: boom" in text
+    assert "slower than eager** (0.83x" in text
+    assert (tmp_path / "m-2026-01-01-speedups.png").stat().st_size > 0
+    assert (tmp_path / "m-2026-01-01-scaling-mmd2.png").stat().st_size > 0  # two sizes of mmd2: a scaling plot
+    assert "m-2026-01-01-scaling-mmd2.png" in text
+
+
+def test_compare_flags_regressions_and_improvements(tmp_path):
+    old = fake_results()
+    new = json.loads(json.dumps(old))
+    new["benchmarks"][2]["stats"]["median"] = 0.0056  # +12 %: a regression at the 10 % threshold
+    new["benchmarks"][0]["stats"]["median"] = 0.0080  # -20 %: an improvement
+    new["benchmarks"].pop()  # a case only in the old file
+    diff = {(d["group"], d["impl"]): d for d in report.compare(old, new, threshold=0.10)}
+    assert diff[("mmd2-n1024-d64", "fastgan-cpp")]["flag"] == "regression"
+    assert diff[("mmd2-n1024-d64", "eager")]["flag"] == "improvement"
+    assert diff[("mmd2-n1024-d64", "compile")]["flag"] == ""
+    assert diff[("train-step-bigan-B128", "fastgan-cpp")]["new_s"] is None
+    assert report.compare(old, new, threshold=0.15)[2]["flag"] == ""  # 12 % is within 15 %
+    assert "1 regression(s)" in report.format_compare(list(diff.values()))
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(old)), b.write_text(json.dumps(new))
+    assert bench_main(["compare", str(a), str(b)]) == 1
+    assert bench_main(["compare", str(a), str(a)]) == 0
+    with pytest.raises(ValueError, match="threshold"):
+        report.compare(old, new, threshold=-1)
+
+
+def test_bad_results_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        report.load(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not JSON"):
+        report.load(tmp_path / "bad.json")
+    (tmp_path / "odd.json").write_text("[]")
+    with pytest.raises(ValueError, match="'benchmarks' list"):
+        report.load(tmp_path / "odd.json")
+
+
+def _item(module, name, **params):
+    return SimpleNamespace(module=module, originalname=name, callspec=SimpleNamespace(params=params))
+
+
+def test_quick_selection_keeps_one_case_per_function_with_every_impl():
+    plain = SimpleNamespace(__name__="bench_a")
+    step = SimpleNamespace(__name__="bench_step", QUICK={"model": "bigan"})
+    items = [_item(plain, "test_op", impl=i, n=n) for n in (64, 256) for i in ("eager", "fastgan-cpp")]
+    items += [_item(step, "test_step", impl=i, model=m) for m in ("ae-l1", "bigan", "gan") for i in ("eager", "compile")]
+    kept = quick_selection(items)
+    assert [(it.originalname, it.callspec.params) for it in kept] == [
+        ("test_op", {"impl": "eager", "n": 64}), ("test_op", {"impl": "fastgan-cpp", "n": 64}),
+        ("test_step", {"impl": "eager", "model": "bigan"}), ("test_step", {"impl": "compile", "model": "bigan"})]
+
+
+def test_the_one_command_builds_its_pytest_run(tmp_path):
+    quick = pytest_args("cpu", True, 1, "mmd", tmp_path / "r.json")
+    assert "--fastgan-quick" in quick and "--fastgan-save" in quick and quick[quick.index("-k") + 1] == "mmd"
+    assert quick[quick.index("--fastgan-results") + 1] == str(tmp_path / "r.json")
+    full = pytest_args("cuda", False, None, None, tmp_path / "r.json")
+    assert "--fastgan-quick" not in full and full[full.index("--device") + 1] == "cuda"
