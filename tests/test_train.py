@@ -252,6 +252,11 @@ def test_recipe_defaults_on_the_mixtures():
     assert TrainConfig.for_model("lr", data="gmm8").lr == 2e-4  # a Table-1 baseline keeps the paper's
     wgan = TrainConfig.for_model("wgan", data="gmm8")
     assert (wgan.optimizer, wgan.lr, wgan.steps) == ("rmsprop", 5e-5, 5000)
+    assert (TrainConfig.for_model("lsgan", data="gmm8").lr, TrainConfig.for_model("wgan-gp", data="gmm25").lr) == \
+        (2e-3, 1e-3)
+    assert TrainConfig.for_model("gmmn", data="gmm8").extra["bandwidth_factors"][0] == 0.01
+    with pytest.raises(ValueError, match="bandwidth_factors"):
+        Trainer(tiny(model="gmmn", steps=1, extra={"bandwidth_factors": [0.1, -1]}))
     with pytest.raises(TypeError, match="extra: expected a dict"):
         TrainConfig.for_model("gan", extra=[1])
     with pytest.raises(ValueError, match="steps / epochs: give exactly one"):
