@@ -78,7 +78,8 @@ def _vs_compile(r: dict) -> str:
     if r["speedup_vs_compile"] is not None:
         return f"{r['speedup_vs_compile']:.2f}x"
     if r["compile_failure"]:
-        return f"fails: {r['compile_failure']}"
+        why = r["compile_failure"]
+        return f"fails: {why if len(why) <= 100 else why[:99] + '…'}"
     return "-"
 
 
@@ -194,6 +195,11 @@ def write_report(results_path, out=None) -> Path:
              "Speedups are eager's (or torch.compile's) median over the row's median: > 1 means the row is faster. "
              "% of floor = the case's floor (its bytes at the measured copy bandwidth, or its FLOPs at the measured "
              "GEMM rate) over the row's median: 100 % is the machine's limit.", ""]
+    over = [r for r in rs if (r["pct_of_floor"] or 0) > 100]
+    if over:
+        lines += [f"Note: {len(over)} row(s) exceed 100 % of their floor ({', '.join(sorted({r['group'] for r in over}))}): "
+                  "there the measured rate (copy bandwidth or GEMM rate, from one large copy / GEMM) underestimates "
+                  "what those kernels reach (caches, clock); read their % as relative, not as a bound.", ""]
     slower = losses(rs)
     lines += ["## Where fastgan loses", "", *(slower or ["- nowhere in this run: every fastgan row is at least as fast "
                                                         "as eager and torch.compile where they ran"]), ""]

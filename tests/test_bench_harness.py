@@ -76,6 +76,15 @@ def test_report_markdown_and_plots(tmp_path):
     assert (tmp_path / "m-2026-01-01-speedups.png").stat().st_size > 0
     assert (tmp_path / "m-2026-01-01-scaling-mmd2.png").stat().st_size > 0  # two sizes of mmd2: a scaling plot
     assert "m-2026-01-01-scaling-mmd2.png" in text
+    assert "exceed 100 %" not in text
+    res = fake_results()
+    res["benchmarks"][2]["extra_info"]["pct_of_floor"] = 130.0
+    res["failures"][0]["reason"] = "x" * 300
+    src.write_text(json.dumps(res))
+    text = report.write_report(src).read_text()
+    assert "1 row(s) exceed 100 % of their floor (mmd2-n1024-d64)" in text
+    assert "fails: " + "x" * 99 + "…" in text  # a long reason is cut in the table ...
+    assert "x" * 300 in text  # ... and whole in the list of cases that could not run
 
 
 def test_compare_flags_regressions_and_improvements(tmp_path):
