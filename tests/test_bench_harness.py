@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
 from bench.__main__ import main as bench_main, pytest_args  # noqa: E402
-from bench.conftest import quick_selection  # noqa: E402
+from bench.conftest import cases_together, quick_selection  # noqa: E402
 
 
 def case(group, impl, median, iqr=0.001, vs_eager=None, vs_compile=None, **extra):
@@ -140,3 +140,13 @@ def test_the_one_command_builds_its_pytest_run(tmp_path):
     assert quick[quick.index("--fastgan-results") + 1] == str(tmp_path / "r.json")
     full = pytest_args("cuda", False, None, None, tmp_path / "r.json")
     assert "--fastgan-quick" not in full and full[full.index("--device") + 1] == "cuda"
+
+
+def test_every_impl_of_a_case_runs_back_to_back():
+    mod = SimpleNamespace(__name__="bench_a")
+    items = [_item(mod, "test_op", impl=i, n=n) for i in ("eager", "compile", "fastgan-cpp") for n in (64, 256)]
+    for it in items:
+        it.name = f"test_op[{it.callspec.params['impl']}-{it.callspec.params['n']}]"
+    order = [(it.callspec.params["n"], it.callspec.params["impl"]) for it in cases_together(items)]
+    assert order == [(64, "eager"), (64, "compile"), (64, "fastgan-cpp"),
+                     (256, "eager"), (256, "compile"), (256, "fastgan-cpp")]
