@@ -92,14 +92,20 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_runtest_makereport(item, call):
-    """A case that cannot run for one impl (pytest.xfail, e.g. torch.compile refusing a double backward) is that
-    impl's result: its reason goes into the results file and the report ("fails: <reason>")."""
-    if call.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(pytest.xfail.Exception):
+    """A case that cannot run for one impl is that impl's result: pytest.xfail (e.g. torch.compile refusing a double
+    backward) and pytest.skip in the body (e.g. eager's n x n kernel matrices that do not fit) go into the results
+    file with their reason, and into the report ("fails: <reason>", "could not run")."""
+    if call.when != "call":
+        return
+    _session.setdefault("ran", set()).add(item.nodeid)
+    if call.excinfo is not None and call.excinfo.errisinstance((pytest.xfail.Exception, pytest.skip.Exception)):
         spec = getattr(item, "callspec", None)
         params = dict(spec.params) if spec else {}
+        kind = "xfail" if call.excinfo.errisinstance(pytest.xfail.Exception) else "skipped"
+        reason = getattr(call.excinfo.value, "msg", None) or str(call.excinfo.value)
         _session.setdefault("failures", []).append(
-            {"fullname": item.nodeid, "impl": params.pop("impl", None),
-             "params": {k: str(v) for k, v in params.items()}, "reason": str(call.excinfo.value)})
+            {"fullname": item.nodeid, "impl": params.pop("impl", None), "kind": kind,
+             "params": {k: str(v) for k, v in params.items()}, "reason": reason})
 
 
 def pytest_collect_file(file_path, parent):
@@ -265,12 +271,20 @@ def _save(benchmarks) -> Path:
             old = json.loads(path.read_text()).get("benchmarks", [])
         except (OSError, ValueError):
             old = []
+    old_failures = []
+    if path.exists():
+        try:
+            old_failures = json.loads(path.read_text()).get("failures", [])
+        except (OSError, ValueError):
+            old_failures = []
+    ran = _session.get("ran", set())
+    failures = [f for f in old_failures if f.get("fullname") not in ran] + _session.get("failures", [])
     groups = {c["group"] for c in cases}
     out = {
         "machine_info": common.machine_info(device),  # again after the run: the GPU's clocks and power now
-        "session": {k: v for k, v in _session.items() if k not in ("machine", "failures")},
+        "session": {k: v for k, v in _session.items() if k not in ("machine", "failures", "ran")},
         "benchmarks": [c for c in old if c.get("group") not in groups] + cases,
-        "failures": _session.get("failures", []),
+        "failures": failures,
     }
     path.write_text(json.dumps(out, indent=1, default=str) + "\n")
     return path
