@@ -265,20 +265,15 @@ def _save(benchmarks) -> Path:
         path = Path(_session["results_path"])
         path.parent.mkdir(parents=True, exist_ok=True)
     cases = [b.as_dict(include_data=False) for b in benchmarks if _median(b) is not None]
-    old = []
+    previous = {}
     if path.exists():
         try:
-            old = json.loads(path.read_text()).get("benchmarks", [])
+            previous = json.loads(path.read_text())
         except (OSError, ValueError):
-            old = []
-    old_failures = []
-    if path.exists():
-        try:
-            old_failures = json.loads(path.read_text()).get("failures", [])
-        except (OSError, ValueError):
-            old_failures = []
+            previous = {}
+    old = previous.get("benchmarks", [])
     ran = _session.get("ran", set())
-    failures = [f for f in old_failures if f.get("fullname") not in ran] + _session.get("failures", [])
+    failures = [f for f in previous.get("failures", []) if f.get("fullname") not in ran] + _session.get("failures", [])
     groups = {c["group"] for c in cases}
     out = {
         "machine_info": common.machine_info(device),  # again after the run: the GPU's clocks and power now
