@@ -136,10 +136,15 @@ class Recipe:
             self.opts[group].step()
             return
         # unscales, skips the step if a gradient is not finite; the scale is updated once every gradient computed
-        # with it has been applied: after each step when updates alternate, at the end of the iteration (Trainer)
-        # when every gradient comes from one forward pass
+        # with it has been applied: after each step when updates alternate, at the end of the iteration
+        # (end_iteration) when every gradient comes from one forward pass
         self.scaler.step(self.opts[group])
         if self.cfg.update == "alternating":
+            self.scaler.update()
+
+    def end_iteration(self) -> None:
+        """Called by the trainer after each step(): the fp16 scale update of a simultaneous iteration."""
+        if self.scaler is not None and self.cfg.update == "simultaneous":
             self.scaler.update()
 
     def train(self, mode: bool = True) -> None:

@@ -247,10 +247,7 @@ class Trainer:
                 lr = self._set_lr()
                 with autocast:
                     values = recipe.step(next_batch, self.gen)
-                if self.scaler is not None:
-                    if cfg.update == "simultaneous":
-                        self.scaler.update()  # every gradient of the iteration was computed with the one scale
-                    values["loss_scale"] = torch.tensor(float(self.scaler.get_scale()))
+                recipe.end_iteration()
                 for k, v in values.items():
                     self._sums[k] = self._sums.get(k, 0.0) + v
                 self._count += 1
@@ -262,10 +259,12 @@ class Trainer:
                     means = {k: float(v) / self._count for k, v in self._sums.items()}
                     now = time.perf_counter()
                     rate = (self.step - step_last) / max(now - t_last, 1e-9)
+                    if self.scaler is not None:  # the scale now (get_scale syncs a GPU: once per line, not per step)
+                        means["loss_scale"] = float(self.scaler.get_scale())
                     line = {"step": self.step, **means, "lr": lr,
                             "time": {"elapsed_s": now - t0, "steps_per_s": rate}}
                     bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
-                    if log is not None or size > 1:
+                    if self.out is not None:  # the same on every rank
                         self._on_rank0(lambda: self._write_line(log, line), "write the metrics line")
                     self._sums, self._count, t_last, step_last = {}, 0, now, self.step
                 if self.out is not None and (self.step % cfg.ckpt_every == 0 or self.step == self.total):
