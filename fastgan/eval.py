@@ -9,6 +9,7 @@
     generation_metrics(samples, split, classifier)    all of the above that a data split supports, as one dict
     save_image_grid(x, image_shape, path)             a grid of grey images as a PNG
     save_scatter(samples, data, path)                 a 2-D scatter of samples over data as a PNG
+    save_curves({label: read_metrics(path)}, png)     training curves (losses, D accuracy) of one or more runs
 
 Everything runs on CPU. Inputs may be torch tensors (detached, moved to the CPU) or numpy arrays. scikit-learn,
 scipy, matplotlib and pillow are imported only by the functions that use them.
@@ -30,6 +31,7 @@ from .ops.mmd import median_bandwidth, mmd2
 __all__ = [
     "one_nn_accuracy", "frechet_distance", "FeatureClassifier", "train_classifier", "get_classifier",
     "classifier_score", "mode_coverage", "mmd_to_heldout", "generation_metrics", "save_image_grid", "save_scatter",
+    "read_metrics", "save_curves",
 ]
 
 CACHE_FORMAT = 1  # bump when the classifier or the cache file layout changes: old files then miss the cache
@@ -377,6 +379,57 @@ def save_scatter(samples, data, path, modes=None) -> Path:
         ax.scatter(m[:, 0], m[:, 1], s=30, color="black", marker="x", label="modes")
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(loc="upper right", markerscale=3, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def read_metrics(path) -> list[dict]:
+    """The lines of a run's metrics.jsonl as dicts (a missing file: FileNotFoundError naming it)."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics: {path} not found (a run directory's metrics.jsonl)")
+    return [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
+
+
+def save_curves(runs: dict, path, title: str | None = None) -> Path:
+    """Training curves to a PNG: runs {label: metrics lines (read_metrics)}; one panel per logged quantity (losses,
+    D's accuracy on real and fake, ...) against the step, one line per run. Quantities missing from a run are left
+    out of its panel. Standalone matplotlib Figure with the Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not isinstance(runs, dict) or not runs:
+        raise ValueError("runs: expected a non-empty {label: metrics lines} dict")
+    keys = []
+    for lines in runs.values():
+        for line in lines:
+            keys += [k for k, v in line.items() if k not in keys and k not in ("step", "time", "lr")
+                     and isinstance(v, (int, float))]
+    if not keys:
+        raise ValueError("runs: no logged quantity to plot (the metrics lines hold only step / lr / time)")
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, k in enumerate(keys):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for label, lines in runs.items():
+            pts = [(line["step"], line[k]) for line in lines if k in line]
+            if pts:
+                ax.plot(*zip(*pts), label=label, linewidth=1.2)
+        ax.set_title(k, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if len(runs) > 1 and i == 0:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

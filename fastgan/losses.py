@@ -36,7 +36,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DIVERGENCES", "G_LOSSES", "GE_LOSSES", "bigan_ge_loss", "f_divergence_losses", "f_gan_activation",
+__all__ = ["DIVERGENCES", "G_LOSSES", "GE_LOSSES", "bigan_ge_loss", "d_accuracy", "f_divergence_losses", "f_gan_activation",
            "f_gan_conjugate", "gan_d_loss", "gan_g_loss", "hinge_losses", "least_squares_losses",
            "wasserstein_losses"]
 
@@ -60,6 +60,13 @@ def gan_d_loss(l_real: torch.Tensor, l_fake: torch.Tensor) -> torch.Tensor:
     """The discriminator's cross-entropy: E softplus(-l_real) + E softplus(l_fake)."""
     l_real, l_fake = _wide(l_real, l_fake)
     return F.softplus(-l_real).mean() + F.softplus(l_fake).mean()
+
+
+def d_accuracy(l_real: torch.Tensor, l_fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The discriminator's accuracy, detached: {'acc_real': fraction of real logits > 0, 'acc_fake': fraction of fake
+    logits < 0}. Tensors (no host sync): a training step's diagnostics, averaged by the trainer's metrics lines."""
+    l_real, l_fake = _wide(l_real.detach(), l_fake.detach())  # the logits' dtype (fp32 for half): like the losses
+    return {"acc_real": (l_real > 0).to(l_real.dtype).mean(), "acc_fake": (l_fake < 0).to(l_fake.dtype).mean()}
 
 
 def gan_g_loss(l_fake: torch.Tensor, kind: str = "ns") -> torch.Tensor:

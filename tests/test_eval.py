@@ -1,6 +1,7 @@
 """fastgan.eval: 1-NN accuracy, the Frechet distance against its closed form, the feature classifier (determinism,
 accuracy on sklearn digits, the disk cache and its recovery from a corrupt file), the classifier score's bounds,
 mode coverage, the held-out MMD, generation_metrics' keys, and the PNG writers."""
+import json
 import math
 import types
 import warnings
@@ -279,3 +280,21 @@ def test_save_scatter(tmp_path):
         assert im.format == "PNG" and im.size == (500, 500)
     with pytest.raises(ValueError):
         fe.save_scatter(torch.randn(10, 3), torch.randn(10, 3), tmp_path / "t.png")
+
+
+def test_save_curves(tmp_path):
+    a = [{"step": s, "loss_d": 1.0 / s, "acc_real": 0.5, "lr": 1e-3, "time": {"elapsed_s": s}} for s in (1, 2, 3)]
+    b = [{"step": s, "loss_d": 2.0 / s, "loss_ge": 1.0} for s in (1, 2)]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(line) for line in a) + "\n")
+    assert fe.read_metrics(tmp_path / "m.jsonl") == a
+    path = fe.save_curves({"before": fe.read_metrics(tmp_path / "m.jsonl"), "after": b}, tmp_path / "c" / "curves.png",
+                          title="t")
+    with Image.open(path) as im:
+        im.load()
+        assert im.format == "PNG" and im.size == (3 * 420, 300)  # loss_d, acc_real, loss_ge: one row of three panels
+    with pytest.raises(FileNotFoundError, match="metrics: .*missing.jsonl not found"):
+        fe.read_metrics(tmp_path / "missing.jsonl")
+    with pytest.raises(ValueError, match="runs: expected a non-empty"):
+        fe.save_curves({}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="runs: no logged quantity"):
+        fe.save_curves({"a": [{"step": 1, "lr": 0.1}]}, tmp_path / "x.png")

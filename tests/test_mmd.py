@@ -180,6 +180,15 @@ def test_median_bandwidth_and_mmd_test(impl):
     # subsampled: deterministic, and near the population median sqrt(2) * sqrt(2 ln 2) of |a - b| for 2-d normals
     m1, m2 = fastgan.median_bandwidth(big), fastgan.median_bandwidth(big)
     assert m1 == m2 and m1 == pytest.approx(2 ** 0.5 * (2 * math.log(2)) ** 0.5, rel=0.05)
+    # the same median as a 0-d tensor on the inputs' device, without gradient (no host sync: usable in a step)
+    xf = x.float().requires_grad_()
+    t = fastgan.median_distance(xf, z[60:].float())
+    assert t.shape == () and t.device == xf.device and t.dtype == torch.float32 and not t.requires_grad
+    assert t.item() == pytest.approx(fastgan.median_bandwidth(x, z[60:]), rel=1e-6)
+    l1 = fastgan.median_distance(x, norm=1)
+    assert l1.item() == pytest.approx(torch.pdist(x, p=1).median().item(), rel=1e-12)
+    with pytest.raises(ValueError, match="norm: expected 1 or 2"):
+        fastgan.median_distance(x, norm=3)
     perms = 19 if backend.triton_interpreter() and impl == "triton" else 40
     # under H0 the p-value is uniform: a check on random data would fail in 1 run of 10 at p > 0.1; the samples of
     # this check are fixed instead (their p-value is ~0.5; a broken statistic or permutation moves it)

@@ -14,6 +14,7 @@ import torch
 
 from fastgan.train import RECIPES, TrainConfig, Trainer, lr_factor
 from fastgan.train import checkpoint as ckpt
+from fastgan.train.table1 import FEATURES, METHODS
 
 TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False)
 
@@ -68,6 +69,19 @@ def test_fused_and_eager_twin_compute_the_same_gradients(model, monkeypatch):
 def test_gan_with_r1_fused_and_eager_twin_gradients(update, monkeypatch):
     """The R1 penalty's double backward through fastgan's D layers vs the eager twin's, both update modes."""
     _assert_twin_gradients_equal("gan", monkeypatch, update=update, extra={"r1": 0.7})
+
+
+@pytest.mark.parametrize("model", ["gan", "bigan", "lr", "jlr"])
+def test_simultaneous_updates_fused_and_eager_twin_gradients(model, monkeypatch):
+    """The default is update='alternating' (every recipe above); the one-forward simultaneous iteration too."""
+    _assert_twin_gradients_equal(model, monkeypatch, update="simultaneous")
+
+
+@pytest.mark.parametrize("model, extra", [("bigan", {"encoder_out": "tanh"}), ("ae-l2", {"encoder_out": "tanh"}),
+                                          ("improved", {"feature_matching": True}),
+                                          ("mmdgan", {"bandwidth_factors": [0.1, 1.0]})])
+def test_recipe_options_fused_and_eager_twin_gradients(model, extra, monkeypatch):
+    _assert_twin_gradients_equal(model, monkeypatch, extra=extra)
 
 
 def _assert_twin_gradients_equal(model, monkeypatch, **kw):
@@ -209,13 +223,12 @@ def test_bad_checkpoints_are_refused_before_loading(tmp_path):
     (dict(batch_size=0), "batch_size"),
     (dict(backend="numpy"), "backend: expected one of"),
     (dict(update="sequential"), "update:"),
-    (dict(n_critic=2), "n_critic"),
+    (dict(n_critic=2, update="simultaneous"), "n_critic"),
     (dict(lr=-1.0), "lr:"),
     (dict(decay_start=2.0), "decay_start"),
     (dict(model="gan", g_loss="inverse"), "g_loss: 'inverse' is the BiGAN"),
     (dict(g_loss="hinge"), "g_loss: expected"),
     (dict(model="wgan", update="simultaneous"), "update: the 'wgan' recipe trains with update='alternating'"),
-    (dict(model="lr", update="alternating"), "update: the 'lr' recipe trains with update='simultaneous'"),
     (dict(optimizer="sgd"), "optimizer: expected"),
 ])
 def test_bad_configurations(kw, match):
@@ -248,7 +261,7 @@ def test_recipe_defaults_on_the_mixtures():
     assert TrainConfig.for_model("gan", data="gmm8", extra={"r1": 0.0}).extra == {"r1": 0.0}
     images = TrainConfig.for_model("gan")  # digits: the paper's settings
     assert (images.steps, images.lr, images.batch_size, images.update, images.extra) == (5000, 2e-4, 128,
-                                                                                        "simultaneous", {})
+                                                                                        "alternating", {})
     assert TrainConfig.for_model("lr", data="gmm8").lr == 2e-4  # a Table-1 baseline keeps the paper's
     wgan = TrainConfig.for_model("wgan", data="gmm8")
     assert (wgan.optimizer, wgan.lr, wgan.steps) == ("rmsprop", 5e-5, 5000)
@@ -257,6 +270,10 @@ def test_recipe_defaults_on_the_mixtures():
     assert TrainConfig.for_model("gmmn", data="gmm8").extra["bandwidth_factors"][0] == 0.01
     with pytest.raises(ValueError, match="bandwidth_factors"):
         Trainer(tiny(model="gmmn", steps=1, extra={"bandwidth_factors": [0.1, -1]}))
+    with pytest.raises(ValueError, match=r"extra\['bandwidth_factors'\]: expected a non-empty list"):
+        Trainer(tiny(model="mmdgan", steps=1, extra={"bandwidth_factors": []}))
+    with pytest.raises(ValueError, match=r"extra\['encoder_out'\]: expected 'linear' or 'tanh', got 'relu'"):
+        Trainer(tiny(model="bigan", steps=1, extra={"encoder_out": "relu"}))
     with pytest.raises(TypeError, match="extra: expected a dict"):
         TrainConfig.for_model("gan", extra=[1])
     with pytest.raises(ValueError, match="steps / epochs: give exactly one"):
@@ -292,7 +309,7 @@ def test_cli_train_eval_table1(tmp_path):
                "--no-progress", env=env)
     assert out.returncode == 0, out.stderr
     assert "1NN test accuracy" in out.stdout and "steps/s" in out.stdout
-    for f in ("checkpoint.pt", "metrics.jsonl", "results.json", "samples.png", "reconstructions.png"):
+    for f in ("checkpoint.pt", "metrics.jsonl", "results.json", "samples.png", "reconstructions.png", "curves.png"):
         assert (run / f).is_file(), f
     ev = _cli("eval", str(run), env=env)
     assert ev.returncode == 0, ev.stderr
@@ -343,3 +360,49 @@ def test_two_stage_generator_gradients_equal_the_direct_ones(model, monkeypatch)
     loss, samples, extra = forward()
     for a, b in zip(r.through_d(loss, samples, r.params(group), extra=extra), direct):
         torch.testing.assert_close(a, 4 * b, rtol=1e-5, atol=4e-7)
+
+
+@pytest.mark.parametrize("label,model", METHODS)
+def test_table1_methods_read_the_network_the_paper_names(label, model):
+    """BiGAN, LR, JLR and the autoencoders are measured in E(x); D in the GAN discriminator's last hidden layer
+    (the LR / JLR rows used to read D's features through GAN.features: the same figures as the D row)."""
+    t = Trainer(tiny(model=model, steps=1))
+    t.run()  # trained a step: E and D differ from their initialisation
+    r = t.recipe
+    x = t.split.test_x[:7]
+    r.train(False)
+    with torch.no_grad():
+        want = r.nets["E"](x) if FEATURES[model] == "E" else r.nets["D"].features(x)
+        got = r.features(x)
+    assert got.shape == want.shape and torch.equal(got, want), label
+    if FEATURES[model] == "E":
+        assert got.shape[1] == t.cfg.z_dim
+
+
+def test_table1_over_seeds_and_resume(tmp_path):
+    from fastgan.train import format_table, run_table1
+    from fastgan.train.table1 import PAPER_MNIST
+
+    cfg = tiny(model="bigan", steps=2, out=str(tmp_path / "t"))
+    methods = (("BiGAN", "bigan"), ("AE (l2)", "ae-l2"))
+    rows = run_table1(cfg, methods=methods, seeds=[0, 1])
+    for label, model in methods:
+        r = rows[label]
+        assert [x["seed"] for x in r["runs"]] == [0, 1]
+        accs = [x["1nn_accuracy"] for x in r["runs"]]
+        assert math.isclose(r["1nn_accuracy"], sum(accs) / 2) and r["1nn_accuracy_std"] >= 0
+        for s in (0, 1):
+            assert (tmp_path / "t" / f"{model}-seed{s}" / "checkpoint.pt").is_file()
+    text = format_table(rows, paper=PAPER_MNIST)
+    assert "+-" in text and "97.39" in text and "raw input" in text
+    # a finished table resumed: every run is read back (evaluated, not trained), the same figures
+    again = run_table1(cfg, methods=methods, seeds=[0, 1], resume=True)
+    for label, _ in methods:
+        assert [x["1nn_accuracy"] for x in again[label]["runs"]] == [x["1nn_accuracy"] for x in rows[label]["runs"]]
+        assert all(x["steps_per_s"] is None for x in again[label]["runs"])  # no step was trained again
+    with pytest.raises(ValueError, match="seeds: expected distinct"):
+        run_table1(cfg, methods=methods, seeds=[1, 1])
+    with pytest.raises(ValueError, match="seeds: expected a non-empty"):
+        run_table1(cfg, methods=methods, seeds=[])
+    bad = _cli("table1", "--seeds", "0,x")
+    assert bad.returncode == 2 and "--seeds" in bad.stderr

@@ -25,7 +25,11 @@ def first_grads(model, precision, device="cpu", init_scale=2.0 ** 16):
 
 def _first_grads(model, precision, device, init_scale):
     torch.manual_seed(0)
-    t = Trainer(TrainConfig.for_model(model, steps=1, precision=precision, device=device, **TINY))
+    # improved: feature matching here — its default non-saturating G gradient is ~1e-10 at this initialisation (the
+    # minibatch features of near-identical fakes, ~B each, saturate D's logit), so a cosine would compare rounding
+    # noise; the default path runs in test_training_runs_in_half_precision
+    extra = {"feature_matching": True} if model == "improved" else None
+    t = Trainer(TrainConfig.for_model(model, steps=1, precision=precision, device=device, extra=extra, **TINY))
     if t.scaler is not None:
         t.scaler = t.recipe.scaler = torch.amp.GradScaler(device, init_scale=init_scale)
     got = []
@@ -77,7 +81,7 @@ def test_half_precision_runs_the_networks_in_half():
     hook = t.recipe.nets["G"].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     t.run()
     hook.remove()
-    assert seen == [torch.bfloat16]
+    assert seen and all(d == torch.bfloat16 for d in seen)  # alternating: G runs in D's step and in its own
 
 
 @pytest.mark.parametrize("update", ["simultaneous", "alternating"])

@@ -2,6 +2,7 @@
 on features, feature matching with minibatch discrimination), and short training runs."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import tcp_init
 
@@ -49,8 +50,15 @@ def test_mmdgan_and_gmmn_losses():
     x = t.train_x[:32]
     f = t.recipe.nets["D"]
     assert f(x).shape == (32, 16)
-    exp = fastgan.mmd2(f(x), f(x + 1), bandwidths=(1.0, 2.0, 4.0, 8.0, 16.0), impl="reference")
-    torch.testing.assert_close(t.recipe.critic_loss(x, x + 1, None), -exp, rtol=1e-5, atol=1e-7)
+    t.recipe.after_critic_step()  # weights clipped to [-0.01, 0.01], as after every critic step
+    # the kernel on the features divided by their pooled median distance m, bandwidths 0.25 ... 4: the same as
+    # bandwidths 0.25 m ... 4 m on the raw features (median heuristic every step)
+    fx, fg = f(x).double(), f(x + 1).double()
+    m = torch.pdist(torch.cat([fx, fg])).median().item()
+    exp = fastgan.mmd2(fx, fg, bandwidths=tuple(m * c for c in (0.25, 0.5, 1.0, 2.0, 4.0)), impl="reference")
+    torch.testing.assert_close(t.recipe.critic_loss(x, x + 1, None).double(), -exp, rtol=1e-5, atol=1e-7)
+    assert exp > 0.1  # the kernels resolve the clipped features; the paper's fixed bandwidths do not:
+    assert fastgan.mmd2(fx, fg, bandwidths=(1.0, 2.0, 4.0, 8.0, 16.0), impl="reference") < 1e-6
     g = Trainer(TrainConfig.for_model("gmmn", steps=1, **TINY))
     assert len(g.recipe.bandwidths) == 5 and "D" not in g.recipe.nets
 
@@ -60,8 +68,11 @@ def test_improved_feature_matching_and_minibatch_layer():
     D = t.recipe.nets["D"]
     assert isinstance(D.mbd, MinibatchDiscrimination)
     x, gz = t.train_x[:32], torch.randn(32, 2)
+    torch.testing.assert_close(t.recipe.generator_loss(x, gz), F.softplus(-D(gz)).mean())  # non-saturating (default)
+    fm = Trainer(TrainConfig.for_model("improved", steps=1, **{**TINY, "extra": {"feature_matching": True}}))
+    D = fm.recipe.nets["D"]
     exp = (D.features(gz).mean(0) - D.features(x).mean(0)).square().sum()
-    torch.testing.assert_close(t.recipe.generator_loss(x, gz), exp)
+    torch.testing.assert_close(fm.recipe.generator_loss(x, gz), exp)
 
 
 @pytest.mark.parametrize("model", FAMILY)

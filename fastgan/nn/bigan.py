@@ -162,13 +162,14 @@ class BiGANGenerator(_BiGANMLP):
 
 
 class BiGANEncoder(_BiGANMLP):
-    """E(x) -> z of the BiGAN permutation-invariant MNIST experiments: leaky ReLU 0.2 hidden layers, a linear output
-    of z_dim units. x (N, x_dim) -> (N, z_dim)."""
+    """E(x) -> z of the BiGAN permutation-invariant MNIST experiments: leaky ReLU 0.2 hidden layers, an output layer
+    of z_dim units with activation `out_act` ('linear' by default; 'tanh' keeps E(x) in (-1, 1), the support of the
+    BiGAN's uniform prior). x (N, x_dim) -> (N, z_dim)."""
 
     def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024, impl: str | None = None,
-                 eager: bool = False, batch_norm: bool = True):
+                 eager: bool = False, batch_norm: bool = True, out_act: str = "linear"):
         _positive_int(x_dim, "x_dim"), _positive_int(z_dim, "z_dim")
-        super().__init__(x_dim, z_dim, _positive_int(hidden, "hidden"), "lrelu", impl, eager,
+        super().__init__(x_dim, z_dim, _positive_int(hidden, "hidden"), "lrelu", impl, eager, out_act,
                          batch_norm=batch_norm)
         self.x_dim, self.z_dim = x_dim, z_dim
 

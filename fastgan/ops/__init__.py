@@ -3,7 +3,7 @@ from . import reference
 from .bias_act import bias_act
 from .joint_linear import joint_linear
 from .minibatch_disc import minibatch_discrimination
-from .mmd import kernel_sum, median_bandwidth, mmd2, mmd_test
+from .mmd import kernel_sum, median_bandwidth, median_distance, mmd2, mmd_test
 
-__all__ = ["bias_act", "joint_linear", "kernel_sum", "median_bandwidth", "minibatch_discrimination", "mmd2", "mmd_test",
-           "reference"]
+__all__ = ["bias_act", "joint_linear", "kernel_sum", "median_bandwidth", "median_distance", "minibatch_discrimination",
+           "mmd2", "mmd_test", "reference"]

@@ -28,7 +28,7 @@ from ..backend import resolve
 from ._namespaces import OpNamespaces, end_of_chain
 from . import reference
 
-__all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "MMDTestResult", "KERNELS"]
+__all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "median_distance", "MMDTestResult", "KERNELS"]
 
 KERNELS = ("gaussian", "rq", "imq", "laplacian", "laplacian_l1")
 SMOOTH_KERNELS = ("gaussian", "rq", "imq")  # twice differentiable: gradient penalties through them work
@@ -91,13 +91,15 @@ def kernel_sum(x: torch.Tensor, y: torch.Tensor | None = None, kernel: str = "ga
     return _ops(backend).kernel_sum(x, y, kernel, bw, ws, bool(diagonal), gx, gy)[0]
 
 
-def median_bandwidth(x: torch.Tensor, y: torch.Tensor | None = None, max_samples: int = MEDIAN_SAMPLES,
-                     norm: int = 2) -> float:
-    """The median heuristic: the median distance (euclidean, or l1 with norm=1) between distinct points of x and y
-    pooled. Above
-    max_samples pooled points it is the median over a uniform random subsample of max_samples points (without
-    replacement, drawn by a generator seeded with 0, so the same data give the same bandwidth), which keeps it
-    O(max_samples^2) in time and memory. Computed without gradient."""
+def median_distance(x: torch.Tensor, y: torch.Tensor | None = None, max_samples: int = MEDIAN_SAMPLES,
+                    norm: int = 2) -> torch.Tensor:
+    """The median distance (euclidean, or l1 with norm=1) between distinct points of x and y pooled, as a 0-d tensor
+    on their device (no host sync: usable inside a training step, e.g. to rescale features so that fixed relative
+    bandwidths follow them). Above max_samples pooled points: the median over a uniform random subsample of
+    max_samples points (without replacement, a generator seeded with 0, so the same data give the same value), which
+    keeps it O(max_samples^2). Computed in float64 without gradient; the result has x's dtype."""
+    if norm not in (1, 2):
+        raise ValueError(f"norm: expected 1 or 2, got {norm!r}")
     with torch.no_grad():
         z = x if y is None else torch.cat([x, y])
         z = z.detach().reshape(z.shape[0], -1)
@@ -107,11 +109,14 @@ def median_bandwidth(x: torch.Tensor, y: torch.Tensor | None = None, max_samples
         if z.shape[0] < 2:
             raise ValueError(f"bandwidths='median': needs at least 2 points, got {z.shape[0]}")
         zf = z.double()
-        iu = torch.triu_indices(zf.shape[0], zf.shape[0], offset=1, device=zf.device)
-        if norm not in (1, 2):
-            raise ValueError(f"norm: expected 1 or 2, got {norm!r}")
-        d = torch.cdist(zf, zf, p=float(norm))[iu[0], iu[1]]
-        med = d.median().item()
+        return torch.pdist(zf, p=float(norm)).median().to(x.dtype)
+
+
+def median_bandwidth(x: torch.Tensor, y: torch.Tensor | None = None, max_samples: int = MEDIAN_SAMPLES,
+                     norm: int = 2) -> float:
+    """The median heuristic as a Python float (median_distance, read back once): for bandwidths fixed before
+    training or per call outside a hot loop."""
+    med = float(median_distance(x, y, max_samples, norm).double())
     if not med > 0:
         raise ValueError("bandwidths='median': the median pairwise distance is 0 (more than half the points "
                          "coincide); pass bandwidths explicitly")

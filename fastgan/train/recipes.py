@@ -16,8 +16,9 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
     lsgan, hinge least squares (a=0, b=c=1) and hinge losses
     fgan-<div>   f-GAN with div in KL, RKL, Pearson, Hellinger, JS, GAN (losses.f_divergence_losses)
     gmmn         no critic: G minimises the fused MMD^2 (Gaussian, 5 bandwidths around the data's median distance)
-    mmdgan       min_G max_f MMD^2(f(x), f(G(z))): f a weight-clipped MLP feature map (16-d), fused MMD on features
-    improved     feature matching (G matches D's mean hidden features) + the fused minibatch-discrimination layer in D
+    mmdgan       min_G max_f MMD^2(f(x), f(G(z))): f a weight-clipped MLP feature map (16-d), fused MMD on features,
+                 bandwidths relative to the features' median distance (every step)
+    improved     the fused minibatch-discrimination layer in D, G non-saturating (or feature matching: a flag)
 Each recipe's defaults (Recipe.defaults) are applied by TrainConfig.for_model under the user's explicit settings.
 
 Networks: the paper's permutation-invariant MNIST MLPs (fastgan.nn.BiGANGenerator / BiGANEncoder /
@@ -29,7 +30,8 @@ each batch, so it barely sees where a whole batch of samples sits, and G drifted
 The generator-side gradient of an adversarial loss is taken in two stages: first the gradient w.r.t. the samples
 fed to D (inside skip_weight_grads: fastgan's D layers then skip their weight gradients, as torch's own ops do when
 autograd.grad does not ask for them), then the backward of G (and E) from there. D's own update is one
-autograd.grad w.r.t. D's parameters. With update='simultaneous' (the default) all of it comes from one forward pass.
+autograd.grad w.r.t. D's parameters. update='alternating' (the default): D's steps first, then G's (and E's) from a
+fresh forward through the updated D; update='simultaneous': all of it from one forward pass.
 """
 from __future__ import annotations
 
@@ -43,6 +45,9 @@ from ..ops.mmd import median_bandwidth
 from ..penalties import skip_weight_grads
 
 __all__ = ["RECIPES", "Recipe"]
+
+
+ENCODER_OUT = "linear"  # E's output activation (cfg.extra['encoder_out']): 'linear' (the paper's) or 'tanh'
 
 
 def default_hidden(split) -> int:
@@ -63,7 +68,6 @@ class Recipe:
     defaults: dict = {}  # TrainConfig fields this model trains with unless the user sets them
     data_defaults: dict = {}  # ... and on top of those on particular data: {data spec: {field: value}}
     alternating_only = False
-    simultaneous_only = False
 
     def __init__(self, cfg, split, device):
         self.cfg, self.split, self.device = cfg, split, torch.device(device)
@@ -76,6 +80,9 @@ class Recipe:
         # eager twin, so that a like-for-like comparison has no fastgan kernel on the eager side
         self.op_impl = "reference" if eager else impl
         self.out_act = "tanh" if split.image_shape is not None else "linear"
+        self.encoder_out = cfg.extra.get("encoder_out", ENCODER_OUT)
+        if self.encoder_out not in ("linear", "tanh"):
+            raise ValueError(f"extra['encoder_out']: expected 'linear' or 'tanh', got {self.encoder_out!r}")
         self.nets = {k: v.to(self.device) for k, v in self.build(split.dim, cfg.z_dim).items()}
         self.opts: dict[str, torch.optim.Optimizer] = {}  # set by the trainer
         self.shard = (0, 1)  # (rank, world size): set by the trainer under torch.distributed
@@ -177,7 +184,7 @@ class GAN(Recipe):
     seeds 0-2, at 20000 25 for seed 2). cfg.extra['r1'] = gamma turns R1 on anywhere."""
     name = "gan"
     groups = {"D": ("D",), "G": ("G",)}
-    _mixture = dict(lr=2e-3, batch_size=512, update="alternating", extra={"r1": 0.1})
+    _mixture = dict(lr=2e-3, batch_size=512, extra={"r1": 0.1})
     data_defaults = {"gmm8": dict(_mixture, steps=10000), "gmm25": dict(_mixture, steps=20000)}
 
     def build(self, x_dim, z_dim):
@@ -207,16 +214,24 @@ class GAN(Recipe):
             self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))  # every gradient before any update: they share D's graph
             self.apply("D", g_d)
         else:
-            for _ in range(self.cfg.n_critic):
-                x = next_batch()
-                with torch.no_grad():
-                    gz = G(self.latent(x.shape[0], gen))
-                d_loss = losses.gan_d_loss(D(x), D(gz))
-                self.apply("D", self.grads(self._with_r1(d_loss, x), self.params("D")))
+            x, d_loss, l_real, l_fake = self.d_steps(next_batch, gen)
             gz = G(self.latent(x.shape[0], gen))
             g_loss = losses.gan_g_loss(D(gz), kind)
             self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))
-        return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
+        return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach(), **losses.d_accuracy(l_real, l_fake)}
+
+    def d_steps(self, next_batch, gen):
+        """cfg.n_critic steps of D on fresh batches against G's samples (no graph into G); returns the last batch,
+        D's loss and its logits on real and fake."""
+        G, D = self.nets["G"], self.nets["D"]
+        for _ in range(self.cfg.n_critic):
+            x = next_batch()
+            with torch.no_grad():
+                gz = G(self.latent(x.shape[0], gen))
+            l_real, l_fake = D(x), D(gz)
+            d_loss = losses.gan_d_loss(l_real, l_fake)
+            self.apply("D", self.grads(self._with_r1(d_loss, x), self.params("D")))
+        return x, d_loss, l_real, l_fake
 
     @torch.no_grad()
     def features(self, x):
@@ -229,7 +244,7 @@ class BiGAN(Recipe):
 
     def build(self, x_dim, z_dim):
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
-                "E": BiGANEncoder(x_dim, z_dim, **self.kw),
+                "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw),
                 "D": BiGANDiscriminator(x_dim, z_dim, **self.kw)}
 
     def _ge_loss(self, l_real, l_fake):
@@ -253,13 +268,14 @@ class BiGAN(Recipe):
                 z = self.latent(x.shape[0], gen)
                 with torch.no_grad():
                     gz, ex = G(z), E(x)
-                d_loss = losses.gan_d_loss(D(x, ex), D(gz, z))
+                l_real, l_fake = D(x, ex), D(gz, z)
+                d_loss = losses.gan_d_loss(l_real, l_fake)
                 self.apply("D", self.grads(d_loss, self.params("D")))
             z = self.latent(x.shape[0], gen)
             gz, ex = G(z), E(x)
             ge_loss = self._ge_loss(D(x, ex), D(gz, z))
             self.apply("GE", self.through_d(ge_loss, (gz, ex), self.params("GE")))
-        return {"loss_d": d_loss.detach(), "loss_ge": ge_loss.detach()}
+        return {"loss_d": d_loss.detach(), "loss_ge": ge_loss.detach(), **losses.d_accuracy(l_real, l_fake)}
 
 
 class LatentRegressor(GAN):
@@ -269,28 +285,42 @@ class LatentRegressor(GAN):
     name = "lr"
     data_defaults: dict = {}  # a Table-1 baseline (digits / MNIST)
     joint = False
-    simultaneous_only = True
     groups = {"D": ("D",), "G": ("G",), "E": ("E",)}
 
     def build(self, x_dim, z_dim):
-        return {**super().build(x_dim, z_dim), "E": BiGANEncoder(x_dim, z_dim, **self.kw)}
+        return {**super().build(x_dim, z_dim),
+                "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw)}
 
     def step(self, next_batch, gen):
         G, D, E = self.nets["G"], self.nets["D"], self.nets["E"]
-        x = next_batch()
+        if self.cfg.update == "alternating":
+            x, d_loss, l_real, l_fake = self.d_steps(next_batch, gen)
+        else:
+            x = next_batch()
         z = self.latent(x.shape[0], gen)
         gz = G(z)
-        l_real, l_fake = D(x), D(gz)
-        d_loss = losses.gan_d_loss(l_real, l_fake)
-        g_loss = losses.gan_g_loss(l_fake, self.cfg.g_loss)
+        if self.cfg.update == "simultaneous":  # D's loss and G's from one forward
+            l_real, l_fake = D(x), D(gz)
+            d_loss, l_fake_g = losses.gan_d_loss(l_real, l_fake), l_fake
+        else:
+            l_fake_g = D(gz)
+        g_loss = losses.gan_g_loss(l_fake_g, self.cfg.g_loss)
         reg = F.mse_loss(E(gz if self.joint else gz.detach()).float(), z.float())
-        g_d = self.grads(d_loss, self.params("D"), retain=True)
+        g_d = self.grads(d_loss, self.params("D"), retain=True) if self.cfg.update == "simultaneous" else None
         g_e = self.grads(reg, self.params("E"), retain=True)
         weight = float(self.cfg.extra.get("reg_weight", 1.0))
         self.apply("G", self.through_d(g_loss, (gz,), self.params("G"), extra=weight * reg if self.joint else None))
         self.apply("E", g_e)
-        self.apply("D", g_d)
-        return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach(), "loss_reg": reg.detach()}
+        if g_d is not None:
+            self.apply("D", g_d)
+        return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach(), "loss_reg": reg.detach(),
+                **losses.d_accuracy(l_real, l_fake)}
+
+    @torch.no_grad()
+    def features(self, x):
+        """E(x), the regressor's latent estimate: the representation the paper's LR / JLR rows measure (not D's
+        hidden layer, which GAN.features returns for the 'D' row)."""
+        return self.nets["E"](x)
 
 
 class JointLatentRegressor(LatentRegressor):
@@ -308,7 +338,7 @@ class AutoEncoder(Recipe):
 
     def build(self, x_dim, z_dim):
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
-                "E": BiGANEncoder(x_dim, z_dim, **self.kw)}
+                "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw)}
 
     def step(self, next_batch, gen):
         x = next_batch()
@@ -449,6 +479,18 @@ def _fgan(div: str):
     return FGAN
 
 
+_BANDWIDTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def _bandwidth_factors(cfg) -> tuple[float, ...]:
+    """cfg.extra['bandwidth_factors'] (default 0.25 ... 4): Gaussian bandwidths relative to a median distance."""
+    factors = cfg.extra.get("bandwidth_factors", _BANDWIDTH_FACTORS)
+    if not (isinstance(factors, (list, tuple)) and factors
+            and all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in factors)):
+        raise ValueError(f"extra['bandwidth_factors']: expected a non-empty list of positive numbers, got {factors!r}")
+    return tuple(float(f) for f in factors)
+
+
 class GMMN(Recipe):
     """A generative moment-matching network (Li et al. 2015; Dziugaite et al. 2015): G minimises the biased MMD^2
     between its batch and the data batch, Gaussian kernel with bandwidths (0.25, 0.5, 1, 2, 4) x the data's median
@@ -465,11 +507,7 @@ class GMMN(Recipe):
 
     def build(self, x_dim, z_dim):
         m = median_bandwidth(self.split.train_x[:2000])
-        factors = self.cfg.extra.get("bandwidth_factors", (0.25, 0.5, 1.0, 2.0, 4.0))
-        if not (isinstance(factors, (list, tuple)) and factors
-                and all(isinstance(f, (int, float)) and f > 0 for f in factors)):
-            raise ValueError(f"extra['bandwidth_factors']: expected a non-empty list of positive numbers, got {factors!r}")
-        self.bandwidths = tuple(m * float(f) for f in factors)
+        self.bandwidths = tuple(m * f for f in _bandwidth_factors(self.cfg))
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw)}
 
     def step(self, next_batch, gen):
@@ -487,21 +525,28 @@ class GMMN(Recipe):
 
 class MMDGAN(_Clipped, CriticGAN):
     """MMD GAN (Li et al. 2017) without its autoencoder term: a feature map f (an MLP to 16 features, weights clipped
-    to [-0.01, 0.01]) maximises MMD^2(f(x), f(G(z))) (Gaussian, bandwidths 1, 2, 4, 8, 16 as in the paper), G
-    minimises it; RMSProp 5e-5, n_critic 5."""
+    to [-0.01, 0.01]) maximises MMD^2(f(x), f(G(z))), G minimises it; RMSProp 5e-5, n_critic 5.
+
+    Bandwidths follow the features (the median heuristic, every step): the Gaussian kernel runs on the features
+    divided by their pooled median pairwise distance m (detached, a 0-d tensor: no host sync), with bandwidths
+    cfg.extra['bandwidth_factors'] (0.25 ... 4) — the same as bandwidths factor x m on the raw features. The paper's
+    fixed bandwidths 1 ... 16 are ~100x wider than the spread of a feature map whose weights are clipped to 0.01:
+    every kernel value was ~1, the MMD ~0 and its gradient noise (0/8 modes on gmm8)."""
 
     name = "mmdgan"
     defaults = dict(update="alternating", optimizer="rmsprop", lr=5e-5, n_critic=5, batch_size=64)
     data_defaults: dict = {}
-    bandwidths = (1.0, 2.0, 4.0, 8.0, 16.0)
 
     def critic(self, x_dim):
+        self.bandwidths = _bandwidth_factors(self.cfg)
         return BiGANEncoder(x_dim, int(self.cfg.extra.get("features", 16)), **{**self.kw, "batch_norm": False})
 
     def _mmd(self, x, gz):
-        from ..ops.mmd import mmd2
+        from ..ops.mmd import median_distance, mmd2
 
-        return mmd2(self.d(x), self.d(gz), bandwidths=self.bandwidths, impl=self.op_impl)
+        fx, fg = self.d(x), self.d(gz)
+        m = median_distance(fx, fg).clamp_min(torch.finfo(fx.dtype).tiny)
+        return mmd2(fx / m, fg / m, bandwidths=self.bandwidths, impl=self.op_impl)
 
     def critic_loss(self, x, gz, gen):
         return -self._mmd(x, gz)
@@ -529,11 +574,14 @@ class ImprovedDiscriminator(torch.nn.Module):
 
 
 class Improved(CriticGAN):
-    """Salimans et al. 2016: D with minibatch discrimination and the cross-entropy loss; G trained by feature matching,
-    |E f(x) - E f(G(z))|^2 with f = D's last hidden layer."""
+    """Salimans et al. 2016: D with minibatch discrimination and the cross-entropy loss; G trained with the
+    non-saturating loss (their recommendation for sample quality), or by feature matching with
+    cfg.extra['feature_matching'] = True (--feature-matching): |E f(x) - E f(G(z))|^2 with f = D's last hidden layer.
+    Feature matching moves D's mean features, not the samples: 0/8 modes on gmm8 (it suits semi-supervised
+    learning, the paper's use of it)."""
 
     name = "improved"
-    data_defaults: dict = {}  # feature matching places no sample on a mode (0/8 with either setting)
+    data_defaults: dict = {}
 
     def critic(self, x_dim):
         return ImprovedDiscriminator(x_dim, self.hidden, impl=self.kw["impl"], eager=self.kw["eager"],
@@ -544,6 +592,8 @@ class Improved(CriticGAN):
 
     def generator_loss(self, x, gz):
         D = self.nets["D"]
+        if not self.cfg.extra.get("feature_matching", False):
+            return losses.gan_g_loss(D(gz), "ns")
         with torch.no_grad():
             target = D.features(x).mean(0)
         return (D.features(gz).float().mean(0) - target.float()).square().sum()

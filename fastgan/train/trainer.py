@@ -12,7 +12,8 @@ resumed from a checkpoint continues bit-identically (the checkpoint holds every 
 Run directory (cfg.out): checkpoint.pt (every ckpt_every steps and at the end, atomically), metrics.jsonl (one line
 per log_every steps: the step, the losses averaged since the previous line, the learning rate, and under "time" the
 wall-clock figures — the only fields that differ between identical runs), config.json, results.json, and the PNGs
-of fastgan.train.evaluate.
+of fastgan.train.evaluate, and curves.png (every logged quantity against the step: losses, D's accuracy on real and
+fake; redrawn from metrics.jsonl at the end of every run).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .. import data as data_mod
+from .. import eval as ev
 from . import checkpoint as ckpt
 from .config import TrainConfig, lr_factor
 from .distributed import all_reduce_mean_, convert_batch_norm, world
@@ -285,4 +287,7 @@ class Trainer:
             results.update(evaluate(recipe, self.split, out=self.out, seed=cfg.seed))
         if self.out is not None and self.rank == 0:
             (self.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+            if (self.out / METRICS).is_file() and (self.out / METRICS).stat().st_size:
+                ev.save_curves({cfg.model: ev.read_metrics(self.out / METRICS)}, self.out / "curves.png",
+                               title=f"{cfg.model} on {cfg.data} ({cfg.backend}, seed {cfg.seed})")
         return results
