@@ -56,12 +56,12 @@ def summary_row(runs: list[dict]) -> dict:
     return row
 
 
-def markdown(data: str, table: dict, seeds: list[int], note: str) -> str:
+def markdown(data: str, table: dict, note: str) -> str:
     cols = [c for c in COLUMNS if any(c[0] in summary_row(r) for r in table.values())]
     lines = [f"# Recipes on {data}: quality at their defaults", "", note, "",
-             f"Mean ± std over seeds {', '.join(map(str, seeds))}.", "",
-             "| model | steps | " + " | ".join(c[1] for c in cols) + " | samples (seed " + str(seeds[0]) + ") |",
-             "|---|---|" + "---|" * len(cols) + "---|"]
+             "Mean ± std over the seeds of each row (the samples picture: its first seed).", "",
+             "| model | steps | seeds | " + " | ".join(c[1] for c in cols) + " | samples |",
+             "|---|---|---|" + "---|" * len(cols) + "---|"]
     for model, runs in table.items():
         row = summary_row(runs)
         cells = []
@@ -72,7 +72,9 @@ def markdown(data: str, table: dict, seeds: list[int], note: str) -> str:
             mean, std = row[key]
             cells.append(format(scale * mean, fmt) + (f" ± {format(scale * std, fmt)}" if len(runs) > 1 else ""))
         pic = f"![{model}]({model}-samples.png)" if (runs and runs[0].get("_samples")) else "—"
-        lines.append(f"| {model} | {runs[0]['steps'] if runs else '—'} | " + " | ".join(cells) + f" | {pic} |")
+        seeds_of = ", ".join(str(r.get("seed")) for r in runs)
+        lines.append(f"| {model} | {runs[0]['steps'] if runs else '—'} | {seeds_of} | " + " | ".join(cells)
+                     + f" | {pic} |")
     return "\n".join(lines) + "\n"
 
 
@@ -110,6 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="runs/quality", help="where the run directories go (not committed)")
     p.add_argument("--results", default=None, help="default bench/results/quality/<data>")
     p.add_argument("--note", default="", help="a paragraph for the top of the Markdown file")
+    p.add_argument("--only-finished", action="store_true",
+                   help="train nothing: tabulate the runs that have finished (each row lists its seeds)")
     args = p.parse_args(argv)
 
     from fastgan import data as data_mod
@@ -129,17 +133,21 @@ def main(argv=None) -> int:
     for model in models:
         rows = []
         for seed in seeds:
+            if args.only_finished and not (runs_root / args.data / f"{model}-seed{seed}" / "results.json").is_file():
+                continue
             res = {**run_one(model, args.data, seed, runs_root, args.steps, args.hidden, split), "seed": seed}
             samples = runs_root / args.data / f"{model}-seed{seed}" / "samples.png"
-            if seed == seeds[0] and samples.is_file():
+            if not rows and samples.is_file():
                 shutil.copyfile(samples, results / f"{model}-samples.png")
                 res["_samples"] = True
             rows.append(res)
             print(f"{model} seed {seed}: " + ", ".join(f"{k} {res[k]:.4g}" for k, *_ in COLUMNS
                                                         if isinstance(res.get(k), (int, float))), flush=True)
+        if not rows:
+            continue
         table[model] = rows
         store.write_text(json.dumps(table, indent=2) + "\n")
-        (results / f"{args.data.replace(':', '_')}.md").write_text(markdown(args.data, table, seeds, args.note))
+        (results / f"{args.data.replace(':', '_')}.md").write_text(markdown(args.data, table, args.note))
     print(f"results: {results}")
     return 0
 

@@ -161,13 +161,17 @@ def test_quality_table_and_curves(tmp_path, capsys):
             "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--note", "tiny runs"]
     assert quality.main(args) == 0
     md = (tmp_path / "res" / "digits.md").read_text()
-    assert "tiny runs" in md and "| gan | 2 |" in md and "| ae-l2 | 2 |" in md and " ± " in md
+    assert "tiny runs" in md and "| gan | 2 | 0, 1 |" in md and "| ae-l2 | 2 | 0, 1 |" in md and " ± " in md
     assert "![gan](gan-samples.png)" in md and (tmp_path / "res" / "gan-samples.png").is_file()
     store = json.loads((tmp_path / "res" / "digits.json").read_text())
     assert [r["seed"] for r in store["gan"]] == [0, 1] and "1nn_accuracy" in store["ae-l2"][0]
     first = (tmp_path / "runs" / "digits" / "gan-seed0" / "results.json").stat().st_mtime_ns
     assert quality.main(args) == 0  # finished runs are read, not trained again
     assert (tmp_path / "runs" / "digits" / "gan-seed0" / "results.json").stat().st_mtime_ns == first
+    # --only-finished trains nothing: a seed without a finished run is left out of its row
+    assert quality.main([*args[:5], "0,1,2", *args[6:], "--only-finished"]) == 0
+    assert not (tmp_path / "runs" / "digits" / "gan-seed2").exists()
+    assert "| gan | 2 | 0, 1 |" in (tmp_path / "res" / "digits.md").read_text()
     png = tmp_path / "c.png"
     assert quality.main(["curves", str(png), f"a={tmp_path / 'runs' / 'digits' / 'gan-seed0'}",
                          f"b={tmp_path / 'runs' / 'digits' / 'gan-seed1'}", "--title", "t"]) == 0
