@@ -143,7 +143,8 @@ def _print_results(res: dict, out) -> None:
     if out:
         from pathlib import Path
 
-        names = [n for n in ("checkpoint.pt", "metrics.jsonl", "results.json", "samples.png", "reconstructions.png")
+        names = [n for n in ("checkpoint.pt", "metrics.jsonl", "results.json", "samples.png", "reconstructions.png",
+                             "curves.png")
                  if (Path(out) / n).exists()]
         print(f"run directory: {out} ({', '.join(names)})")
 
