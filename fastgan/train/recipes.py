@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from .. import _checks, losses
 from ..nn import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MinibatchDiscrimination, MLPCritic
 from ..nn.bigan import LinearAct
-from ..ops.mmd import median_bandwidth
+from ..ops.mmd import median_bandwidth, median_distance, mmd2
 from ..penalties import skip_weight_grads
 
 __all__ = ["RECIPES", "Recipe"]
@@ -306,7 +306,8 @@ class LatentRegressor(GAN):
             l_fake_g = D(gz)
         g_loss = losses.gan_g_loss(l_fake_g, self.cfg.g_loss)
         reg = F.mse_loss(E(gz if self.joint else gz.detach()).float(), z.float())
-        g_d = self.grads(d_loss, self.params("D"), retain=True) if self.cfg.update == "simultaneous" else None
+        g_d = (self.grads(self._with_r1(d_loss, x), self.params("D"), retain=True)
+               if self.cfg.update == "simultaneous" else None)  # R1 as in GAN's step and d_steps
         g_e = self.grads(reg, self.params("E"), retain=True)
         weight = float(self.cfg.extra.get("reg_weight", 1.0))
         self.apply("G", self.through_d(g_loss, (gz,), self.params("G"), extra=weight * reg if self.joint else None))
@@ -511,8 +512,6 @@ class GMMN(Recipe):
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw)}
 
     def step(self, next_batch, gen):
-        from ..ops.mmd import mmd2
-
         x = next_batch()
         loss = mmd2(self.nets["G"](self.latent(x.shape[0], gen)), x, bandwidths=self.bandwidths, impl=self.op_impl)
         self.apply("G", self.grads(loss, self.params("G")))
@@ -542,8 +541,6 @@ class MMDGAN(_Clipped, CriticGAN):
         return BiGANEncoder(x_dim, int(self.cfg.extra.get("features", 16)), **{**self.kw, "batch_norm": False})
 
     def _mmd(self, x, gz):
-        from ..ops.mmd import median_distance, mmd2
-
         fx, fg = self.d(x), self.d(gz)
         m = median_distance(fx, fg).clamp_min(torch.finfo(fx.dtype).tiny)
         return mmd2(fx / m, fg / m, bandwidths=self.bandwidths, impl=self.op_impl)
