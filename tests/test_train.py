@@ -65,10 +65,12 @@ def test_fused_and_eager_twin_compute_the_same_gradients(model, monkeypatch):
     _assert_twin_gradients_equal(model, monkeypatch)
 
 
+@pytest.mark.parametrize("model", ["gan", "bigan", "lr"])
 @pytest.mark.parametrize("update", ["simultaneous", "alternating"])
-def test_gan_with_r1_fused_and_eager_twin_gradients(update, monkeypatch):
-    """The R1 penalty's double backward through fastgan's D layers vs the eager twin's, both update modes."""
-    _assert_twin_gradients_equal("gan", monkeypatch, update=update, extra={"r1": 0.7})
+def test_r1_fused_and_eager_twin_gradients(model, update, monkeypatch):
+    """The R1 penalty's double backward through fastgan's D layers vs the eager twin's, both update modes; for the
+    BiGAN on the joint input (x, E(x)) of D(x, z) (the joint_linear op's second derivative)."""
+    _assert_twin_gradients_equal(model, monkeypatch, update=update, extra={"r1": 0.7})
 
 
 @pytest.mark.parametrize("model", ["gan", "bigan", "lr", "jlr"])
@@ -276,11 +278,23 @@ def test_recipe_defaults_on_the_mixtures():
         Trainer(tiny(model="bigan", steps=1, extra={"encoder_out": "relu"}))
     with pytest.raises(TypeError, match="extra: expected a dict"):
         TrainConfig.for_model("gan", extra=[1])
+    with pytest.raises(ValueError, match=r"extra: wgan takes no option 'r1' \(its options: 'clip'\)"):
+        Trainer(tiny(model="wgan", steps=1, extra={"r1": 1.0}))  # a recipe's unknown option is refused, not ignored
+    with pytest.raises(ValueError, match=r"extra: lsgan takes no option 'bogus', 'r1' \(its options: none\)"):
+        Trainer(tiny(model="lsgan", steps=1, extra={"r1": 1.0, "bogus": 2}))
     with pytest.raises(ValueError, match="steps / epochs: give exactly one"):
         TrainConfig(model="gan").validate()  # the dataclass itself has no default length
     t = Trainer(tiny(model="gan", data="gmm8", steps=2, extra={"r1": 0.5}))
-    d_loss = t.recipe._with_r1(torch.zeros(()), t.train_x[:8])
+    d_loss = t.recipe.with_r1(torch.zeros(()), (t.train_x[:8],))
     assert d_loss.item() > 0 and d_loss.requires_grad
+    t = Trainer(tiny(model="bigan", steps=2, extra={"r1": 0.5}))
+    x = t.train_x[:8]
+    ex = t.recipe.nets["E"](x)
+    d_loss = t.recipe.with_r1(torch.zeros(()), (x, ex))  # the joint penalty: its gradient in x and in E(x)
+    xs, zs = x.clone().requires_grad_(), ex.detach().requires_grad_()
+    gx, gz = torch.autograd.grad(t.recipe.nets["D"](xs, zs).sum(), [xs, zs])  # D's input gradients
+    want = 0.25 * ((gx ** 2).sum(1) + (gz ** 2).sum(1)).mean()
+    torch.testing.assert_close(d_loss, want)
 
 
 def test_epochs_count_batches_of_the_training_split():

@@ -42,7 +42,7 @@ from .. import _checks, losses
 from ..nn import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MinibatchDiscrimination, MLPCritic
 from ..nn.bigan import LinearAct
 from ..ops.mmd import median_bandwidth, median_distance, mmd2
-from ..penalties import skip_weight_grads
+from ..penalties import gradient_penalty, skip_weight_grads, wgan_critic_loss
 
 __all__ = ["RECIPES", "Recipe"]
 
@@ -68,9 +68,18 @@ class Recipe:
     defaults: dict = {}  # TrainConfig fields this model trains with unless the user sets them
     data_defaults: dict = {}  # ... and on top of those on particular data: {data spec: {field: value}}
     alternating_only = False
+    options: tuple[str, ...] = ()  # the cfg.extra keys this class reads (a recipe takes those of its bases too)
+
+    @classmethod
+    def known_options(cls) -> list[str]:
+        return sorted({k for c in cls.__mro__ for k in vars(c).get("options", ())})
 
     def __init__(self, cfg, split, device):
         self.cfg, self.split, self.device = cfg, split, torch.device(device)
+        unknown = sorted(set(cfg.extra) - set(self.known_options()))
+        if unknown:
+            raise ValueError(f"extra: {self.name} takes no option {', '.join(map(repr, unknown))} (its options: "
+                             f"{', '.join(map(repr, self.known_options())) or 'none'})")
         self.hidden = cfg.hidden or default_hidden(split)
         eager = cfg.backend == "eager"
         impl = None if cfg.backend in ("fastgan", "eager") else cfg.backend
@@ -162,6 +171,35 @@ class Recipe:
         """One training iteration; next_batch() -> a (B, D) batch on the device. Returns {name: detached scalar}."""
         raise NotImplementedError
 
+    # ---- the discriminator's side of an adversarial recipe (D: cross-entropy on real vs fake inputs) ----
+    def d_inputs(self, x: torch.Tensor, gen: torch.Generator) -> tuple[tuple, tuple]:
+        """D's real and fake inputs for the data batch x: ((x,), (G(z),)) for a GAN, ((x, E(x)), (G(z), z)) for a
+        BiGAN."""
+        raise NotImplementedError
+
+    def with_r1(self, d_loss, real: tuple):
+        """d_loss + the R1 penalty gamma / 2 E|grad D(real)|^2 on D's real inputs (Mescheder et al. 2018; for a
+        BiGAN the joint (x, E(x))) when cfg.extra['r1'] = gamma > 0; the eager twin takes the generic double
+        backward."""
+        gamma = float(self.cfg.extra.get("r1", 0.0))
+        if gamma <= 0:
+            return d_loss
+        return d_loss + gradient_penalty(self.nets["D"], real if len(real) > 1 else real[0], kind="r1", weight=gamma,
+                                         scaler=self.scaler, fused=False if self.kw["eager"] else None)
+
+    def d_steps(self, next_batch, gen):
+        """cfg.n_critic steps of D on fresh batches against the generating networks' inputs (no graph into them);
+        returns the last batch, D's loss and its logits on real and fake."""
+        D = self.nets["D"]
+        for _ in range(self.cfg.n_critic):
+            x = next_batch()
+            with torch.no_grad():
+                real, fake = self.d_inputs(x, gen)
+            l_real, l_fake = D(*real), D(*fake)
+            d_loss = losses.gan_d_loss(l_real, l_fake)
+            self.apply("D", self.grads(self.with_r1(d_loss, real), self.params("D")))
+        return x, d_loss, l_real, l_fake
+
     # ---- what evaluation reads (eval mode, no grad) ----
     @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:
@@ -184,23 +222,13 @@ class GAN(Recipe):
     seeds 0-2, at 20000 25 for seed 2). cfg.extra['r1'] = gamma turns R1 on anywhere."""
     name = "gan"
     groups = {"D": ("D",), "G": ("G",)}
+    options = ("r1",)
     _mixture = dict(lr=2e-3, batch_size=512, extra={"r1": 0.1})
     data_defaults = {"gmm8": dict(_mixture, steps=10000), "gmm25": dict(_mixture, steps=20000)}
 
     def build(self, x_dim, z_dim):
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
                 "D": GANDiscriminator(x_dim, **self.kw)}
-
-    def _with_r1(self, d_loss, x):
-        """d_loss + the R1 penalty gamma / 2 E|grad D(x)|^2 on the real batch (Mescheder et al. 2018) when
-        cfg.extra['r1'] = gamma > 0; the eager twin takes the generic double backward."""
-        gamma = float(self.cfg.extra.get("r1", 0.0))
-        if gamma <= 0:
-            return d_loss
-        from ..penalties import gradient_penalty
-
-        return d_loss + gradient_penalty(self.nets["D"], x, kind="r1", weight=gamma, scaler=self.scaler,
-                                         fused=False if self.kw["eager"] else None)
 
     def step(self, next_batch, gen):
         G, D, kind = self.nets["G"], self.nets["D"], self.cfg.g_loss
@@ -210,7 +238,7 @@ class GAN(Recipe):
             l_real, l_fake = D(x), D(gz)
             d_loss = losses.gan_d_loss(l_real, l_fake)
             g_loss = losses.gan_g_loss(l_fake, kind)
-            g_d = self.grads(self._with_r1(d_loss, x), self.params("D"), retain=True)
+            g_d = self.grads(self.with_r1(d_loss, (x,)), self.params("D"), retain=True)
             self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))  # every gradient before any update: they share D's graph
             self.apply("D", g_d)
         else:
@@ -220,18 +248,8 @@ class GAN(Recipe):
             self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach(), **losses.d_accuracy(l_real, l_fake)}
 
-    def d_steps(self, next_batch, gen):
-        """cfg.n_critic steps of D on fresh batches against G's samples (no graph into G); returns the last batch,
-        D's loss and its logits on real and fake."""
-        G, D = self.nets["G"], self.nets["D"]
-        for _ in range(self.cfg.n_critic):
-            x = next_batch()
-            with torch.no_grad():
-                gz = G(self.latent(x.shape[0], gen))
-            l_real, l_fake = D(x), D(gz)
-            d_loss = losses.gan_d_loss(l_real, l_fake)
-            self.apply("D", self.grads(self._with_r1(d_loss, x), self.params("D")))
-        return x, d_loss, l_real, l_fake
+    def d_inputs(self, x, gen):
+        return (x,), (self.nets["G"](self.latent(x.shape[0], gen)),)
 
     @torch.no_grad()
     def features(self, x):
@@ -241,11 +259,16 @@ class GAN(Recipe):
 class BiGAN(Recipe):
     name = "bigan"
     groups = {"D": ("D",), "GE": ("G", "E")}
+    options = ("r1", "encoder_out")
 
     def build(self, x_dim, z_dim):
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
                 "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw),
                 "D": BiGANDiscriminator(x_dim, z_dim, **self.kw)}
+
+    def d_inputs(self, x, gen):
+        z = self.latent(x.shape[0], gen)
+        return (x, self.nets["E"](x)), (self.nets["G"](z), z)
 
     def _ge_loss(self, l_real, l_fake):
         return losses.bigan_ge_loss(l_real, l_fake, "minimax" if self.cfg.g_loss == "minimax" else "inverse")
@@ -259,18 +282,11 @@ class BiGAN(Recipe):
             l_real, l_fake = D(x, ex), D(gz, z)
             d_loss = losses.gan_d_loss(l_real, l_fake)
             ge_loss = self._ge_loss(l_real, l_fake)
-            g_d = self.grads(d_loss, self.params("D"), retain=True)
+            g_d = self.grads(self.with_r1(d_loss, (x, ex)), self.params("D"), retain=True)
             self.apply("GE", self.through_d(ge_loss, (gz, ex), self.params("GE")))  # every gradient before any update
             self.apply("D", g_d)
         else:
-            for _ in range(self.cfg.n_critic):
-                x = next_batch()
-                z = self.latent(x.shape[0], gen)
-                with torch.no_grad():
-                    gz, ex = G(z), E(x)
-                l_real, l_fake = D(x, ex), D(gz, z)
-                d_loss = losses.gan_d_loss(l_real, l_fake)
-                self.apply("D", self.grads(d_loss, self.params("D")))
+            x, d_loss, l_real, l_fake = self.d_steps(next_batch, gen)
             z = self.latent(x.shape[0], gen)
             gz, ex = G(z), E(x)
             ge_loss = self._ge_loss(D(x, ex), D(gz, z))
@@ -286,6 +302,7 @@ class LatentRegressor(GAN):
     data_defaults: dict = {}  # a Table-1 baseline (digits / MNIST)
     joint = False
     groups = {"D": ("D",), "G": ("G",), "E": ("E",)}
+    options = ("encoder_out", "reg_weight")
 
     def build(self, x_dim, z_dim):
         return {**super().build(x_dim, z_dim),
@@ -306,7 +323,7 @@ class LatentRegressor(GAN):
             l_fake_g = D(gz)
         g_loss = losses.gan_g_loss(l_fake_g, self.cfg.g_loss)
         reg = F.mse_loss(E(gz if self.joint else gz.detach()).float(), z.float())
-        g_d = (self.grads(self._with_r1(d_loss, x), self.params("D"), retain=True)
+        g_d = (self.grads(self.with_r1(d_loss, (x,)), self.params("D"), retain=True)
                if self.cfg.update == "simultaneous" else None)  # R1 as in GAN's step and d_steps
         g_e = self.grads(reg, self.params("E"), retain=True)
         weight = float(self.cfg.extra.get("reg_weight", 1.0))
@@ -334,6 +351,7 @@ class AutoEncoder(Recipe):
 
     name = "ae-l2"
     groups = {"GE": ("G", "E")}
+    options = ("encoder_out",)
     adversarial = False
     p = 2
 
@@ -414,6 +432,8 @@ class _Clipped:
     weights of 0.01 its gradient is a small difference of real and fake terms that bf16 / fp16 GEMMs do not resolve
     (measured on the tiny test nets: cosine 0.3-0.6 to the fp32 gradient)."""
 
+    options = ("clip",)
+
     def d(self, x):
         if _checks.autocast_dtype(x) is None:
             return self.nets["D"](x)
@@ -438,6 +458,7 @@ class WGAN(_Clipped, CriticGAN):
 
 class WGANGP(CriticGAN):
     name = "wgan-gp"
+    options = ("gp_weight",)
     defaults = dict(update="alternating", lr=1e-4, beta1=0.0, beta2=0.9, n_critic=5)
     data_defaults = {k: dict(lr=1e-3, batch_size=512) for k in ("gmm8", "gmm25")}  # gmm8: 8/8 (5000 steps)
 
@@ -445,8 +466,6 @@ class WGANGP(CriticGAN):
         return losses.wasserstein_losses(v_real, v_fake)
 
     def critic_loss(self, x, gz, gen):
-        from ..penalties import wgan_critic_loss
-
         # the interpolation draws come from the trainer's generator too (one seed sets everything)
         weight = float(self.cfg.extra.get("gp_weight", 10.0))
         fused = False if self.kw["eager"] else None  # the eager twin: the textbook double backward
@@ -499,6 +518,7 @@ class GMMN(Recipe):
 
     name = "gmmn"
     groups = {"G": ("G",)}
+    options = ("bandwidth_factors",)
     adversarial = False
     defaults = dict(lr=1e-3, batch_size=256)
     # the mixtures' modes (std 0.02-0.05) are ~100x narrower than the data's median distance: kernels that wide
@@ -533,6 +553,7 @@ class MMDGAN(_Clipped, CriticGAN):
     every kernel value was ~1, the MMD ~0 and its gradient noise (0/8 modes on gmm8)."""
 
     name = "mmdgan"
+    options = ("bandwidth_factors", "features")
     defaults = dict(update="alternating", optimizer="rmsprop", lr=5e-5, n_critic=5, batch_size=64)
     data_defaults: dict = {}
 
@@ -578,6 +599,7 @@ class Improved(CriticGAN):
     learning, the paper's use of it)."""
 
     name = "improved"
+    options = ("feature_matching",)
     data_defaults: dict = {}
 
     def critic(self, x_dim):
