@@ -35,4 +35,9 @@ TORCH_LIBRARY(fastgan, m) {
   m.def("minibatch_disc(Tensor m, Tensor? ref, bool exclude_self) -> Tensor");
   // (dL/dm, dL/dref or an empty tensor) from grad = dL/do.
   m.def("minibatch_disc_backward(Tensor grad, Tensor m, Tensor? ref, bool exclude_self) -> (Tensor, Tensor)");
+  // Its second derivative: (d/dgrad, d/dm, d/dref or an empty tensor) of <ggm, dL/dm> + <ggr, dL/dref> (ggr: None
+  // within the batch).
+  m.def(
+      "minibatch_disc_backward2(Tensor ggm, Tensor? ggr, Tensor grad, Tensor m, Tensor? ref, bool exclude_self) -> "
+      "(Tensor, Tensor, Tensor)");
 }

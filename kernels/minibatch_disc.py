@@ -4,9 +4,14 @@ One program takes kernel slice k and a block of BI rows of `a`, and walks all ro
 
     MODE 0  o[i, k] = sum_j e_ij,   e_ij = exp(-sum_c |a[i, k, c] - b[j, k, c]|)   (SELF and EXCL: no pair j = i)
     MODE 1  d[i, k, c] = -sum_j w_ij e_ij sign(a[i, k, c] - b[j, k, c]),  w_ij = g_a[i, k] (ROW_G) + g_b[j, k] (COL_G)
+    MODE 2  (second order) u_ij = sum_c sign(a[i, k, c] - b[j, k, c]) (p[i, k, c] - q[j, k, c]);
+            d[i, k, c] = sum_j w_ij e_ij u_ij sign(a[i, k, c] - b[j, k, c]);  dg[i, k] = -sum_j e_ij u_ij (G_OUT)
 
 Within a batch (a = b = m) the gradient is MODE 1 with both weights; with a reference batch the gradient of m is
-MODE 1 with g_a = g, and the reference's is the same kernel with the roles swapped (a = ref, b = m, g_b = g). Each
+MODE 1 with g_a = g, and the reference's is the same kernel with the roles swapped (a = ref, b = m, g_b = g). The
+second order (the backward of that backward, P and Q the incoming gradients of dm and dref) is MODE 2: within the batch
+a = b = m, p = q = P, both weights; with a reference, (a, b, p, q) = (m, ref, P, Q) with g_a = g for dm and dg, then
+(ref, m, Q, P) with g_b = g for dref (u is the same for the swapped pair: both its factors change sign). Each
 program owns its rows of the output: no atomics, deterministic. Sums in fp32 (fp64 for fp64); libdevice exp on the
 GPU, fp64 numpy under the interpreter (the _exp of kernels/bias_act.py).
 """
@@ -19,18 +24,19 @@ from torch.library import wrap_triton
 
 from .bias_act import _exp
 
-__all__ = ["forward", "backward"]
+__all__ = ["forward", "backward", "backward2"]
 
 
 @triton.jit
-def _md_kernel(a_ptr, b_ptr, ga_ptr, gb_ptr, out_ptr, NA, NB, K, C, MODE: tl.constexpr, SELF: tl.constexpr,
-               EXCL: tl.constexpr, ROW_G: tl.constexpr, COL_G: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr):
+def _md_kernel(a_ptr, b_ptr, ga_ptr, gb_ptr, out_ptr, p_ptr, q_ptr, dg_ptr, NA, NB, K, C, MODE: tl.constexpr,
+               SELF: tl.constexpr, EXCL: tl.constexpr, ROW_G: tl.constexpr, COL_G: tl.constexpr, G_OUT: tl.constexpr,
+               BI: tl.constexpr, BJ: tl.constexpr):
     k = tl.program_id(0).to(tl.int64)
     rows = tl.program_id(1).to(tl.int64) * BI + tl.arange(0, BI).to(tl.int64)
     row_ok = rows < NA
     a_row = a_ptr + (rows * K + k) * C  # the C values of a[i, k]
     acc = tl.zeros([BI], dtype=tl.float64 if a_ptr.dtype.element_ty == tl.float64 else tl.float32)
-    if MODE == 1:
+    if MODE >= 1:
         if ROW_G:
             ga = tl.load(ga_ptr + rows * K + k, mask=row_ok, other=0.0).to(acc.dtype)
     for j0 in range(0, NB, BJ):
@@ -50,6 +56,19 @@ def _md_kernel(a_ptr, b_ptr, ga_ptr, gb_ptr, out_ptr, NA, NB, K, C, MODE: tl.con
         if MODE == 0:
             acc += tl.sum(e, axis=1)
         else:
+            if MODE == 2:  # e_ij u_ij
+                u = tl.zeros([BI, BJ], dtype=acc.dtype)
+                for c in range(0, C):
+                    av = tl.load(a_row + c, mask=row_ok, other=0.0).to(acc.dtype)
+                    bv = tl.load(b_row + c, mask=col_ok, other=0.0).to(acc.dtype)
+                    pv = tl.load(p_ptr + (rows * K + k) * C + c, mask=row_ok, other=0.0).to(acc.dtype)
+                    qv = tl.load(q_ptr + (cols * K + k) * C + c, mask=col_ok, other=0.0).to(acc.dtype)
+                    df = av[:, None] - bv[None, :]
+                    sg = tl.where(df > 0.0, 1.0, tl.where(df < 0.0, -1.0, 0.0)).to(acc.dtype)
+                    u += sg * (pv[:, None] - qv[None, :])
+                e = e * u
+                if G_OUT:
+                    acc -= tl.sum(e, axis=1)
             w = tl.zeros([BI, BJ], dtype=acc.dtype)
             if ROW_G:
                 w += ga[:, None]
@@ -62,25 +81,31 @@ def _md_kernel(a_ptr, b_ptr, ga_ptr, gb_ptr, out_ptr, NA, NB, K, C, MODE: tl.con
                 bv = tl.load(b_row + c, mask=col_ok, other=0.0).to(acc.dtype)
                 df = av[:, None] - bv[None, :]
                 sg = tl.where(df > 0.0, 1.0, tl.where(df < 0.0, -1.0, 0.0)).to(acc.dtype)
-                part = -tl.sum(we * sg, axis=1)
+                part = tl.sum(we * sg, axis=1)
+                if MODE == 1:
+                    part = -part
                 o_ptr = out_ptr + (rows * K + k) * C + c
                 tl.store(o_ptr, tl.load(o_ptr, mask=row_ok, other=0.0) + part, mask=row_ok)
     if MODE == 0:
         tl.store(out_ptr + rows * K + k, acc, mask=row_ok)
+    if MODE == 2:
+        if G_OUT:
+            tl.store(dg_ptr + rows * K + k, acc, mask=row_ok)
 
 
 def _compute(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float64 if t.dtype == torch.float64 else torch.float32).contiguous()
 
 
-def _launch(mode, a, b, out, ga=None, gb=None, self_sum=False, excl=False):
+def _launch(mode, a, b, out, ga=None, gb=None, self_sum=False, excl=False, p=None, q=None, dg=None):
     NA, K, C = a.shape
     if NA == 0 or K == 0:
         return
     bi = bj = 16 if a.device.type == "cpu" else 32
     wrap_triton(_md_kernel)[(K, triton.cdiv(NA, bi))](
-        a, b, ga if ga is not None else a, gb if gb is not None else a, out, NA, b.shape[0], K, C, MODE=mode,
-        SELF=self_sum, EXCL=excl, ROW_G=ga is not None, COL_G=gb is not None, BI=bi, BJ=bj, num_warps=4)
+        a, b, ga if ga is not None else a, gb if gb is not None else a, out, p if p is not None else a,
+        q if q is not None else a, dg if dg is not None else a, NA, b.shape[0], K, C, MODE=mode, SELF=self_sum,
+        EXCL=excl, ROW_G=ga is not None, COL_G=gb is not None, G_OUT=dg is not None, BI=bi, BJ=bj, num_warps=4)
 
 
 def forward(m: torch.Tensor, ref: torch.Tensor | None, exclude_self: bool) -> torch.Tensor:
@@ -103,3 +128,17 @@ def backward(grad: torch.Tensor, m: torch.Tensor, ref: torch.Tensor | None) -> t
     _launch(1, a, r, dm, ga=g)
     _launch(1, r, a, dr, gb=g)
     return dm.to(m.dtype), dr.to(ref.dtype)
+
+
+def backward2(ggm: torch.Tensor, ggr: torch.Tensor | None, grad: torch.Tensor, m: torch.Tensor,
+              ref: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    a, g, p = _compute(m), _compute(grad), _compute(ggm)
+    dg, dm = torch.zeros_like(g), torch.zeros_like(a)
+    if ref is None:
+        _launch(2, a, a, dm, ga=g, gb=g, self_sum=True, p=p, q=p, dg=dg)
+        return dg.to(grad.dtype), dm.to(m.dtype), m.new_empty([0])
+    r, q = _compute(ref), _compute(ggr)
+    dr = torch.zeros_like(r)
+    _launch(2, a, r, dm, ga=g, p=p, q=q, dg=dg)
+    _launch(2, r, a, dr, gb=g, p=q, q=p)
+    return dg.to(grad.dtype), dm.to(m.dtype), dr.to(ref.dtype)

@@ -1,6 +1,7 @@
 """fastgan.minibatch_discrimination and the MinibatchDiscrimination / MinibatchStdDev modules against the broadcast
 reference: forward and gradients within the batch (with and without the self pairs) and against a reference batch,
-odd and unit batches, non-contiguous inputs, every dtype; gradcheck fp64; opcheck; second order raises; memory at
+odd and unit batches, non-contiguous inputs, every dtype; the second order (fp64, fp32) too; gradcheck and
+gradgradcheck fp64; opcheck of the three ops; third order raises; memory at
 B = 4096, K = 100, C = 5 (no timing); error paths."""
 import functools
 import importlib
@@ -52,20 +53,50 @@ def test_matches_reference(impl, dtype):
                 close(a, e, dtype, f"gradient #{k} {what}")
 
 
+def _second_order(fn, m, r, g, h):
+    """d/d(g, m, r) of <h, d<g, fn(m, r)>/d(m, r)>: the double backward a gradient penalty takes."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in ([g, m] if r is None else [g, m, r])]
+    o = fn(*leaves[1:])
+    first = torch.autograd.grad(o, leaves[1:], leaves[0], create_graph=True)
+    return [x.detach() for x in torch.autograd.grad(sum((a * b).sum() for a, b in zip(first, h)), leaves)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=lambda d: str(d).split(".")[-1])
 @pytest.mark.parametrize("impl", IMPLS)
-def test_gradcheck_and_second_order_raises(impl):
+def test_second_order_matches_reference(impl, dtype):
+    """fastgan::minibatch_disc_backward2 (the backward of the backward) vs autograd through the broadcast reference:
+    the gradients w.r.t. the upstream gradient g, m and the reference batch."""
+    device = IMPL_DEVICE[impl]
+    for B, R, K, C, noncontig in ((7, 5, 4, 3, False), (1, 3, 2, 5, False), (21, 17, 3, 2, False),
+                                  (9, 4, 3, 5, True), (0, 3, 2, 2, False)):
+        m = torch.randn(B, K, 2 * C if noncontig else C, device=device, dtype=torch.float64)
+        m = (m[:, :, ::2] if noncontig else m).to(dtype)
+        r = torch.randn(R, K, C, device=device, dtype=dtype)
+        for ref, excl in ((None, False), (None, True), (r, False)):
+            g = torch.randn(B, K, device=device, dtype=dtype)
+            h = [torch.randn_like(m)] + ([] if ref is None else [torch.randn_like(r)])
+            what = f"B={B} R={R} K={K} C={C} reference={ref is not None} exclude_self={excl} noncontig={noncontig}"
+            got = _second_order(lambda a, b=None: fastgan.minibatch_discrimination(a, b, excl, impl=impl), m, ref, g, h)
+            exp = _second_order(lambda a, b=None: reference.minibatch_disc(a, b, excl), m, ref, g, h)
+            for name, a, e in zip(("d/dg", "d/dm", "d/dref"), got, exp):
+                close(a, e, dtype, f"second order {name} {what}")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradcheck_gradgradcheck_and_third_order_raises(impl):
     device = IMPL_DEVICE[impl]
     m = torch.randn(6, 3, 2, device=device, dtype=torch.float64, requires_grad=True)
     r = torch.randn(4, 3, 2, device=device, dtype=torch.float64, requires_grad=True)
     fast = impl == "triton" and backend.triton_interpreter()
-    assert torch.autograd.gradcheck(lambda a: fastgan.minibatch_discrimination(a, impl=impl), (m,), fast_mode=fast)
-    assert torch.autograd.gradcheck(lambda a: fastgan.minibatch_discrimination(a, exclude_self=True, impl=impl),
-                                    (m,), fast_mode=fast)
-    assert torch.autograd.gradcheck(lambda a, b: fastgan.minibatch_discrimination(a, b, impl=impl), (m, r),
-                                    fast_mode=fast)
-    (g,) = torch.autograd.grad(fastgan.minibatch_discrimination(m, impl=impl).sum(), m, create_graph=True)
-    with pytest.raises(NotImplementedError, match="minibatch_discrimination: second-order derivatives"):
-        torch.autograd.grad(g.square().sum(), m)
+    for fn, args in ((lambda a: fastgan.minibatch_discrimination(a, impl=impl), (m,)),
+                     (lambda a: fastgan.minibatch_discrimination(a, exclude_self=True, impl=impl), (m,)),
+                     (lambda a, b: fastgan.minibatch_discrimination(a, b, impl=impl), (m, r))):
+        assert torch.autograd.gradcheck(fn, args, fast_mode=fast)
+        assert torch.autograd.gradgradcheck(fn, args, fast_mode=fast)
+    (g,) = torch.autograd.grad(fastgan.minibatch_discrimination(m, impl=impl).square().sum(), m, create_graph=True)
+    (h,) = torch.autograd.grad(g.square().sum(), m, create_graph=True)
+    with pytest.raises(NotImplementedError, match="minibatch_discrimination: third-order derivatives"):
+        torch.autograd.grad(h.sum(), m)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -82,6 +113,10 @@ def test_opcheck(impl):
     check(ns.minibatch_disc.default, (m, None, True))
     check(ns.minibatch_disc.default, (m, r, False))
     check(ns.minibatch_disc_backward.default, (torch.randn(5, 3, device=device), m.detach(), r.detach(), False))
+    g = torch.randn(5, 3, device=device)
+    check(ns.minibatch_disc_backward2.default, (torch.randn(5, 3, 2, device=device), None, g, m.detach(), None, False))
+    gg = (torch.randn(5, 3, 2, device=device), torch.randn(4, 3, 2, device=device))
+    check(ns.minibatch_disc_backward2.default, (*gg, g, m.detach(), r.detach(), False))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -179,6 +214,10 @@ def test_errors(impl):
         (lambda: fastgan.minibatch_discrimination(m, exclude_self=1, impl=impl), TypeError,
          "exclude_self: expected a bool"),
         (lambda: torch.ops.fastgan.minibatch_disc(m[0].cpu(), None, False), ValueError, "m: expected a 3-d tensor"),
+        (lambda: torch.ops.fastgan.minibatch_disc_backward2(m.cpu(), m.cpu(), m[:, :, 0].cpu(), m.cpu(), None, False),
+         ValueError, r"ggr: expected None within the batch"),
+        (lambda: torch.ops.fastgan.minibatch_disc_backward2(m[:, :, :1].cpu(), None, m[:, :, 0].cpu(), m.cpu(), None,
+                                                            False), ValueError, r"ggm: expected shape \[4, 3, 2\]"),
         (lambda: MinibatchDiscrimination(0), ValueError, "in_features: expected a positive int"),
     ]
     for fn, exc, msg in cases:

@@ -65,11 +65,13 @@ def test_fused_and_eager_twin_compute_the_same_gradients(model, monkeypatch):
     _assert_twin_gradients_equal(model, monkeypatch)
 
 
-@pytest.mark.parametrize("model", ["gan", "bigan", "lr"])
-@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+@pytest.mark.parametrize("model, update", [(m, u) for m in ("gan", "bigan", "lr")
+                                           for u in ("simultaneous", "alternating")]
+                         + [("improved", "alternating")])  # improved: a critic-family recipe, alternating only
 def test_r1_fused_and_eager_twin_gradients(model, update, monkeypatch):
     """The R1 penalty's double backward through fastgan's D layers vs the eager twin's, both update modes; for the
-    BiGAN on the joint input (x, E(x)) of D(x, z) (the joint_linear op's second derivative)."""
+    BiGAN on the joint input (x, E(x)) of D(x, z) (the joint_linear op's second derivative), for improved through
+    the minibatch-discrimination layer's."""
     _assert_twin_gradients_equal(model, monkeypatch, update=update, extra={"r1": 0.7})
 
 
@@ -261,6 +263,10 @@ def test_recipe_defaults_on_the_mixtures():
     assert mine.extra == {"r1": 0.1, "other": 1}
     assert TrainConfig.for_model("gan", data="gmm25").steps == 20000
     assert TrainConfig.for_model("gan", data="gmm8", extra={"r1": 0.0}).extra == {"r1": 0.0}
+    for model in ("gan", "bigan", "lr", "jlr"):  # R1 (gamma 1) on the cross-entropy D on mnist5k, not on digits
+        assert TrainConfig.for_model(model, data="mnist5k").extra == {"r1": 1.0}, model
+        assert "r1" not in TrainConfig.for_model(model, data="digits").extra, model
+    assert TrainConfig.for_model("ae-l2", data="mnist5k").extra == {}
     images = TrainConfig.for_model("gan")  # digits: the paper's settings
     assert (images.steps, images.lr, images.batch_size, images.update, images.extra) == (5000, 2e-4, 128,
                                                                                         "alternating", {})

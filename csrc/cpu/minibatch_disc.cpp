@@ -8,7 +8,12 @@
 // contributes exp(0) = 1 unless exclude_self. Backward, with g = dL/do:
 //   within the batch:  dL/dm_ikc = -sum_j (g_ik + g_jk) e_ijk sign(m_ikc - m_jkc)     (each pair once, both rows)
 //   reference batch:   dL/dm_ikc = -sum_j g_ik e_ijk sign(m_ikc - r_jkc),  dL/dr_jkc = +sum_i g_ik e_ijk sign(...)
-// (sign(0) = 0: the least-norm subgradient at ties). Memory O((B + R) K C) plus O(B) scratch per thread.
+// (sign(0) = 0: the least-norm subgradient at ties). Second order (the backward of the backward), with P = dL'/d(dm),
+// Q = dL'/d(dr) (Q = P within the batch), u_ij = sum_c sign(m_ic - r_jc) (P_ic - Q_jc) and w_ij = g_i (+ g_j within
+// the batch); sign' = 0 almost everywhere, so only e_ij is differentiated again:
+//   dL'/dg_i = -sum_j e_ij u_ij (within the batch the pair also adds to row j: u and e are symmetric there)
+//   dL'/dm_ic = sum_j w_ij e_ij u_ij sign(m_ic - r_jc),   dL'/d(r or m)_jc = -sum_i w_ij e_ij u_ij sign(m_ic - r_jc)
+// Memory O((B + R) K C) plus O(B) scratch per thread.
 // Compute type fp64 for fp64, else fp32; sums run in a fixed order (results do not depend on the thread count).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -74,19 +79,34 @@ void check_md(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool ex
   }
 }
 
+// The layouts the walks read, in the compute type T: m transposed per kernel (K, C, B), the other side likewise
+// (K, C, R; the same tensor within the batch) and m by rows (K, B, C).
+template <typename T>
+struct Layout {
+  bool self;
+  int64_t B, K, C, R;
+  at::Tensor mt, rt, mr;
+  Layout(const at::Tensor& m, const c10::optional<at::Tensor>& ref) {
+    const at::ScalarType ct = c10::CppTypeToScalarType<T>::value;
+    self = !(ref.has_value() && ref->defined());
+    B = m.size(0), K = m.size(1), C = m.size(2);
+    mt = m.to(ct).permute({1, 2, 0}).contiguous();
+    rt = self ? mt : ref->to(ct).permute({1, 2, 0}).contiguous();
+    mr = m.to(ct).permute({1, 0, 2}).contiguous();
+    R = rt.size(2);
+  }
+};
+
 template <typename T>
 at::Tensor forward_impl(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
   const at::ScalarType ct = c10::CppTypeToScalarType<T>::value;
-  const bool self = !(ref.has_value() && ref->defined());
-  const int64_t B = m.size(0), K = m.size(1), C = m.size(2);
-  const at::Tensor mt = m.to(ct).permute({1, 2, 0}).contiguous();                    // (K, C, B)
-  const at::Tensor rt = self ? mt : ref->to(ct).permute({1, 2, 0}).contiguous();    // (K, C, R)
-  const at::Tensor mr = m.to(ct).permute({1, 0, 2}).contiguous();                    // (K, B, C): rows of one k
-  const int64_t R = rt.size(2);
+  const Layout<T> L(m, ref);
+  const bool self = L.self;
+  const int64_t B = L.B, K = L.K, C = L.C, R = L.R;
   at::Tensor ok = at::zeros({K, B}, m.options().dtype(ct));
-  const T* pmt = mt.data_ptr<T>();
-  const T* prt = rt.data_ptr<T>();
-  const T* pmr = mr.data_ptr<T>();
+  const T* pmt = L.mt.template data_ptr<T>();
+  const T* prt = L.rt.template data_ptr<T>();
+  const T* pmr = L.mr.template data_ptr<T>();
   T* pok = ok.data_ptr<T>();
   at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
     std::vector<T> e(std::max<int64_t>(B, R));
@@ -114,18 +134,15 @@ template <typename T>
 std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad, const at::Tensor& m,
                                                  const c10::optional<at::Tensor>& ref) {
   const at::ScalarType ct = c10::CppTypeToScalarType<T>::value;
-  const bool self = !(ref.has_value() && ref->defined());
-  const int64_t B = m.size(0), K = m.size(1), C = m.size(2);
-  const at::Tensor mt = m.to(ct).permute({1, 2, 0}).contiguous();                    // (K, C, B)
-  const at::Tensor rt = self ? mt : ref->to(ct).permute({1, 2, 0}).contiguous();    // (K, C, R)
-  const at::Tensor mr = m.to(ct).permute({1, 0, 2}).contiguous();                    // (K, B, C)
+  const Layout<T> L(m, ref);
+  const bool self = L.self;
+  const int64_t B = L.B, K = L.K, C = L.C, R = L.R;
   const at::Tensor gt = grad.to(ct).t().contiguous();                                 // (K, B)
-  const int64_t R = rt.size(2);
-  at::Tensor dmt = at::zeros({K, C, B}, mt.options());  // dL/dm, transposed like mt
-  at::Tensor drt = at::zeros({K, C, self ? 0 : R}, mt.options());
-  const T* pmt = mt.data_ptr<T>();
-  const T* prt = rt.data_ptr<T>();
-  const T* pmr = mr.data_ptr<T>();
+  at::Tensor dmt = at::zeros({K, C, B}, L.mt.options());  // dL/dm, transposed like mt
+  at::Tensor drt = at::zeros({K, C, self ? 0 : R}, L.mt.options());
+  const T* pmt = L.mt.template data_ptr<T>();
+  const T* prt = L.rt.template data_ptr<T>();
+  const T* pmr = L.mr.template data_ptr<T>();
   const T* pg = gt.data_ptr<T>();
   T* pdm = dmt.data_ptr<T>();
   T* pdr = self ? nullptr : drt.data_ptr<T>();
@@ -158,6 +175,76 @@ std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad, const a
   return {dm, dr};
 }
 
+template <typename T>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward2_impl(const at::Tensor& ggm,
+                                                              const c10::optional<at::Tensor>& ggr,
+                                                              const at::Tensor& grad, const at::Tensor& m,
+                                                              const c10::optional<at::Tensor>& ref) {
+  const at::ScalarType ct = c10::CppTypeToScalarType<T>::value;
+  const Layout<T> L(m, ref);
+  const bool self = L.self;
+  const int64_t B = L.B, K = L.K, C = L.C, R = L.R;
+  const at::Tensor pr = ggm.to(ct).permute({1, 0, 2}).contiguous();                  // (K, B, C): P by rows
+  const at::Tensor qt = (self ? ggm : *ggr).to(ct).permute({1, 2, 0}).contiguous();  // (K, C, B or R): Q like rt
+  const at::Tensor gt = grad.to(ct).t().contiguous();                                 // (K, B)
+  at::Tensor dgt = at::zeros({K, B}, L.mt.options());
+  at::Tensor dmt = at::zeros({K, C, B}, L.mt.options());
+  at::Tensor drt = at::zeros({K, C, self ? 0 : R}, L.mt.options());
+  const T* pmt = L.mt.template data_ptr<T>();
+  const T* prt = L.rt.template data_ptr<T>();
+  const T* pmr = L.mr.template data_ptr<T>();
+  const T* ppr = pr.data_ptr<T>();
+  const T* pqt = qt.data_ptr<T>();
+  const T* pg = gt.data_ptr<T>();
+  T* pdg = dgt.data_ptr<T>();
+  T* pdm = dmt.data_ptr<T>();
+  T* pdr = self ? nullptr : drt.data_ptr<T>();
+  at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+    const int64_t n_max = std::max<int64_t>(B, R);
+    std::vector<T> e(n_max), u(n_max);
+    for (int64_t k = k0; k < k1; ++k) {
+      const T* g = pg + k * B;
+      T* dg = pdg + k * B;
+      for (int64_t i = 0; i < B; ++i) {
+        const T* mi = pmr + (k * B + i) * C;
+        const T* pi = ppr + (k * B + i) * C;
+        const int64_t j0 = self ? i + 1 : 0, n = self ? B - i - 1 : R, ld = self ? B : R;
+        const T* other = (self ? pmt + k * C * B : prt + k * C * R) + j0;
+        const T* q = pqt + k * C * ld + j0;
+        pair_exp(mi, other, ld, C, n, e.data());
+        for (int64_t j = 0; j < n; ++j) u[j] = T(0);
+        for (int64_t c = 0; c < C; ++c) {  // u_ij
+          const T v = mi[c], p = pi[c];
+          const T* __restrict r = other + c * ld;
+          const T* __restrict qc = q + c * ld;
+          for (int64_t j = 0; j < n; ++j) {
+            const T df = v - r[j];
+            u[j] += T((df > T(0)) - (df < T(0))) * (p - qc[j]);
+          }
+        }
+        for (int64_t j = 0; j < n; ++j) u[j] *= e[j];  // e_ij u_ij
+        dg[i] -= lane_sum(u.data(), n);
+        if (self) {
+          T* __restrict dgj = dg + j0;
+          const T* __restrict gj = g + j0;
+          for (int64_t j = 0; j < n; ++j) {
+            dgj[j] -= u[j];
+            e[j] = -(g[i] + gj[j]) * u[j];  // -w_ij e_ij u_ij: signed_pass adds its weights to the other side
+          }
+        } else {
+          for (int64_t j = 0; j < n; ++j) e[j] = -g[i] * u[j];
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          pdm[(k * C + c) * B + i] -= signed_pass(mi[c], other + c * ld, e.data(), n,
+                                                  self ? pdm + (k * C + c) * B + j0 : pdr + (k * C + c) * R);
+        }
+      }
+    }
+  });
+  return {dgt.t().to(grad.scalar_type()).contiguous(), dmt.permute({2, 0, 1}).to(m.scalar_type()).contiguous(),
+          self ? m.new_empty({0}) : drt.permute({2, 0, 1}).to(ref->scalar_type()).contiguous()};
+}
+
 at::Tensor minibatch_disc_cpu(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
   check_md(m, ref, exclude_self);
   if (m.scalar_type() == at::kDouble) return forward_impl<double>(m, ref, exclude_self);
@@ -175,11 +262,34 @@ std::tuple<at::Tensor, at::Tensor> minibatch_disc_backward_cpu(const at::Tensor&
   return backward_impl<float>(grad, m, ref);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> minibatch_disc_backward2_cpu(
+    const at::Tensor& ggm, const c10::optional<at::Tensor>& ggr, const at::Tensor& grad, const at::Tensor& m,
+    const c10::optional<at::Tensor>& ref, bool exclude_self) {
+  check_md(m, ref, exclude_self);
+  check_like(grad, "grad", m, "m");
+  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == m.size(0) && grad.size(1) == m.size(1), "grad: expected shape (",
+                    m.size(0), ", ", m.size(1), "), got ", grad.sizes());
+  check_like(ggm, "ggm", m, "m");
+  TORCH_CHECK_VALUE(ggm.sizes() == m.sizes(), "ggm: expected shape ", m.sizes(), " like m, got ", ggm.sizes());
+  const bool self = !(ref.has_value() && ref->defined());
+  const bool has_ggr = ggr.has_value() && ggr->defined();
+  TORCH_CHECK_VALUE(self != has_ggr, "ggr: expected ", self ? "None within the batch (ref None)" :
+                    "a tensor like ref", ", got ", has_ggr ? "a tensor" : "None");
+  if (has_ggr) {
+    check_like(*ggr, "ggr", m, "m");
+    TORCH_CHECK_VALUE(ggr->sizes() == ref->sizes(), "ggr: expected shape ", ref->sizes(), " like ref, got ",
+                      ggr->sizes());
+  }
+  if (m.scalar_type() == at::kDouble) return backward2_impl<double>(ggm, ggr, grad, m, ref);
+  return backward2_impl<float>(ggm, ggr, grad, m, ref);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
   m.impl("minibatch_disc", &minibatch_disc_cpu);
   m.impl("minibatch_disc_backward", &minibatch_disc_backward_cpu);
+  m.impl("minibatch_disc_backward2", &minibatch_disc_backward2_cpu);
 }
 
 }  // namespace fastgan
