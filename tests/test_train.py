@@ -267,6 +267,9 @@ def test_recipe_defaults_on_the_mixtures():
         assert TrainConfig.for_model(model, data="mnist5k").extra == {"r1": 1.0}, model
         assert "r1" not in TrainConfig.for_model(model, data="digits").extra, model
     assert TrainConfig.for_model("ae-l2", data="mnist5k").extra == {}
+    imp = TrainConfig.for_model("improved", data="gmm8")
+    assert (imp.lr, imp.batch_size, imp.extra) == (1e-3, 256, {"r1": 0.1})
+    assert TrainConfig.for_model("improved", data="digits").extra == {}
     images = TrainConfig.for_model("gan")  # digits: the paper's settings
     assert (images.steps, images.lr, images.batch_size, images.update, images.extra) == (5000, 2e-4, 128,
                                                                                         "alternating", {})

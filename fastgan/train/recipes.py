@@ -610,7 +610,9 @@ class Improved(CriticGAN):
 
     name = "improved"
     options = ("feature_matching", "r1")
-    data_defaults: dict = {}
+    # gmm8: lr 1e-3, batch 256 and R1 (gamma 0.1) on D: 8/8 modes, 70 % high-quality (seed 0, 5000 steps); the
+    # paper's settings gave 5/8 (6.8 %). gmm25 keeps the paper's (not measured with these)
+    data_defaults = {"gmm8": dict(lr=1e-3, batch_size=256, extra={"r1": 0.1})}
 
     def critic(self, x_dim):
         return ImprovedDiscriminator(x_dim, self.hidden, impl=self.kw["impl"], eager=self.kw["eager"],
