@@ -24,7 +24,7 @@ PTR_ARGS = {
     "bias_act": ("out_ptr", "ref_ptr", "g_ptr", "gg_ptr", "b_ptr", "part_ptr"),
     "mmd": ("a_ptr", "b_ptr", "na_ptr", "nb_ptr", "p_ptr", "w_ptr", "val_ptr", "g_ptr", "g2_ptr", "pu_ptr", "qv_ptr",
             "pa_ptr", "qb_ptr"),
-    "minibatch_disc": ("a_ptr", "b_ptr", "ga_ptr", "gb_ptr", "out_ptr"),
+    "minibatch_disc": ("a_ptr", "b_ptr", "ga_ptr", "gb_ptr", "out_ptr", "p_ptr", "q_ptr", "dg_ptr"),
 }
 KERNELS = {"joint_linear": joint_linear._joint_mm_kernel, "bias_act": bias_act._bias_act_kernel,
            "mmd": mmd._pair_rows_kernel, "minibatch_disc": minibatch_disc._md_kernel}
@@ -64,12 +64,15 @@ def variants():
                     yield (f"mmd {dt} {kname} mode={mode}", mmd._pair_rows_kernel, dt, mmd_scalars, consts,
                            dict(num_warps=warps))
             md_scalars = dict.fromkeys(("NA", "NB", "K", "C"), "i64")
-            for mode, self_sum, excl, row_g, col_g in ((0, True, True, False, False), (0, False, False, False, False),
-                                                       (1, True, False, True, True), (1, False, False, True, False),
-                                                       (1, False, False, False, True)):
-                consts = dict(MODE=mode, SELF=self_sum, EXCL=excl, ROW_G=row_g, COL_G=col_g, BI=32, BJ=32)
-                yield (f"minibatch_disc {dt} mode={mode} self={self_sum}", minibatch_disc._md_kernel, dt, md_scalars,
-                       consts, dict(num_warps=4))
+            # (MODE, SELF, EXCL, ROW_G, COL_G, G_OUT): forward, backward, second order (the launches of the wrappers)
+            for mode, self_sum, excl, row_g, col_g, g_out in (
+                    (0, True, True, False, False, False), (0, False, False, False, False, False),
+                    (1, True, False, True, True, False), (1, False, False, True, False, False),
+                    (1, False, False, False, True, False), (2, True, False, True, True, True),
+                    (2, False, False, True, False, True), (2, False, False, False, True, False)):
+                consts = dict(MODE=mode, SELF=self_sum, EXCL=excl, ROW_G=row_g, COL_G=col_g, G_OUT=g_out, BI=32, BJ=32)
+                yield (f"minibatch_disc {dt} mode={mode} self={self_sum} row_g={row_g}", minibatch_disc._md_kernel,
+                       dt, md_scalars, consts, dict(num_warps=4))
 
 
 def main() -> int:

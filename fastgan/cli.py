@@ -224,7 +224,7 @@ def _train_args(p, steps_default_note: str) -> None:
                    help="GAN G: ns (non-saturating) | minimax; BiGAN G/E: ns = inverse (Lambda) | minimax")
     p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
                    help="gan, bigan, lr, jlr, improved: the R1 penalty weight on D (bigan: on the joint "
-                        "(x, E(x))); default 0, 1 on mnist5k (gan: 0.1 on gmm8 / gmm25)")
+                        "(x, E(x))); default 0, 1 on mnist5k (gan: 0.1 on gmm8 / gmm25; improved: 0.1 on gmm8)")
     p.add_argument("--feature-matching", action="store_true",
                    help="improved: train G by feature matching instead of the non-saturating loss")
     p.add_argument("--seed", type=int, default=0)

@@ -1,7 +1,7 @@
 """fastgan.gradient_penalty: WGAN-GP, R1 and R2 on critics built of fastgan ops (MLP, the BiGAN joint D(x, z), a
 DCGAN-style conv critic with bias_act) against an eager penalty on the eager twin critic — the penalty and every
 parameter gradient to 1e-10 (fp64); skipping the inner weight gradients changes nothing; the GradScaler recipe; bf16
-autocast; ops without second derivatives raise naming themselves; errors."""
+autocast; through minibatch discrimination (its second-order op) equal to the broadcast reference; errors."""
 import pytest
 import torch
 
@@ -108,17 +108,26 @@ def test_bf16_autocast():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in weights)
 
 
-def test_op_without_second_order_raises():
+@pytest.mark.parametrize("kind", ["wgan-gp", "r1"])
+def test_penalty_through_minibatch_discrimination(kind):
+    """The penalty's parameter gradients through the fused layer (fastgan::minibatch_disc_backward2) equal those
+    through the broadcast reference (fp64, 1e-10)."""
     torch.manual_seed(0)
-    layer = MinibatchDiscrimination(6, kernels=3, kernel_dim=2)
-    head = torch.nn.Linear(9, 1)
+    real, fake = torch.randn(7, 6, dtype=torch.float64), torch.randn(7, 6, dtype=torch.float64)
+    grads = []
+    for impl in (None, "reference"):
+        torch.manual_seed(1)
+        layer = MinibatchDiscrimination(6, kernels=3, kernel_dim=2, impl=impl).double()
+        head = torch.nn.Linear(9, 1).double()
 
-    def critic(x):
-        return head(layer(x)).squeeze(1)
+        def critic(x):
+            return head(layer(x)).squeeze(1)
 
-    p = fastgan.gradient_penalty(critic, torch.randn(4, 6), torch.randn(4, 6))
-    with pytest.raises(NotImplementedError, match="minibatch_discrimination: second-order derivatives"):
-        p.backward()
+        p = fastgan.gradient_penalty(critic, real, fake, kind=kind, generator=torch.Generator().manual_seed(0))
+        grads.append([p.detach(), *torch.autograd.grad(p, [layer.T, head.weight])])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert grads[0][1].abs().max() > 0
 
 
 def test_errors():

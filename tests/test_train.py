@@ -65,7 +65,7 @@ def test_fused_and_eager_twin_compute_the_same_gradients(model, monkeypatch):
     _assert_twin_gradients_equal(model, monkeypatch)
 
 
-@pytest.mark.parametrize("model, update", [(m, u) for m in ("gan", "bigan", "lr")
+@pytest.mark.parametrize("model, update", [(m, u) for m in ("gan", "bigan", "lr", "jlr")
                                            for u in ("simultaneous", "alternating")]
                          + [("improved", "alternating")])  # improved: a critic-family recipe, alternating only
 def test_r1_fused_and_eager_twin_gradients(model, update, monkeypatch):

@@ -311,7 +311,7 @@ class LatentRegressor(GAN):
     data_defaults = {"mnist5k": dict(extra={"r1": MNIST_R1})}  # a Table-1 baseline: the same D as gan / bigan
     joint = False
     groups = {"D": ("D",), "G": ("G",), "E": ("E",)}
-    options = ("encoder_out", "reg_weight")
+    options = ("encoder_out",)
 
     def build(self, x_dim, z_dim):
         return {**super().build(x_dim, z_dim),
@@ -353,6 +353,7 @@ class LatentRegressor(GAN):
 class JointLatentRegressor(LatentRegressor):
     name = "jlr"
     joint = True
+    options = ("reg_weight",)  # the regression loss's weight in G's objective
 
 
 class AutoEncoder(Recipe):
