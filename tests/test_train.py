@@ -406,7 +406,7 @@ def test_table1_over_seeds_and_resume(tmp_path):
     from fastgan.train import format_table, run_table1
     from fastgan.train.table1 import PAPER_MNIST
 
-    cfg = tiny(model="bigan", steps=2, out=str(tmp_path / "t"))
+    cfg = tiny(model="bigan", steps=2, out=str(tmp_path / "t"), extra={"r1": 0.5})  # as bigan's mnist5k defaults
     methods = (("BiGAN", "bigan"), ("AE (l2)", "ae-l2"))
     rows = run_table1(cfg, methods=methods, seeds=[0, 1])
     for label, model in methods:
@@ -416,6 +416,8 @@ def test_table1_over_seeds_and_resume(tmp_path):
         assert math.isclose(r["1nn_accuracy"], sum(accs) / 2) and r["1nn_accuracy_std"] >= 0
         for s in (0, 1):
             assert (tmp_path / "t" / f"{model}-seed{s}" / "checkpoint.pt").is_file()
+            run_cfg = json.loads((tmp_path / "t" / f"{model}-seed{s}" / "config.json").read_text())
+            assert run_cfg["extra"] == ({"r1": 0.5} if model == "bigan" else {})  # the AE has no D to penalise
     text = format_table(rows, paper=PAPER_MNIST)
     assert "+-" in text and "97.39" in text and "raw input" in text
     # a finished table resumed: every run is read back (evaluated, not trained), the same figures

@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import data as data_mod
 from .. import eval as ev
 from .config import TrainConfig
+from .recipes import RECIPES
 from .trainer import Trainer
 
 __all__ = ["METHODS", "PAPER_MNIST", "format_table", "run_table1"]
@@ -55,7 +56,9 @@ def run_table1(cfg: TrainConfig, methods=METHODS, split=None, seeds=None, resume
     {label: summary} (fastgan.train.table1.summarise: means, stds, per-seed results); also writes table1.json under
     cfg.out (one sub-directory per method and seed: <model> for one seed, <model>-seed<S> for several).
     resume=True: a method's directory that holds a checkpoint is resumed (Trainer(resume=True): the same
-    configuration is required; a finished run is only evaluated), so an interrupted table continues where it was."""
+    configuration is required; a finished run is only evaluated), so an interrupted table continues where it was.
+    cfg.extra's options go to the methods that read them (R1 on the discriminators of bigan / gan / lr / jlr, not to
+    the autoencoders, which have none)."""
     seeds = _seeds(seeds, cfg)
     split = split if split is not None else data_mod.load(cfg.data, seed=cfg.seed)
     if split.train_y is None:
@@ -66,8 +69,12 @@ def run_table1(cfg: TrainConfig, methods=METHODS, split=None, seeds=None, resume
             return None
         return str(Path(cfg.out) / (model if len(seeds) == 1 else f"{model}-seed{seed}"))
 
-    runs = {label: [dataclasses.replace(cfg, model=model, seed=s, out=out(model, s), eval_at_end=True).validate()
-                    for s in seeds] for label, model in methods}  # all validated up front
+    def method_cfg(model, s):
+        extra = {k: v for k, v in cfg.extra.items() if k in RECIPES[model].known_options()}
+        return dataclasses.replace(cfg, model=model, seed=s, out=out(model, s), eval_at_end=True,
+                                   extra=extra).validate()
+
+    runs = {label: [method_cfg(model, s) for s in seeds] for label, model in methods}  # all validated up front
     rows = {"raw input": {"1nn_accuracy": ev.one_nn_accuracy(split.train_x, split.train_y, split.test_x,
                                                               split.test_y)}}
     def train(c):
