@@ -108,13 +108,15 @@ def _tiles(M: int, N: int, K: int, dtype: torch.dtype, interpret: bool) -> tuple
 def matmul_act(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor | None, b2: torch.Tensor | None,
                bias: torch.Tensor | None, act_id: int, alpha: float, gain: float) -> torch.Tensor:
     """act(a1 @ b1 (+ a2 @ b2) + bias) * gain: a1 (M, K1), b1 (K1, N), a2 (M, K2), b2 (K2, N), bias (N,), any strides
-    (a transposed view costs nothing). Returns a new contiguous (M, N) tensor of a1's dtype. No autograd here."""
+    (a transposed view costs nothing; a strided bias is made contiguous, N elements). Returns a new contiguous (M, N)
+    tensor of a1's dtype. No autograd here."""
     M, K1 = a1.shape
     N = b1.shape[1]
     out = torch.empty((M, N), dtype=a1.dtype, device=a1.device)
     if M == 0 or N == 0:
         return out
     has_2 = a2 is not None and a2.shape[1] > 0
+    bias = bias.contiguous() if bias is not None else None  # the kernel reads bias[n] at unit stride
     if not has_2:
         a2, b2 = a1, b1
     interpret = a1.device.type == "cpu"

@@ -57,9 +57,10 @@ def _run(impl, x, b, dim, act, clamp, alpha=None, gain=None):
 
 def _three_orders(impl, x0, b0, dim, act, clamp, gy0, w0):
     """y; (dx, db, d(gy)...) first order; second-order grads of a penalty-like function of (dx, db)."""
-    x = x0.detach().clone().requires_grad_(True)
-    b = None if b0 is None else b0.detach().clone().requires_grad_(True)
-    gy = gy0.detach().clone().requires_grad_(True)
+    # detach, not clone: a clone of a non-dense view is contiguous, and the strides are part of what is tested
+    x = x0.detach().requires_grad_(True)
+    b = None if b0 is None else b0.detach().requires_grad_(True)
+    gy = gy0.detach().requires_grad_(True)
     y = _run(impl, x, b, dim, act, clamp)
     inputs = [x] + ([b] if b is not None else [])
     grads = torch.autograd.grad(y, inputs, gy, create_graph=True)

@@ -24,15 +24,16 @@ def _inputs(n, i, zd, o, device, dtype, bias=True, noncontig=False):
         return t
     x, z = r(n, i), r(n, zd)
     w, u = r(o, i) / max(i, 1) ** 0.5, r(o, zd) / max(zd, 1) ** 0.5
-    if noncontig:  # transposed storage for the weights and a strided x
+    if noncontig:  # transposed storage for the weights, strided x, z and bias
         w = r(i, o).t() / max(i, 1) ** 0.5
-        x = r(n, 2 * i)[:, ::2]
-    b = r(o) if bias else None
+        x, z = r(n, 2 * i)[:, ::2], r(n, 2 * zd)[:, ::2]
+    b = (r(2 * o)[::2] if noncontig else r(o)) if bias else None
     return [x, z, w, u, b]
 
 
 def _orders(impl, ins, act, alpha, gain):
-    ins = [None if t is None else t.detach().clone().requires_grad_(True) for t in ins]
+    # detach, not clone: a clone of a strided view is contiguous, and the strides are what is tested
+    ins = [None if t is None else t.detach().requires_grad_(True) for t in ins]
     if impl == "reference":
         y = reference.joint_linear(*ins, act, alpha, gain)
     else:

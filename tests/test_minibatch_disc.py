@@ -27,7 +27,7 @@ DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 
 def _grads(fn, m, r, g):
     leaves = [m] if r is None else [m, r]
-    leaves = [t.detach().clone().requires_grad_(True) for t in leaves]
+    leaves = [t.detach().requires_grad_(True) for t in leaves]
     o = fn(*leaves) if r is not None else fn(leaves[0])
     return o.detach(), [x.detach() for x in torch.autograd.grad(o, leaves, g)]
 
@@ -55,7 +55,7 @@ def test_matches_reference(impl, dtype):
 
 def _second_order(fn, m, r, g, h):
     """d/d(g, m, r) of <h, d<g, fn(m, r)>/d(m, r)>: the double backward a gradient penalty takes."""
-    leaves = [t.detach().clone().requires_grad_(True) for t in ([g, m] if r is None else [g, m, r])]
+    leaves = [t.detach().requires_grad_(True) for t in ([g, m] if r is None else [g, m, r])]
     o = fn(*leaves[1:])
     first = torch.autograd.grad(o, leaves[1:], leaves[0], create_graph=True)
     return [x.detach() for x in torch.autograd.grad(sum((a * b).sum() for a, b in zip(first, h)), leaves)]

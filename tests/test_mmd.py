@@ -40,7 +40,7 @@ def _points(n, d, device, dtype, shift=0.0, noncontig=False):
 def _sum_and_grads(fn, x, y, orders=2):
     """(value, [dS/dx, dS/dy], [d<g, dS/dx...>/dx, ...]) with a fixed random cotangent for the second order."""
     leaves = [x] if y is None else [x, y]
-    leaves = [t.detach().clone().requires_grad_(True) for t in leaves]
+    leaves = [t.detach().requires_grad_(True) for t in leaves]  # not clone: that would make a strided view contiguous
     s = fn(*leaves) if y is not None else fn(leaves[0])
     g1 = torch.autograd.grad(s, leaves, create_graph=orders > 1)
     if orders < 2:
