@@ -2,7 +2,7 @@
 
 C++ CPU kernels are always built; CUDA kernels when torch has CUDA and nvcc is found. Environment switches:
   FASTGAN_CUDA=0|1          force the CUDA kernels off / on (default: auto)
-  FASTGAN_CUDA_ARCHS="80;90" compute capabilities to build for (default "80;90")
+  FASTGAN_CUDA_ARCHS="80;90" compute capabilities to build SASS for (default "80;90"), plus PTX for the newest
   FASTGAN_CPU_ARCH=native   -march for the CPU kernels ("native" by default: the extension is built on the machine
                             that runs it; set "" or "x86-64-v2" etc. for a portable build)
   MAX_JOBS                  parallel compile jobs (default: cores, capped so each job has ~4 GB of memory)
@@ -80,9 +80,11 @@ def extensions():
         cxx.append(f'-DFASTGAN_CUDA_ARCHS_STR="{";".join(archs)}"')
         nvcc = ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-std=c++20"]
         nvcc += [f'-DFASTGAN_CUDA_ARCHS_STR="{";".join(archs)}"', f'-DFASTGAN_CPU_ARCH_STR="{cpu_arch or "generic"}"']
-        for a in archs:
-            a = a.replace(".", "")
+        archs = [a.replace(".", "") for a in archs]
+        for a in archs:  # SASS for every arch ...
             nvcc += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
+        newest = max(archs, key=lambda a: int(a.rstrip("a")))  # ... and PTX for the newest: later GPUs JIT it
+        nvcc += ["-gencode", f"arch=compute_{newest},code=compute_{newest}"]
         return [CUDAExtension(sources=sources, define_macros=define_macros,
                               extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs)]
     return [CppExtension(sources=sources, define_macros=define_macros, extra_compile_args={"cxx": cxx}, **kwargs)]

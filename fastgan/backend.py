@@ -4,8 +4,11 @@
 (`with fastgan.use_backend("triton"):`) or per process (environment variable FASTGAN_BACKEND); the default is auto.
 
 - An implementation that was asked for and cannot run raises RuntimeError with the reason.
-- auto picks cuda on CUDA tensors (Triton if the CUDA kernels were not built), cpp on CPU tensors; if its choice
-  cannot run it falls back to the next one (at last the pure-PyTorch reference) and warns once per cause.
+- auto picks cpp on CPU tensors and, on CUDA tensors, per op from one table (AUTO_CUDA: the CUDA or the Triton kernel,
+  each entry marked measured or not yet); if its choice cannot run it falls back to the next one (the other kernel
+  family, at last the pure-PyTorch reference) and warns once per cause.
+- cuda runs where fastgan._C was built with CUDA kernels for the device: SASS for every built arch (a device of the
+  same major and at least that minor runs it) and PTX for the newest (newer devices JIT it).
 - Triton runs on CUDA tensors, and on CPU tensors only under the interpreter (TRITON_INTERPRET=1 set before
   triton is imported; that is how CI tests the Triton kernels).
 """
@@ -17,6 +20,7 @@ import functools
 import importlib.util
 import os
 import warnings
+from typing import NamedTuple
 
 import torch
 
@@ -24,7 +28,29 @@ from . import _ext
 
 IMPLS = ("auto", "reference", "cpp", "triton", "cuda")
 _scoped: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastgan_backend", default=None)
-_AUTO_ORDER = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpp", "reference")}
+
+
+class AutoChoice(NamedTuple):
+    first: str  # "cuda" | "triton": tried first on CUDA tensors (then the other, then the reference)
+    measured: str | None  # where the choice was measured (a bench/results file), None: chosen by reasoning
+    why: str
+
+
+# auto on CUDA tensors, per op (the names ops pass to resolve). bench/gpu.sh measures every op on both kernel families
+# at its quick shapes and prints this table from the measurement (bench/results/gpu-auto.md): copy it here.
+AUTO_CUDA = {
+    "bias_act": AutoChoice("cuda", None, "element-wise and bandwidth-bound: the CUDA kernel's 128-bit vector "
+                                         "loads and grid-stride loop; Triton's blocked layout is no faster"),
+    "joint_linear": AutoChoice("cuda", None, "two cuBLAS GEMMs (tensor cores, TF32 as torch allows) and the fused "
+                                             "bias_act epilogue; the Triton kernel fuses the epilogue into one "
+                                             "tl.dot GEMM but cuBLAS is the stronger GEMM"),
+    "kernel_sum": AutoChoice("triton", None, "the pair dot products as tl.dot tiles (IEEE fp32) with the kernel "
+                                             "values in registers; the CUDA kernel computes them with SIMT FMAs"),
+    "minibatch_discrimination": AutoChoice("cuda", None, "an l1 distance per pair and feature (no GEMM): SIMT either "
+                                                         "way; the CUDA kernel keeps the reference tile in shared "
+                                                         "memory"),
+}
+_AUTO_CPU = ("cpp", "reference")
 _warned: set = set()
 _resolved: dict = {}
 
@@ -81,8 +107,11 @@ def why_not(impl: str, device_type: str) -> str | None:
             return f"the cuda backend runs on CUDA tensors, got {device_type} tensors"
         if _ext.error():
             return _ext.error()
-        if not _ext.build_info()["cuda"]:
+        info = _ext.build_info()
+        if not info["cuda"]:
             return "fastgan._C was built without CUDA kernels (torch without CUDA, or nvcc not found, or FASTGAN_CUDA=0)"
+        if torch.cuda.is_available():
+            return arch_mismatch(torch.cuda.get_device_capability(), info["cuda_archs"])
         return None
     if impl == "triton":
         err = _triton_error()
@@ -96,7 +125,40 @@ def why_not(impl: str, device_type: str) -> str | None:
     raise ValueError(f"impl: expected one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
 
 
+def _archs(archs: str) -> list[tuple[int, int]]:
+    out = []
+    for a in archs.replace(",", ";").split(";"):
+        a = a.strip().replace(".", "").rstrip("a")  # "90", "9.0", "90a"
+        if a.isdigit() and len(a) >= 2:
+            out.append((int(a[:-1]), int(a[-1])))
+    return sorted(out)
+
+
+def arch_mismatch(capability: tuple[int, int], archs: str) -> str | None:
+    """None if kernels built for `archs` ("80;90": SASS for each, PTX for the newest) run on a device of compute
+    capability `capability`, else why not, naming both."""
+    built = _archs(archs)
+    if not built:
+        return f"fastgan._C names no CUDA archs it was built for ({archs!r})"
+    major, minor = capability
+    if any(a[0] == major and a[1] <= minor for a in built) or tuple(capability) >= built[-1]:
+        return None
+    return (f"fastgan._C has CUDA kernels for compute capability {', '.join(f'{a}.{b}' for a, b in built)} (PTX for "
+            f"{built[-1][0]}.{built[-1][1]}), this device is {major}.{minor}: rebuild with "
+            f"FASTGAN_CUDA_ARCHS=\"{major}{minor}\"")
+
+
 _ALL = frozenset(IMPLS)
+
+
+def auto_order(device_type: str, op: str) -> tuple[str, ...]:
+    """The candidates auto tries for `op` on tensors of `device_type`, in order."""
+    if device_type == "cpu":
+        return _AUTO_CPU
+    if device_type == "cuda":
+        first = AUTO_CUDA[op].first if op in AUTO_CUDA else "cuda"
+        return (first, "triton" if first == "cuda" else "cuda", "reference")
+    return ("reference",)
 
 
 def resolve(impl: str | None, device: torch.device | str, op: str, implemented: frozenset = _ALL) -> str:
@@ -119,13 +181,13 @@ def resolve(impl: str | None, device: torch.device | str, op: str, implemented: 
             raise RuntimeError(f"fastgan.{op}: impl={impl!r} cannot run on {device_type} tensors: {reason}")
         _resolved[key] = impl
         return impl
-    order = [c for c in _AUTO_ORDER.get(device_type, ("reference",)) if c in implemented]
+    order = [c for c in auto_order(device_type, op) if c in implemented]
     first_reason = why_not(order[0], device_type)
     for cand in order:
         reason = first_reason if cand == order[0] else why_not(cand, device_type)
         if reason is None:
-            if cand != order[0] and (device_type, order[0]) not in _warned:
-                _warned.add((device_type, order[0]))
+            if cand != order[0] and (device_type, order[0], first_reason) not in _warned:
+                _warned.add((device_type, order[0], first_reason))
                 warnings.warn(
                     f"fastgan: the {order[0]!r} backend cannot run on {device_type} tensors ({first_reason}); "
                     f"falling back to {cand!r}",
@@ -155,10 +217,11 @@ def backend_info() -> dict:
         "backend": current_backend(),
         "auto": {},
     }
-    for dev in ("cpu", "cuda"):
-        if dev == "cuda" and not torch.cuda.is_available():
-            info["auto"][dev] = None
-            continue
-        order = _AUTO_ORDER[dev]
-        info["auto"][dev] = next(c for c in order if why_not(c, dev) is None)
+    info["auto"]["cpu"] = next(c for c in _AUTO_CPU if why_not(c, "cpu") is None)
+    info["auto"]["cuda"] = None
+    if torch.cuda.is_available():
+        info["auto"]["cuda"] = {op: next(c for c in auto_order("cuda", op) if why_not(c, "cuda") is None)
+                                for op in AUTO_CUDA}
+    info["auto_cuda_table"] = {op: {"first": c.first, "measured": c.measured or "not yet (chosen by reasoning)"}
+                               for op, c in AUTO_CUDA.items()}
     return info

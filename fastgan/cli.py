@@ -43,6 +43,7 @@ def _demo(args) -> int:
     act, alpha, gain, clamp = "lrelu", 0.2, math.sqrt(2), 256.0
     info = fastgan.backend_info()
     backend = info["auto"][device.type]
+    backend = backend if isinstance(backend, str) else backend["bias_act"]  # CUDA: chosen per op
     print(f"fastgan {fastgan.__version__} on {info['cuda_device'] or 'CPU'} ({torch.get_num_threads()} threads), "
           f"torch {torch.__version__}; auto backend on {device.type}: {backend}; "
           f"allocator: {fastgan.allocator_info()['malloc']} (tuned: {fastgan.allocator_info()['tuned']})")

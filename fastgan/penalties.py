@@ -11,7 +11,7 @@ and leave the critic step in eager.
 
 The inner gradient is taken with respect to the inputs only. Built-in torch ops then skip their weight gradients by
 themselves; fastgan's ops (custom autograd nodes, which the engine asks for every input's gradient) skip theirs while
-`weight_grads_skipped()` is true, which gradient_penalty arranges around its inner torch.autograd.grad — StyleGAN's
+gradient_penalty takes its inner gradient through fastgan.ops.input_grads (ops/weight_grads.py) — StyleGAN's
 conv2d_gradfix idea: for a joint_linear critic that saves half the GEMMs of the inner backward.
 
 Mixed precision: with a GradScaler, pass it as `scaler`: the inner gradient is taken of the scaled output and divided
@@ -20,38 +20,17 @@ gradients and can be added to the loss that scaler.scale(...) then scales once.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
 from typing import Callable, NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from ._checks import autocast_dtype
+from .ops.weight_grads import input_grads
 
-__all__ = ["gradient_penalty", "wgan_critic_loss", "CriticLoss", "skip_weight_grads", "weight_grads_skipped", "KINDS"]
+__all__ = ["gradient_penalty", "wgan_critic_loss", "CriticLoss", "KINDS"]
 
 KINDS = ("wgan-gp", "r1", "r2")
-
-_state = threading.local()
-
-
-def weight_grads_skipped() -> bool:
-    """True inside gradient_penalty's inner gradient (on this thread): fastgan ops then return no gradients for
-    their weights. (The autograd engine runs CPU backward on the calling thread; CUDA backward runs on the engine's
-    device threads, where this flag is not visible, so on CUDA the weight gradients are computed and discarded.)"""
-    return getattr(_state, "skip", 0) > 0
-
-
-@contextlib.contextmanager
-def skip_weight_grads(enabled: bool = True):
-    """Within: fastgan ops compute no weight gradients in backward (for gradients taken w.r.t. inputs only)."""
-    _state.skip = getattr(_state, "skip", 0) + (1 if enabled else 0)
-    try:
-        yield
-    finally:
-        _state.skip -= 1 if enabled else 0
-
 
 def _checks_autocast(t: torch.Tensor) -> bool:
     return autocast_dtype(t) is not None
@@ -61,9 +40,11 @@ def _interpolation_weights(like: torch.Tensor, generator, eps) -> torch.Tensor:
     """WGAN-GP's per-sample eps ~ U(0, 1) (B,), drawn from `generator`, or the given eps checked."""
     b = like.shape[0]
     dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
-    if eps is None:
-        eps = torch.rand(b, generator=generator, device=generator.device if generator is not None else "cpu",
+    if eps is None:  # drawn on the generator's device (default: the data's), never copied through pageable memory
+        eps = torch.rand(b, generator=generator, device=like.device if generator is None else generator.device,
                          dtype=dtype)
+        if eps.device != like.device and eps.device.type == "cpu" and like.device.type == "cuda":
+            return eps.pin_memory().to(like.device, non_blocking=True)  # a CPU generator: no stream sync
     elif not isinstance(eps, torch.Tensor) or eps.shape != (b,) or not eps.is_floating_point():
         raise ValueError(f"eps: expected a floating tensor of shape ({b},), got "
                          f"{tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__}")
@@ -98,6 +79,8 @@ def fused_reason(critic) -> str | None:
     for i, layer in enumerate(critic.layers):
         if not isinstance(layer, LinearAct) or layer.act not in _PIECEWISE:
             return f"layer {i} is not a LinearAct with act in {_PIECEWISE}"
+    if len({layer.impl for layer in critic.layers}) > 1:
+        return "its layers ask for different impls (the fused path runs one backend)"
     last = critic.layers[-1]
     if last.out_features != 1 or last.act != "linear":
         return "the last layer must be a linear layer to one unit"
@@ -109,13 +92,13 @@ class _Slopes:
     fused bias_act_backward kernel (from the output's sign, exact for these activations in fp32 / fp64), or
     torch.where on the pre-activations' signs (reference backend, half dtypes)."""
 
-    def __init__(self, x, acts):
+    def __init__(self, x, acts, impl):
         from .backend import resolve
         from .ops.bias_act import _ops
 
         from .ops.bias_act import _ref_is_y
 
-        backend = resolve(None, x.device, "bias_act")
+        backend = resolve(impl, x.device, "bias_act")  # the critic's layers' impl
         # the slope from the output's sign: exact for alpha >= 0, gain != 0, fp32 / fp64 (bias_act's own rule)
         exact = all(_ref_is_y(act, alpha, gain, x.dtype) for act, alpha, gain in acts)
         self.ns = _ops(backend) if backend != "reference" and exact else None
@@ -208,10 +191,10 @@ class _MLPPenalty(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, meta, *params):
-        kind, center, weight, acts = meta
+        kind, center, weight, acts, impl = meta
         n = len(acts)
         weights, biases = params[:n], params[n:]
-        slopes = _Slopes(x, acts)
+        slopes = _Slopes(x, acts, impl)
         _, refs = _hidden_forward(x, weights, biases, slopes)
         es, gx = _input_grad(x.shape[0], weights, refs, slopes, acts[-1][2], x)
         pen, v = _penalty_of(gx, kind, center, weight)
@@ -243,11 +226,11 @@ class _MLPCriticLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xr, xf, eps, meta, *params):
-        kind, center, weight, acts = meta
+        kind, center, weight, acts, impl = meta
         n = len(acts)
         weights, biases = params[:n], params[n:]
         b = xr.shape[0]
-        slopes = _Slopes(xr, acts)
+        slopes = _Slopes(xr, acts, impl)
         x3 = xr.new_empty(3 * b, xr.shape[1])  # [real; fake; the penalty's tangent t_1 (written in backward)]
         x3[:b], x3[b:2 * b] = xr, xf
         a1 = xr.new_empty(3 * b, weights[0].shape[0])
@@ -293,15 +276,14 @@ class _MLPCriticLoss(torch.autograd.Function):
         x3, v = saved[0], saved[1]
         weights, cs = saved[2:2 + n], saved[2 + n:2 + 2 * n]
         hs, hat = saved[2 + 2 * n:1 + 3 * n], saved[1 + 3 * n:]
-        scale = float(gl)
         inputs = [x3, *hs]  # layer l's input over [real; fake], then its tangent t_l in the x_hat rows
         ts = _penalty_tangents(v, weights, hat, slopes)
         dws, dbs = [], [None] * n
         for i in range(n):
             inputs[i][2 * b:] = ts[i]  # the x_hat rows' activations were last needed for the tangents' masks
-            dws.append(torch.addmm(weights[i], cs[i].t(), inputs[i], beta=0, alpha=scale))
+            dws.append(torch.mm(cs[i].t(), inputs[i]).mul_(gl))  # gl stays on the device: no host sync
             if ctx.has_bias[i]:
-                dbs[i] = cs[i][:2 * b].sum(0) * scale
+                dbs[i] = cs[i][:2 * b].sum(0).mul_(gl)
         return (None, None, None, None, *dws, *dbs)
 
 
@@ -312,7 +294,7 @@ def _acts_of(critic) -> tuple:
 
 def _fused_penalty(critic, x, kind, center, weight):
     layers = list(critic.layers)
-    return _MLPPenalty.apply(x, (kind, float(center), float(weight), _acts_of(critic)),
+    return _MLPPenalty.apply(x, (kind, float(center), float(weight), _acts_of(critic), critic.layers[0].impl),
                              *[layer.weight for layer in layers], *[layer.bias for layer in layers])
 
 
@@ -372,8 +354,7 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
     if out.dim() > 1:
         out = out.reshape(out.shape[0], -1).sum(1)
     scaled = scaler.scale(out) if scaler is not None else out
-    with skip_weight_grads(skip_weights):
-        grads = torch.autograd.grad(scaled.sum(), points, create_graph=True)
+    grads = input_grads(scaled.sum(), points, create_graph=True, skip_weights=skip_weights)
     if scaler is not None:
         inv = 1.0 / scaler.get_scale()
         grads = tuple(g * inv for g in grads)
@@ -419,7 +400,7 @@ def wgan_critic_loss(critic: Callable[..., torch.Tensor], real, fake, kind: str 
         eps = _interpolation_weights(xr, generator, eps)
         layers = list(critic.layers)
         loss, d_real, d_fake, pen = _MLPCriticLoss.apply(
-            xr, xf, eps, (kind, float(center), float(weight), _acts_of(critic)), *[layer.weight for layer in layers],
+            xr, xf, eps, (kind, float(center), float(weight), _acts_of(critic), critic.layers[0].impl), *[layer.weight for layer in layers],
             *[layer.bias for layer in layers])
         return CriticLoss(loss, d_real.detach(), d_fake.detach(), pen.detach())
     d_real = critic(*real_t).mean()

@@ -82,7 +82,7 @@ def test_skipping_inner_weight_grads_changes_nothing(impl):
             assert a is None and b is None or (a if b is None else b).abs().max() == 0
         else:
             close(a, b, torch.float64, "parameter gradient")
-    assert not fastgan.penalties.weight_grads_skipped()
+    assert not fastgan.ops.weight_grads_skipped()
 
 
 def test_grad_scaler_recipe():
@@ -307,3 +307,56 @@ def test_given_interpolation_weights():
                                fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(2)))
     with pytest.raises(ValueError, match=r"eps: expected a floating tensor of shape \(4,\)"):
         fastgan.gradient_penalty(critic, real, fake, eps=torch.rand(3))
+
+
+class _Probe(torch.autograd.Function):
+    """Identity that records fastgan.ops.weight_grads_skipped() in its backward."""
+
+    seen: list = []
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, g):
+        _Probe.seen.append(fastgan.ops.weight_grads_skipped())
+        return g
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_input_grads_marks_its_own_graph_task_only(device):
+    """The weight-gradient skip follows input_grads' graph task to the thread that runs it (CUDA backward runs on the
+    engine's device threads: a thread-local flag missed it) and no other backward sees it, on any thread."""
+    import threading
+
+    x = torch.randn(3, device=device, requires_grad=True)
+    w = torch.randn(3, device=device, requires_grad=True)
+    _Probe.seen = []
+    inner = []
+
+    class _Nested(torch.autograd.Function):  # runs an unrelated backward on another thread while the task is marked
+        @staticmethod
+        def forward(ctx, t):
+            return t.view_as(t)
+
+        @staticmethod
+        def backward(ctx, g):
+            def other():
+                y = torch.randn(2, requires_grad=True)
+                torch.autograd.grad(_Probe.apply(y).sum(), y)
+            th = threading.Thread(target=other)
+            th.start()
+            th.join()
+            inner.append(_Probe.seen.pop())
+            return g
+
+    (gx,) = fastgan.ops.input_grads(_Probe.apply(_Nested.apply(x * w)).sum(), x, create_graph=True)
+    assert _Probe.seen == [True] and inner == [False]
+    torch.autograd.grad(gx.sum(), w)  # the penalty's outer backward: weight gradients wanted
+    torch.autograd.grad(_Probe.apply(x * w).sum(), (x, w))
+    assert _Probe.seen == [True, False] and not fastgan.ops.weight_grads_skipped()
+    (g,) = fastgan.ops.input_grads(_Probe.apply(x * w).sum(), x, skip_weights=False)
+    assert _Probe.seen == [True, False, False]
+    torch.testing.assert_close(g, w.detach())

@@ -18,7 +18,7 @@ import torch
 from .. import _checks
 from ..activations import ACTIVATIONS, get_act
 from ..backend import resolve
-from ..penalties import weight_grads_skipped
+from .weight_grads import weight_grads_skipped
 from ._namespaces import OpNamespaces
 from . import reference
 

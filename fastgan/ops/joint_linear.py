@@ -20,7 +20,7 @@ import torch
 from .. import _checks
 from ..activations import get_act
 from ..backend import resolve
-from ..penalties import weight_grads_skipped
+from .weight_grads import weight_grads_skipped
 from ._namespaces import OpNamespaces
 from .bias_act import _ops as _act_ops
 from . import reference

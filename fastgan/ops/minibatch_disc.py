@@ -22,7 +22,7 @@ from . import reference
 
 __all__ = ["minibatch_discrimination"]
 
-_IMPLEMENTED = frozenset({"reference", "cpp", "triton"})
+_IMPLEMENTED = frozenset({"reference", "cpp", "triton", "cuda"})
 
 
 def _check(m, ref, exclude_self):

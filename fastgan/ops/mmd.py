@@ -33,7 +33,7 @@ __all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "median_distanc
 KERNELS = ("gaussian", "rq", "imq", "laplacian", "laplacian_l1")
 SMOOTH_KERNELS = ("gaussian", "rq", "imq")  # twice differentiable: gradient penalties through them work
 DEFAULT_BANDWIDTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
-_IMPLEMENTED = frozenset({"reference", "cpp", "triton"})
+_IMPLEMENTED = frozenset({"reference", "cpp", "triton", "cuda"})
 MEDIAN_SAMPLES = 1024
 
 

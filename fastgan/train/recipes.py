@@ -28,7 +28,7 @@ paper's batch norm in hidden layer 2 is off for the 2-D mixtures by default (cfg
 each batch, so it barely sees where a whole batch of samples sits, and G drifted off the data (0/8 modes).
 
 The generator-side gradient of an adversarial loss is taken in two stages: first the gradient w.r.t. the samples
-fed to D (inside skip_weight_grads: fastgan's D layers then skip their weight gradients, as torch's own ops do when
+fed to D (through ops.input_grads: fastgan's D layers then skip their weight gradients, as torch's own ops do when
 autograd.grad does not ask for them), then the backward of G (and E) from there. D's own update is one
 autograd.grad w.r.t. D's parameters. update='alternating' (the default): D's steps first, then G's (and E's) from a
 fresh forward through the updated D; update='simultaneous': all of it from one forward pass.
@@ -42,7 +42,8 @@ from .. import _checks, losses
 from ..nn import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MinibatchDiscrimination, MLPCritic
 from ..nn.bigan import LinearAct
 from ..ops.mmd import median_bandwidth, median_distance, mmd2
-from ..penalties import gradient_penalty, skip_weight_grads, wgan_critic_loss
+from ..ops.weight_grads import input_grads
+from ..penalties import gradient_penalty, wgan_critic_loss
 
 __all__ = ["RECIPES", "Recipe"]
 
@@ -121,11 +122,10 @@ class Recipe:
 
     def through_d(self, loss, samples: tuple, params, extra=None):
         """The gradients of `loss` w.r.t. `params` of the networks that made `samples` (the tensors fed to D), in two
-        stages: d loss / d samples inside skip_weight_grads (D's fastgan layers skip their weight GEMMs), then the
+        stages: d loss / d samples through input_grads (D's fastgan layers skip their weight GEMMs), then the
         backward of the generating networks from there; `extra`, a scalar loss reaching the params directly, is
         added."""
-        with skip_weight_grads():
-            g = torch.autograd.grad(self.scaled(loss), samples, retain_graph=True)
+        g = input_grads(self.scaled(loss), samples, retain_graph=True)
         if extra is not None:
             samples, g = (*samples, extra), (*g, self.scaled(torch.ones_like(extra)))
         return torch.autograd.grad(samples, params, g)

@@ -217,6 +217,16 @@ class Trainer:
             log.flush()
             self.metrics_pos = log.tell()
 
+    def next_batch(self) -> torch.Tensor:
+        """The next training batch (this rank's slice of the global batch), on the device. The sampler's indices
+        travel through pinned memory without blocking: no host sync in a training step."""
+        idx = self.sampler.next()
+        if self.world_size > 1:
+            idx = idx.view(self.world_size, -1)[self.rank]
+        if self.device.type == "cuda":
+            idx = idx.pin_memory().to(self.device, non_blocking=True)
+        return self.train_x[idx.to(self.device)]
+
     def run(self) -> dict:
         from tqdm import tqdm
 
@@ -226,15 +236,8 @@ class Trainer:
             self._on_rank0(lambda: opened.append(self._metrics_file()), "open the metrics file")
         log = opened[0] if opened else None
         recipe.train(True)
-        train_x, device = self.train_x, self.device
-
-        rank, size = self.rank, self.world_size
-
-        def next_batch():
-            idx = self.sampler.next()
-            if size > 1:  # this rank's slice of the global batch
-                idx = idx.view(size, -1)[rank]
-            return train_x[idx.to(device)]
+        device, size = self.device, self.world_size
+        next_batch = self.next_batch
 
         # mixed precision: the whole iteration (forward passes, losses, gradients) under autocast; the optimiser steps
         # update the fp32 parameters
