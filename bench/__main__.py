@@ -1,6 +1,6 @@
 """The benchmark suite's one command (also `fastgan bench ...` from a source checkout):
 
-    python -m bench [run] [--quick] [--device cpu|cuda] [--threads N] [-k EXPR]   # every op and training-step
+    python -m bench [run] [--quick] [--device cpu|cuda] [--threads N] [-k EXPR] [--out DIR]   # every op and step
                                                                                   # benchmark, every impl available,
                                                                                   # then the Markdown report
     python -m bench report bench/results/X.json [--out X.md]
@@ -19,10 +19,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def results_path(device: str, quick: bool) -> Path:
+def results_path(device: str, quick: bool, out: str | None = None) -> Path:
     from . import common
 
-    return HERE / "results" / f"{common.machine_slug(device)}-{common.today()}{'-quick' if quick else ''}.json"
+    folder = Path(out) if out else HERE / "results"
+    return folder / f"{common.machine_slug(device)}-{common.today()}{'-quick' if quick else ''}.json"
 
 
 def pytest_args(device: str, quick: bool, threads: int | None, k: str | None, results: Path) -> list[str]:
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     r.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     r.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     r.add_argument("-k", default=None, help="pytest -k expression selecting benchmarks")
+    r.add_argument("--out", default=None, help="folder of the results file and report (default: bench/results)")
     rep = sub.add_parser("report", help="the Markdown report (+ PNG plots) of a results file")
     rep.add_argument("results")
     rep.add_argument("--out", default=None)
@@ -70,7 +72,8 @@ def main(argv=None) -> int:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    results = results_path(device, args.quick)
+    results = results_path(device, args.quick, args.out)
+    results.parent.mkdir(parents=True, exist_ok=True)
     rc = pytest.main(pytest_args(device, args.quick, args.threads, args.k, results))
     if results.exists():
         print(f"results: {results}\nreport:  {report.write_report(results)}")

@@ -27,7 +27,7 @@ from fastgan.train.trainer import make_optimizers
 from . import common
 
 B, X, Z, H = 128, 784, 50, 1024
-QUICK = {"model": "bigan"}  # --fastgan-quick: the BiGAN step only
+QUICK = {"model": ("bigan", "wgan-gp")}  # --fastgan-quick: the BiGAN and WGAN-GP steps
 WARMUP = 3
 
 

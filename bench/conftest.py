@@ -52,7 +52,8 @@ def pytest_addoption(parser):
 
 def quick_selection(items) -> list:
     """--fastgan-quick: of each benchmark function's parameter combinations, the one its module names in QUICK
-    ({param: value}; the rest of the params: their first value in collection order), with every impl."""
+    ({param: value}, or {param: (values, ...)}: one case per value; the rest of the params: their first value in
+    collection order), with every impl."""
     chosen: dict = {}
     keep = []
     for item in items:
@@ -61,10 +62,10 @@ def quick_selection(items) -> list:
             keep.append(item)
             continue
         params = {k: v for k, v in spec.params.items() if k != "impl"}
-        want = getattr(item.module, "QUICK", {})
-        if any(k in params and params[k] != v for k, v in want.items()):
+        want = {k: v if isinstance(v, tuple) else (v,) for k, v in getattr(item.module, "QUICK", {}).items()}
+        if any(k in params and params[k] not in v for k, v in want.items()):
             continue
-        key = (item.module.__name__, item.originalname)
+        key = (item.module.__name__, item.originalname, *(params.get(k) for k, v in want.items() if len(v) > 1))
         if chosen.setdefault(key, params) == params:
             keep.append(item)
     return keep

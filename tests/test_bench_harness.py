@@ -134,6 +134,38 @@ def test_quick_selection_keeps_one_case_per_function_with_every_impl():
         ("test_step", {"impl": "eager", "model": "bigan"}), ("test_step", {"impl": "compile", "model": "bigan"})]
 
 
+def test_quick_selection_takes_one_case_per_listed_value():
+    step = SimpleNamespace(__name__="bench_step", QUICK={"model": ("bigan", "wgan-gp")})
+    items = [_item(step, "test_step", impl=i, model=m) for m in ("ae-l1", "bigan", "gan", "wgan-gp")
+             for i in ("eager", "fastgan-cuda")]
+    kept = [(it.callspec.params["model"], it.callspec.params["impl"]) for it in quick_selection(items)]
+    assert kept == [("bigan", "eager"), ("bigan", "fastgan-cuda"), ("wgan-gp", "eager"), ("wgan-gp", "fastgan-cuda")]
+
+
+def test_auto_table_picks_the_faster_family_per_op(tmp_path):
+    from bench import auto_table
+
+    def case(group, impl, median):
+        return {"group": group, "params": {"impl": impl}, "stats": {"median": median}}
+
+    benchmarks = [case("mmd2-n1024-d64-fwd+bwd", "fastgan-cuda", 2.0), case("mmd2-n1024-d64-fwd+bwd", "fastgan-triton", 1.0),
+                  case("mmd2-n4096-d64-fwd+bwd", "fastgan-cuda", 8.0), case("mmd2-n4096-d64-fwd+bwd", "fastgan-triton", 2.0),
+                  case("bias_act-S-fwd", "fastgan-cuda", 1.0), case("bias_act-S-fwd", "fastgan-triton", 4.0),
+                  case("bias_act-S-fwd", "eager", 0.5), case("minibatch_disc-B64-fwd", "fastgan-triton", 1.0),
+                  case("train-step-bigan-B128", "fastgan-cuda", 1.0)]
+    m = auto_table.measure(benchmarks)
+    assert m["kernel_sum"]["cases"] == 2 and abs(m["kernel_sum"]["ratio"] - 8 ** 0.5) < 1e-12
+    assert m["bias_act"]["ratio"] == 0.25 and m["minibatch_discrimination"] == {"cases": 0, "ratio": None,
+                                                                                 "only": "fastgan-triton"}
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps({"benchmarks": benchmarks}))
+    assert auto_table.main([str(res), "--out", str(tmp_path / "a.md")]) == 0
+    md = (tmp_path / "a.md").read_text()
+    assert "| kernel_sum | 2 | 2.83 | triton |" in md and "| bias_act | 1 | 0.25 | cuda |" in md
+    assert "only fastgan-triton ran" in md and "| joint_linear | 0 | — | not measured |" in md
+    assert '"bias_act": AutoChoice("cuda", "r.json", "cuda 4.00x faster over 1 cases"),' in md
+
+
 def test_the_one_command_builds_its_pytest_run(tmp_path):
     quick = pytest_args("cpu", True, 1, "mmd", tmp_path / "r.json")
     assert "--fastgan-quick" in quick and "--fastgan-save" in quick and quick[quick.index("-k") + 1] == "mmd"
