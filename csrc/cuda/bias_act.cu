@@ -3,7 +3,8 @@
 // Mirrors csrc/cpu/bias_act.cpp: fastgan/bias_act.h plans the call (checks, dense reference, operands, output,
 // layout [O][C][S]); this file supplies one element-wise kernel per (Kind, activation, YREF, dtype) and the bias
 // gradient. Each thread walks memory offsets with an int64 grid-stride loop; the element at offset i has channel
-// (i / S) % C. Operands with inc == 0 (a broadcast gradient) are read at index 0, never materialised.
+// (i / S) % C, tracked along the walk without divisions (ChannelWalk, bias_act.h). Operands with inc == 0 (a
+// broadcast gradient) are read at index 0, never materialised.
 //
 // Only the headers below are used on purpose: ATen/cuda/CUDAContext.h pulls in cuBLAS/cuSPARSE/cuSOLVER headers,
 // which this file does not need.
@@ -79,7 +80,8 @@ __global__ void __launch_bounds__(kThreads) bias_act_kernel(const Args<scalar_t>
   for (int k = 0; k < N; ++k) bcast[k] = a.inc[k] ? acc_t(0) : acc_t(a.in[k][0]);
 
   // Vector loop: V consecutive elements per step, 16-byte loads and stores.
-  for (int64_t vi = tid; vi < a.nvec; vi += stride) {
+  ChannelWalk vw(tid * V, stride * V, a.bias ? a.S : 1, a.bias ? a.C : 1);
+  for (int64_t vi = tid; vi < a.nvec; vi += stride, vw.advance()) {
     const int64_t i0 = vi * V;
     acc_t x[V][N];
 #pragma unroll
@@ -96,7 +98,7 @@ __global__ void __launch_bounds__(kThreads) bias_act_kernel(const Args<scalar_t>
     acc_t bv[V];
     if (a.bias) {
       // Channel of i0, then stepped element by element (the V elements may straddle a channel boundary).
-      int64_t r = i0 % a.S, c = (i0 / a.S) % a.C;
+      int64_t r = vw.r, c = vw.c;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         bv[j] = acc_t(a.bias[c]);
@@ -116,11 +118,12 @@ __global__ void __launch_bounds__(kThreads) bias_act_kernel(const Args<scalar_t>
   }
 
   // Scalar loop: the tail after the vectors, or everything when the pointers are not 16-byte aligned.
-  for (int64_t i = a.nvec * V + tid; i < a.n; i += stride) {
+  ChannelWalk sw(a.nvec * V + tid, stride, a.bias ? a.S : 1, a.bias ? a.C : 1);
+  for (int64_t i = a.nvec * V + tid; i < a.n; i += stride, sw.advance()) {
     acc_t x[N];
 #pragma unroll
     for (int k = 0; k < N; ++k) x[k] = a.inc[k] ? acc_t(a.in[k][i]) : bcast[k];
-    const acc_t bv = a.bias ? acc_t(a.bias[(i / a.S) % a.C]) : acc_t(0);
+    const acc_t bv = a.bias ? acc_t(a.bias[sw.c]) : acc_t(0);
     a.out[i] = scalar_t(elem<K, A, YREF>(x, bv, a.alpha, a.gain, a.clamp));
   }
 }

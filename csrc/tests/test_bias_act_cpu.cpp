@@ -3,6 +3,8 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
 
+#include "fastgan/bias_act.h"
+
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -62,7 +64,26 @@ void check_case(const std::string& act, double alpha, double gain, double clamp,
 
 }  // namespace
 
+// ChannelWalk (the CUDA kernels' channel of a grid-stride walk) against (i / S) % C at every step.
+void check_channel_walk() {
+  bool ok = true;
+  for (int64_t S : {int64_t(1), int64_t(3), int64_t(7), int64_t(64), int64_t(1000)}) {
+    for (int64_t C : {1, 2, 5, 513}) {
+      for (int64_t start : {0, 1, 6, 999}) {
+        for (int64_t step : {int64_t(1), int64_t(8), int64_t(256 * 132), 3 * S * C + 1}) {
+          fastgan::ChannelWalk w(start, step, S, C);
+          for (int64_t k = 0, i = start; k < 200; ++k, i += step, w.advance()) {
+            ok = ok && w.c == (i / S) % C && w.r == i % S;
+          }
+        }
+      }
+    }
+  }
+  expect(ok, "ChannelWalk follows (i / S) % C along grid-stride walks");
+}
+
 int main() {
+  check_channel_walk();
   torch::manual_seed(0);
   const auto opts = at::TensorOptions().dtype(at::kDouble);
   const auto x = torch::randn({3, 5, 4, 6}, opts);
