@@ -1,8 +1,15 @@
 """Compile-only check of the Triton kernels for sm_80 and sm_90 (Triton's own ptxas; no GPU needed): every kernel of
 kernels/ in the specialisations the launch helpers use, so a kernel that only the interpreter has run cannot hide a
-construct the GPU compiler rejects. One line per variant; exits non-zero if any fails.
+construct the GPU compiler rejects. One line per failing variant, a count per arch; exits non-zero if any fails.
 
     python .ci/triton_check.py            (TRITON_INTERPRET must be unset: interpreted kernels cannot be compiled)
+
+Two sources of variants:
+- every module's `static_variants()`: the launches at the benchmark shapes, configured by the same function as the
+  launch helpers and specialised as Triton's JIT specialises them — compiled here for sm_80; bench/static_report.py
+  compiles them for sm_90 (and reports registers, spills and grids);
+- the generic enumeration below, for sm_80 and sm_90: every dtype x activation x mode with i64 scalars and no
+  alignment hints (the coverage this check always had).
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import sys
 os.environ.pop("TRITON_INTERPRET", None)
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
@@ -19,50 +27,49 @@ from triton.compiler import ASTSource  # noqa: E402
 from fastgan._triton import bias_act, joint_linear, minibatch_disc, mmd  # noqa: E402
 from fastgan.activations import ACTIVATIONS  # noqa: E402
 
+MODULES = {"bias_act": bias_act, "joint_linear": joint_linear, "minibatch_disc": minibatch_disc, "mmd": mmd}
 PTR_ARGS = {
     "joint_linear": ("out_ptr", "a1_ptr", "b1_ptr", "a2_ptr", "b2_ptr", "bias_ptr"),
     "bias_act": ("out_ptr", "ref_ptr", "g_ptr", "gg_ptr", "b_ptr", "part_ptr"),
-    "mmd": ("a_ptr", "b_ptr", "na_ptr", "nb_ptr", "p_ptr", "w_ptr", "val_ptr", "g_ptr", "g2_ptr", "pu_ptr", "qv_ptr",
-            "pa_ptr", "qb_ptr"),
     "minibatch_disc": ("a_ptr", "b_ptr", "ga_ptr", "gb_ptr", "out_ptr", "p_ptr", "q_ptr", "dg_ptr"),
 }
-KERNELS = {"joint_linear": joint_linear._joint_mm_kernel, "bias_act": bias_act._bias_act_kernel,
-           "mmd": mmd._pair_rows_kernel, "minibatch_disc": minibatch_disc._md_kernel}
+DTYPES = (("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16), ("fp64", torch.float64))
 
 
-def variants():
-    """(name, kernel, pointer dtype, {scalar arg: type}, constexprs, launch options)."""
-    jl_scalars = dict.fromkeys(("M", "N", "K1", "K2", "sa1m", "sa1k", "sb1k", "sb1n", "sa2m", "sa2k", "sb2k", "sb2n",
-                                "som", "son"), "i64") | {"alpha": "fp64", "gain": "fp64"}
-    for dt, tdt in (("fp32", "float32"), ("fp16", "float16"), ("bf16", "bfloat16"), ("fp64", "float64")):
-        import torch
+def _generic(kname, kernel, dt, scalars, consts, opts, name):
+    sig = dict.fromkeys(PTR_ARGS[kname], "*" + dt) | scalars | dict.fromkeys(consts, "constexpr")
+    if kname == "bias_act":
+        sig["part_ptr"] = "*fp64" if dt == "fp64" else "*fp32"
+    if kname == "joint_linear" and consts.get("SPLIT"):
+        sig["out_ptr"] = "*fp64" if dt == "fp64" else "*fp32"
+    return dict(name=name, kernel=kernel, signature=sig, constexprs=consts, options=opts)
 
-        dtype = getattr(torch, tdt)
+
+def generic_variants():
+    """The dtype / activation / mode coverage, with generic (i64, unaligned) scalars."""
+    jl_scalars = dict.fromkeys(("M", "N", "K1", "K2", "KS", "sa1m", "sa1k", "sb1k", "sb1n", "sa2m", "sa2k", "sb2k",
+                                "sb2n", "som", "son", "sos"), "i64") | {"alpha": "fp64", "gain": "fp64"}
+    ba_scalars = dict.fromkeys(("O", "C", "S", "NC", "NS", "PO", "NT"), "i64") | dict.fromkeys(
+        ("alpha", "gain", "clamp"), "fp64")
+    for dt, dtype in DTYPES:
         for prec in (("ieee", "tf32") if dt == "fp32" else ("ieee",)):
             for m in (16, 4096):
-                bm, bn, bk, warps, stages = joint_linear._tiles(m, 1024, 1074, dtype, False)
+                cfg = joint_linear.config(m, 1024, 1074, dtype, prec, False)
                 for act in ("lrelu", "linear"):
                     consts = dict(ACT=ACTIVATIONS[act].id, HAS_BIAS=act == "lrelu", HAS_2=act == "lrelu",
-                                  ACC_F64=dt == "fp64", PREC=prec, BM=bm, BN=bn, BK=bk, GROUP_M=8)
-                    yield (f"joint_linear {dt} {prec} {act} M={m}", joint_linear._joint_mm_kernel, dt, jl_scalars,
-                           consts, dict(num_warps=warps, num_stages=stages))
-        ba_scalars = dict.fromkeys(("O", "C", "S", "NC", "NS"), "i64") | dict.fromkeys(("alpha", "gain", "clamp"),
-                                                                                        "fp64")
+                                  ACC_F64=dt == "fp64", PREC=prec, SPLIT=cfg.SPLIT > 1, BM=cfg.BM, BN=cfg.BN,
+                                  BK=cfg.BK, GROUP_M=8)
+                    yield _generic("joint_linear", joint_linear._joint_mm_kernel, dt, jl_scalars, consts,
+                                   dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
+                                   f"joint_linear {dt} {prec} {act} M={m}")
         for spec in ACTIVATIONS.values():
             for mode in (0, 1, 2):
+                cfg = bias_act.config(1, 1024, 1, mode > 0)
                 consts = dict(ACT=spec.id, MODE=mode, YREF=mode > 0 and spec.y_ok, HAS_BIAS=True, G_BCAST=False,
                               GG_BCAST=False, BIAS_SUM=mode > 0, OB=1, CB=8, SB=128)
-                yield (f"bias_act {dt} {spec.name} mode={mode}", bias_act._bias_act_kernel, dt, ba_scalars, consts,
-                       dict(num_warps=4))
-        if dt in ("fp32", "fp64"):  # the MMD kernels compute in fp32 / fp64 only (half inputs are widened first)
-            mmd_scalars = dict.fromkeys(("NA", "NB", "D"), "i64") | dict.fromkeys(("fac1", "fac2"), "fp32")
-            for kname, kid in mmd.KERNEL_IDS.items():
-                for mode in ((0, 1, 2) if kid < 3 else (0, 1)):  # the laplacians are first order only
-                    bm, bn, bd, warps = mmd._tiles(64, dtype, False, direct=kid >= 3)
-                    consts = dict(KERNEL=kid, NS=5, MODE=mode, SELF=mode != 1, DIAG=mode == 0, PREC="ieee", BM=bm,
-                                  BN=bn, BD=bd)
-                    yield (f"mmd {dt} {kname} mode={mode}", mmd._pair_rows_kernel, dt, mmd_scalars, consts,
-                           dict(num_warps=warps))
+                yield _generic("bias_act", bias_act._bias_act_kernel, dt, ba_scalars, consts,
+                               dict(num_warps=cfg.num_warps), f"bias_act {dt} {spec.name} mode={mode}")
+        if dt in ("fp32", "fp64"):  # these kernels compute in fp32 / fp64 only (half inputs are widened first)
             md_scalars = dict.fromkeys(("NA", "NB", "K", "C"), "i64")
             # (MODE, SELF, EXCL, ROW_G, COL_G, G_OUT): forward, backward, second order (the launches of the wrappers)
             for mode, self_sum, excl, row_g, col_g, g_out in (
@@ -71,8 +78,27 @@ def variants():
                     (1, False, False, False, True, False), (2, True, False, True, True, True),
                     (2, False, False, True, False, True), (2, False, False, False, True, False)):
                 consts = dict(MODE=mode, SELF=self_sum, EXCL=excl, ROW_G=row_g, COL_G=col_g, G_OUT=g_out, BI=32, BJ=32)
-                yield (f"minibatch_disc {dt} mode={mode} self={self_sum} row_g={row_g}", minibatch_disc._md_kernel,
-                       dt, md_scalars, consts, dict(num_warps=4))
+                yield _generic("minibatch_disc", minibatch_disc._md_kernel, dt, md_scalars, consts,
+                               dict(num_warps=4), f"minibatch_disc {dt} mode={mode} self={self_sum} row_g={row_g}")
+
+
+def _key(v) -> str:
+    k = v["kernel"]
+    return repr((k.fn.__name__ if hasattr(k, "fn") else k.__name__, sorted(v["signature"].items()),
+                 sorted((str(a), repr(b)) for a, b in v["constexprs"].items()),
+                 sorted((str(a), repr(b)) for a, b in (v.get("attrs") or {}).items()), sorted(v["options"].items())))
+
+
+def variants(static: bool):
+    """Every distinct compilation: the modules' static_variants() when `static` (benchmark shapes; variants that
+    differ only in their grid compile to the same code and are compiled once), then the generic coverage."""
+    seen = set()
+    for mod in MODULES.values() if static else ():
+        for v in mod.static_variants():
+            if _key(v) not in seen:
+                seen.add(_key(v))
+                yield dict(v, name=f"static {v['name']} @ {v['shape']}")
+    yield from generic_variants()
 
 
 def main() -> int:
@@ -80,18 +106,17 @@ def main() -> int:
     for arch in (80, 90):
         target = GPUTarget("cuda", arch, 32)
         n = 0
-        for name, kernel, dt, scalars, consts, opts in variants():
-            kname = next(k for k, v in KERNELS.items() if v is kernel)
-            sig = dict.fromkeys(PTR_ARGS[kname], "*" + dt) | scalars | dict.fromkeys(consts, "constexpr")
-            if kname == "bias_act":
-                sig["part_ptr"] = "*fp64" if dt == "fp64" else "*fp32"
+        for v in variants(static=arch == 80):  # sm_90: bench/static_report.py compiles the static ones
             try:
-                triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=consts), target=target, options=opts)
+                src = ASTSource(fn=v["kernel"], signature=v["signature"], constexprs=v["constexprs"],
+                                attrs=v.get("attrs"))
+                triton.compile(src, target=target, options=dict(v["options"]))
                 n += 1
             except Exception as e:  # noqa: BLE001 - reported and counted
                 failed += 1
-                print(f"FAILED sm_{arch} {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-        print(f"sm_{arch}: {n} kernel variants compiled")
+                print(f"FAILED sm_{arch} {v['name']}: {type(e).__name__}: "
+                      f"{str(e).splitlines()[0] if str(e) else ''}")
+        print(f"sm_{arch}: {n} kernel variants compiled", flush=True)
     return 1 if failed else 0
 
 

@@ -9,7 +9,17 @@ sums of the (unrounded) outputs, which `backward` adds up into the bias gradient
 tensors); alpha, gain and clamp travel as fp64 and are rounded to the compute type in the kernel, as in C++.
 
 `forward` and `backward` run inside torch.library.triton_op (fastgan/ops/bias_act.py): only torch tensor ops and
-launches through wrap_triton, so they also trace with FakeTensors (torch.compile); no autograd here.
+launches through wrap_triton, so they also trace with FakeTensors (torch.compile); no autograd here. Every launch runs
+under the device guard of its tensors (`device_guard`: a no-op for CPU tensors).
+
+GPU shape (DESIGN.md, "GPU shape"): one function, `config`, decides the tiles and the grid for the launch helpers and
+for `static_variants` (the static sm_90 report, bench/static_report.py), so the report cannot drift from the launches.
+A program handles BLOCK elements (fewer for small tensors, so that at least 2 x 132 programs exist when the tensor
+allows it). With BIAS_SUM the grid is capped at one wave of the 132-SM H100 (132 x 16 resident programs of 4 warps):
+each program then walks its o-tiles po = p, p + PO, p + 2 PO, ... in that fixed order, summing into registers, and
+writes ONE row of partial sums, so the partials are at most PO x NS x C <= programs x C (not one row per tile: for the
+(N, C) layout of an MLP layer that was as large as the output). `backward` adds the rows up with torch.sum (a fixed
+reduction order): deterministic, no atomics.
 
 Under the interpreter (TRITON_INTERPRET=1, CPU tensors) libdevice does not exist: exp, expm1, log1p and tanh are then
 computed in fp64 from exp and log with the classic accurate formulas, and fp32 -> bf16 stores are rounded to nearest
@@ -17,6 +27,9 @@ even by hand (the interpreter's own cast truncates). torch.compile cannot trace 
 the raw interpreted kernel, which FakeTensors cannot run).
 """
 from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
 
 import torch
 import triton
@@ -26,9 +39,72 @@ from triton.language.extra import libdevice
 
 from ..activations import ACTIVATIONS, SELU_ALPHA, SELU_LAMBDA
 
-__all__ = ["forward", "backward", "BLOCK"]
+__all__ = ["forward", "backward", "config", "static_variants", "device_guard", "launch_spec", "BLOCK", "SM_COUNT"]
 
-BLOCK = 1024  # elements per program
+BLOCK = 1024  # elements per program (at most)
+MIN_BLOCK = 256  # ... and at least, when a small tensor would otherwise give fewer than 2 x SM_COUNT programs
+NUM_WARPS = 4
+SM_COUNT = 132  # the H100 SXM the grids are shaped for (DESIGN.md, "GPU shape")
+MAX_THREADS_PER_SM = 2048
+
+
+def wave_programs(num_warps: int) -> int:
+    """Programs of num_warps warps resident on all SMs at once by the thread limit alone (one wave at best)."""
+    return SM_COUNT * (MAX_THREADS_PER_SM // (32 * num_warps))
+
+
+def device_guard(t: torch.Tensor):
+    """The device guard for a launch on t's device: torch.cuda.device for CUDA tensors (also FakeTensors on a CUDA
+    device, under triton_op tracing / torch.compile / opcheck), a no-op for CPU tensors (the interpreter)."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
+_PTR_TYPES = {torch.float32: "*fp32", torch.float64: "*fp64", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
+
+
+def launch_spec(kernel, values: dict, constexprs: dict) -> tuple[dict, dict, dict]:
+    """(signature, constexprs, attrs) for triton.compile(ASTSource(...)) of the launch of `kernel` with these runtime
+    arguments, specialised as Triton's JIT specialises a real launch: `values` maps every non-constexpr argument to
+    a torch dtype (a tensor of that dtype, assumed 16-byte aligned like a fresh allocation: divisibility 16), a Python
+    int (== 1: a constexpr; else i32 when it fits, i64 otherwise, divisibility 16 when divisible by 16) or a Python
+    float (the annotated type, fp32 when unannotated). Used by static_variants, so the static report compiles what
+    the benchmark shape would run."""
+    sig, consts, attrs = {}, dict(constexprs), {}
+    for i, (name, is_constexpr, annotated) in enumerate(_params(kernel)):
+        if is_constexpr:
+            sig[name] = "constexpr"
+            continue
+        v = values[name]
+        if isinstance(v, torch.dtype):
+            sig[name] = _PTR_TYPES[v]
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif isinstance(v, bool):
+            sig[name] = "i1"
+        elif isinstance(v, int):
+            if v == 1:
+                sig[name] = "constexpr"
+                consts[name] = 1
+                continue
+            sig[name] = "i32" if -2**31 <= v < 2**31 else "i64"
+            if v % 16 == 0:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = annotated or "fp32"
+    return sig, consts, attrs
+
+
+def _params(kernel) -> list[tuple[str, bool, str]]:
+    """(name, is constexpr, annotated scalar type) of each argument of a @triton.jit kernel; also of its
+    interpreted form (TRITON_INTERPRET=1: a plain function whose annotations are strings)."""
+    if hasattr(kernel, "params"):
+        return [(p.name, bool(p.is_constexpr), p.annotation_type or "") for p in kernel.params]
+    import inspect
+
+    out = []
+    for name, p in inspect.signature(kernel.fn).parameters.items():
+        ann = str(p.annotation)
+        out.append((name, "constexpr" in ann, "fp64" if "float64" in ann else "fp32" if "float32" in ann else ""))
+    return out
 
 # Decided when the kernels below are decorated, exactly as triton.jit decides whether to interpret them.
 _INTERPRET = tl.constexpr(bool(triton.knobs.runtime.interpret))
@@ -316,55 +392,60 @@ def _to_out(v, DT: tl.constexpr):
 
 
 @triton.jit
-def _bias_act_kernel(out_ptr, ref_ptr, g_ptr, gg_ptr, b_ptr, part_ptr, O, C, S, NC, NS, alpha: tl.float64,
+def _bias_act_kernel(out_ptr, ref_ptr, g_ptr, gg_ptr, b_ptr, part_ptr, O, C, S, NC, NS, PO, NT, alpha: tl.float64,
                      gain: tl.float64, clamp: tl.float64, ACT: tl.constexpr, MODE: tl.constexpr, YREF: tl.constexpr,
                      HAS_BIAS: tl.constexpr, G_BCAST: tl.constexpr, GG_BCAST: tl.constexpr, BIAS_SUM: tl.constexpr,
                      OB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
-    # The tensors are dense and seen in memory order as [O][C][S]; one program computes the tile
-    # [OB rows o][CB channels c][SB positions s] at memory offsets (o * C + c) * S + s, so every element of the tile
-    # knows its channel c without a division. ref is x (forward; backward with YREF=False) or y; g / gg are read at the
-    # same offsets, or at offset 0 when *_BCAST (an expanded scalar). BIAS_SUM: the program also writes the sums of its
-    # outputs per channel (in the compute type) to part[po][ps][c], where (po, pc, ps) is its tile.
+    # The tensors are dense and seen in memory order as [O][C][S]; a tile [OB rows o][CB channels c][SB positions s]
+    # lies at memory offsets (o * C + c) * S + s, so every element of the tile knows its channel c without a division.
+    # ref is x (forward; backward with YREF=False) or y; g / gg are read at the same offsets, or at offset 0 when
+    # *_BCAST (an expanded scalar). Program (p, pc, ps) computes the tiles (po, pc, ps) for po = p + t * PO,
+    # t = 0 .. NT - 1 (NT = 1 unless BIAS_SUM caps the grid). BIAS_SUM: the program also sums its outputs per
+    # channel (in the compute type, over its tiles in that fixed order) and writes the sums to part[p][ps][c].
     pid = tl.program_id(0).to(tl.int64)
     ps = pid % NS
     pc = (pid // NS) % NC
-    po = pid // NS // NC
-    o = po * OB + tl.arange(0, OB).to(tl.int64)
+    p = pid // NS // NC
     c = pc * CB + tl.arange(0, CB).to(tl.int64)
     s = ps * SB + tl.arange(0, SB).to(tl.int64)
-    o3 = o[:, None, None]
     c3 = c[None, :, None]
     s3 = s[None, None, :]
-    offs = (o3 * C + c3) * S + s3
-    mask = (o3 < O) & (c3 < C) & (s3 < S)
-
-    r = _compute_type(tl.load(ref_ptr + offs, mask=mask, other=0.0))
-    alpha_c = _scalar(alpha, r)
-    gain_c = _scalar(gain, r)
-    clamp_c = _scalar(clamp, r)
     if HAS_BIAS:
         bv = _compute_type(tl.load(b_ptr + c3, mask=c3 < C, other=0.0))
     else:
         bv = 0.0
-    if MODE == _FWD:
-        v = _fwd_elem(r, bv, alpha_c, gain_c, clamp_c, ACT)
-    else:
-        if G_BCAST:
-            g = _compute_type(tl.load(g_ptr))
-        else:
-            g = _compute_type(tl.load(g_ptr + offs, mask=mask, other=0.0))
-        if MODE == _BWD:
-            v = _bwd_elem(g, r, bv, alpha_c, gain_c, clamp_c, ACT, YREF)
-        else:
-            if GG_BCAST:
-                gg = _compute_type(tl.load(gg_ptr))
-            else:
-                gg = _compute_type(tl.load(gg_ptr + offs, mask=mask, other=0.0))
-            v = _bwd2_elem(gg, g, r, bv, alpha_c, gain_c, clamp_c, ACT, YREF)
-    tl.store(out_ptr + offs, _to_out(v, out_ptr.dtype.element_ty), mask=mask)
     if BIAS_SUM:
-        part = tl.sum(tl.sum(tl.where(mask, v, 0.0), axis=2), axis=0)  # [CB]
-        tl.store(part_ptr + (po * NS + ps) * C + c, part.to(part_ptr.dtype.element_ty), mask=c < C)
+        psum = tl.zeros([CB], dtype=tl.float64 if ref_ptr.dtype.element_ty == tl.float64 else tl.float32)
+    for t in range(0, NT):
+        o = (p + t * PO) * OB + tl.arange(0, OB).to(tl.int64)
+        o3 = o[:, None, None]
+        offs = (o3 * C + c3) * S + s3
+        mask = (o3 < O) & (c3 < C) & (s3 < S)
+
+        r = _compute_type(tl.load(ref_ptr + offs, mask=mask, other=0.0))
+        alpha_c = _scalar(alpha, r)
+        gain_c = _scalar(gain, r)
+        clamp_c = _scalar(clamp, r)
+        if MODE == _FWD:
+            v = _fwd_elem(r, bv, alpha_c, gain_c, clamp_c, ACT)
+        else:
+            if G_BCAST:
+                g = _compute_type(tl.load(g_ptr))
+            else:
+                g = _compute_type(tl.load(g_ptr + offs, mask=mask, other=0.0))
+            if MODE == _BWD:
+                v = _bwd_elem(g, r, bv, alpha_c, gain_c, clamp_c, ACT, YREF)
+            else:
+                if GG_BCAST:
+                    gg = _compute_type(tl.load(gg_ptr))
+                else:
+                    gg = _compute_type(tl.load(gg_ptr + offs, mask=mask, other=0.0))
+                v = _bwd2_elem(gg, g, r, bv, alpha_c, gain_c, clamp_c, ACT, YREF)
+        tl.store(out_ptr + offs, _to_out(v, out_ptr.dtype.element_ty), mask=mask)
+        if BIAS_SUM:
+            psum += tl.sum(tl.sum(tl.where(mask, v, 0.0), axis=2), axis=0).to(psum.dtype)  # [CB]
+    if BIAS_SUM:
+        tl.store(part_ptr + (p * NS + ps) * C + c, psum.to(part_ptr.dtype.element_ty), mask=c < C)
 
 
 # ---- launch helpers ----
@@ -416,27 +497,64 @@ def _layout(ref: torch.Tensor, dim: int, per_channel: bool) -> tuple[int, int, i
     return 1, 1, n
 
 
-def _tiles(O: int, C: int, S: int) -> tuple[int, int, int]:
-    """Tile [OB][CB][SB] of at most BLOCK elements: whole runs of S first, then channels, then rows."""
-    SB = min(triton.next_power_of_2(S), BLOCK)
-    CB = min(triton.next_power_of_2(C), BLOCK // SB)
-    OB = min(triton.next_power_of_2(O), BLOCK // (SB * CB))
-    return OB, CB, SB
+class Config(NamedTuple):
+    """Tiles [OB][CB][SB], tile counts NO x NC x NS, PO programs along o (each walks NT o-tiles), warps."""
+    OB: int
+    CB: int
+    SB: int
+    NO: int
+    NC: int
+    NS: int
+    PO: int
+    NT: int
+    num_warps: int
+
+    @property
+    def grid(self) -> tuple[int]:
+        return (self.PO * self.NC * self.NS,)
+
+    @property
+    def partial_rows(self) -> int:
+        return self.PO * self.NS
+
+
+CMAX = 256  # channels per tile when a run of S does not fill the block (the (N, C) layout: OB >= BLOCK / 256 rows)
+
+
+def config(O: int, C: int, S: int, bias_sum: bool) -> Config:
+    """The tiles and the grid of a launch over the dense [O][C][S] view (numel > 0): the one configuration function
+    of the launch helpers and of static_variants. A tile holds at most BLOCK elements: whole runs of S first, then
+    channels (at most CMAX), then rows; small tensors get smaller tiles (down to MIN_BLOCK) so that >= 2 x SM_COUNT
+    programs exist where the tensor allows. With bias_sum the grid is capped near wave_programs(NUM_WARPS) (one wave, rounded up to a multiple of NC x NS):
+    PO programs along o, each walking NT = cdiv(NO, PO) o-tiles; the partials are PO x NS rows of C."""
+    n = O * C * S
+    block = BLOCK
+    while block > MIN_BLOCK and n < 2 * SM_COUNT * block:
+        block //= 2
+    SB = min(triton.next_power_of_2(S), block)
+    CB = min(triton.next_power_of_2(C), block // SB, CMAX)
+    OB = min(triton.next_power_of_2(O), block // (SB * CB))
+    NO, NC, NS = triton.cdiv(O, OB), triton.cdiv(C, CB), triton.cdiv(S, SB)
+    PO = NO
+    if bias_sum:
+        PO = min(NO, triton.cdiv(wave_programs(NUM_WARPS), NC * NS))
+    return Config(OB, CB, SB, NO, NC, NS, PO, triton.cdiv(NO, PO), NUM_WARPS)
 
 
 def _run(out, ref, g, g_bcast, gg, gg_bcast, b, layout, act_id, mode, yref, alpha, gain, clamp, sum_dtype=None):
     """Launches the kernel over out (numel > 0); returns the per-channel sums of out (length C) when sum_dtype."""
     O, C, S = layout
-    OB, CB, SB = _tiles(O, C, S)
-    NO, NC, NS = triton.cdiv(O, OB), triton.cdiv(C, CB), triton.cdiv(S, SB)
-    part = torch.empty([NO, NS, C], dtype=sum_dtype, device=out.device) if sum_dtype is not None else out
-    # A bare `wrap_triton(<kernel name>)` call: the pattern torch's get_inner_triton_kernels recognises, so the kernel
-    # source enters the compile caches' keys of the triton ops.
-    wrap_triton(_bias_act_kernel)[(NO * NC * NS,)](
-        out, ref, g, gg, b if b is not None else ref, part, O, C, S, NC, NS, float(alpha), float(gain), float(clamp),
-        ACT=int(act_id), MODE=mode, YREF=bool(yref), HAS_BIAS=b is not None, G_BCAST=bool(g_bcast),
-        GG_BCAST=bool(gg_bcast), BIAS_SUM=sum_dtype is not None, OB=OB, CB=CB, SB=SB)
-    return part.sum(dim=(0, 1)) if sum_dtype is not None else None
+    cfg = config(O, C, S, sum_dtype is not None)
+    part = torch.empty([cfg.partial_rows, C], dtype=sum_dtype, device=out.device) if sum_dtype is not None else out
+    with device_guard(out):
+        # A bare `wrap_triton(<kernel name>)` call: the pattern torch's get_inner_triton_kernels recognises, so the
+        # kernel source enters the compile caches' keys of the triton ops.
+        wrap_triton(_bias_act_kernel)[cfg.grid](
+            out, ref, g, gg, b if b is not None else ref, part, O, C, S, cfg.NC, cfg.NS, cfg.PO, cfg.NT, float(alpha),
+            float(gain), float(clamp), ACT=int(act_id), MODE=mode, YREF=bool(yref), HAS_BIAS=b is not None,
+            G_BCAST=bool(g_bcast), GG_BCAST=bool(gg_bcast), BIAS_SUM=sum_dtype is not None, OB=cfg.OB, CB=cfg.CB,
+            SB=cfg.SB, num_warps=cfg.num_warps)
+    return part.sum(dim=0) if sum_dtype is not None else None
 
 
 def forward(x: torch.Tensor, b: torch.Tensor | None, dim: int, act_id: int, alpha: float, gain: float,
@@ -475,3 +593,40 @@ def backward(grad_grad: torch.Tensor | None, grad: torch.Tensor, ref: torch.Tens
     bias_sum = _run(out, r, g, g_bcast, gg, gg_bcast, bias, layout, act_id, int(_BWD2 if second else _BWD), ref_is_y,
                     alpha, gain, clamp, acc)
     return out, (bias_sum.to(r.dtype) if bias_grad else r.new_empty([0]))
+
+
+# ---- the static sm_90 report (bench/static_report.py) and the compile check (.ci/triton_check.py) ----
+# (name, shape (O, C, S), dtype, MODE, act, bias in the kernel, BIAS_SUM, hot): the launches of a training step at the
+# benchmark shapes of bench/bench_bias_act.py (StyleGAN's lrelu layer, N C H W), of the MLP layers of
+# bench/bench_train_step.py (B = 128 rows of 1024 channels: forward with the bias, backward from the saved y with the
+# bias gradient) and of the joint layer's backward at bench/bench_joint_linear.py's B = 4096.
+_STATIC_CASES = (
+    ("fwd", "32x256x32x32", (32, 256, 1024), torch.float32, 0, "lrelu", True, False, True),
+    ("bwd+db", "32x256x32x32", (32, 256, 1024), torch.float32, 1, "lrelu", False, True, True),
+    ("fwd", "128x1024", (128, 1024, 1), torch.float32, 0, "lrelu", True, False, True),
+    ("bwd+db", "128x1024", (128, 1024, 1), torch.float32, 1, "lrelu", False, True, True),
+    ("bwd+db", "4096x1024", (4096, 1024, 1), torch.float32, 1, "lrelu", False, True, True),
+    ("fwd bf16", "128x1024", (128, 1024, 1), torch.bfloat16, 0, "lrelu", True, False, True),
+    ("bwd+db bf16", "128x1024", (128, 1024, 1), torch.bfloat16, 1, "lrelu", False, True, True),
+    ("fwd swish", "128x1024", (128, 1024, 1), torch.float32, 0, "swish", True, False, False),
+    ("bwd+db swish", "128x1024", (128, 1024, 1), torch.float32, 1, "swish", True, True, False),
+    ("bwd2 tanh", "128x1024", (128, 1024, 1), torch.float32, 2, "tanh", False, False, False),
+)
+
+
+def static_variants():
+    """The kernel's launches at the benchmark shapes, configured by `config` (as the launch helpers are) and
+    specialised by launch_spec: dicts name, kernel, signature, constexprs, attrs, options, grid, shape, hot."""
+    for name, shape_name, (O, C, S), dtype, mode, act, has_bias, bias_sum, hot in _STATIC_CASES:
+        cfg = config(O, C, S, bias_sum)
+        spec = ACTIVATIONS[act]
+        yref = mode > 0 and spec.y_ok and not has_bias
+        sum_dt = torch.float64 if dtype == torch.float64 else torch.float32
+        values = dict(out_ptr=dtype, ref_ptr=dtype, g_ptr=dtype, gg_ptr=dtype, b_ptr=dtype,
+                      part_ptr=sum_dt if bias_sum else dtype, O=O, C=C, S=S, NC=cfg.NC, NS=cfg.NS, PO=cfg.PO,
+                      NT=cfg.NT, alpha=float(spec.default_alpha), gain=float(spec.default_gain), clamp=-1.0)
+        consts = dict(ACT=spec.id, MODE=mode, YREF=bool(yref), HAS_BIAS=has_bias, G_BCAST=False, GG_BCAST=False,
+                      BIAS_SUM=bias_sum, OB=cfg.OB, CB=cfg.CB, SB=cfg.SB)
+        sig, consts, attrs = launch_spec(_bias_act_kernel, values, consts)
+        yield dict(name=f"bias_act {name}", kernel=_bias_act_kernel, signature=sig, constexprs=consts, attrs=attrs,
+                   options=dict(num_warps=cfg.num_warps, num_stages=3), grid=cfg.grid, shape=shape_name, hot=hot)

@@ -14,6 +14,11 @@ a = b = m, p = q = P, both weights; with a reference, (a, b, p, q) = (m, ref, P,
 (ref, m, Q, P) with g_b = g for dref (u is the same for the swapped pair: both its factors change sign). Each
 program owns its rows of the output: no atomics, deterministic. Sums in fp32 (fp64 for fp64); libdevice exp on the
 GPU, fp64 numpy under the interpreter (the _exp of kernels/bias_act.py).
+
+Grid (row blocks, K): row blocks on axis 0, the K kernels on axis 1 (CUDA allows at most 65535 there: a larger K is
+refused with a message). `config` chooses the row block BI for the launch helpers and for `static_variants` (the
+static sm_90 report): the largest of 32, 16, 8 rows that still gives one wave of the 132-SM H100 (132 x 16 programs
+of 4 warps), where the batch allows. Every launch runs under its tensors' device guard.
 """
 from __future__ import annotations
 
@@ -22,17 +27,18 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from .bias_act import _exp
+from .bias_act import _exp, device_guard, launch_spec, wave_programs
 
-__all__ = ["forward", "backward", "backward2"]
+__all__ = ["forward", "backward", "backward2", "config", "static_variants"]
 
 
 @triton.jit
 def _md_kernel(a_ptr, b_ptr, ga_ptr, gb_ptr, out_ptr, p_ptr, q_ptr, dg_ptr, NA, NB, K, C, MODE: tl.constexpr,
                SELF: tl.constexpr, EXCL: tl.constexpr, ROW_G: tl.constexpr, COL_G: tl.constexpr, G_OUT: tl.constexpr,
                BI: tl.constexpr, BJ: tl.constexpr):
-    k = tl.program_id(0).to(tl.int64)
-    rows = tl.program_id(1).to(tl.int64) * BI + tl.arange(0, BI).to(tl.int64)
+    # grid (row blocks, K): the row blocks on axis 0 (up to 2^31 - 1 programs), K on axis 1 (at most 65535)
+    rows = tl.program_id(0).to(tl.int64) * BI + tl.arange(0, BI).to(tl.int64)
+    k = tl.program_id(1).to(tl.int64)
     row_ok = rows < NA
     a_row = a_ptr + (rows * K + k) * C  # the C values of a[i, k]
     acc = tl.zeros([BI], dtype=tl.float64 if a_ptr.dtype.element_ty == tl.float64 else tl.float32)
@@ -97,15 +103,36 @@ def _compute(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float64 if t.dtype == torch.float64 else torch.float32).contiguous()
 
 
+MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y
+NUM_WARPS = 4
+
+
+def config(NA: int, K: int, interpret: bool) -> tuple[int, int, int]:
+    """(BI, BJ, num_warps): the one configuration function of _launch and static_variants. The interpreter gets
+    16 x 16 tiles; the GPU 32 columns per tile and the largest row block in (32, 16, 8) whose grid
+    cdiv(NA, BI) x K still fills one wave (wave_programs(4) = 132 x 16 programs), else 8."""
+    if interpret:
+        return 16, 16, NUM_WARPS
+    bi = 32
+    while bi > 8 and triton.cdiv(NA, bi) * K < wave_programs(NUM_WARPS):
+        bi //= 2
+    return bi, 32, NUM_WARPS
+
+
 def _launch(mode, a, b, out, ga=None, gb=None, self_sum=False, excl=False, p=None, q=None, dg=None):
     NA, K, C = a.shape
     if NA == 0 or K == 0:
         return
-    bi = bj = 16 if a.device.type == "cpu" else 32
-    wrap_triton(_md_kernel)[(K, triton.cdiv(NA, bi))](
-        a, b, ga if ga is not None else a, gb if gb is not None else a, out, p if p is not None else a,
-        q if q is not None else a, dg if dg is not None else a, NA, b.shape[0], K, C, MODE=mode, SELF=self_sum,
-        EXCL=excl, ROW_G=ga is not None, COL_G=gb is not None, G_OUT=dg is not None, BI=bi, BJ=bj, num_warps=4)
+    if K > MAX_GRID_Y:
+        raise ValueError(f"minibatch_disc: the Triton kernel takes at most {MAX_GRID_Y} kernels (grid axis 1), got "
+                         f"K = {K}")
+    bi, bj, warps = config(NA, K, a.device.type == "cpu")
+    with device_guard(a):
+        wrap_triton(_md_kernel)[(triton.cdiv(NA, bi), K)](
+            a, b, ga if ga is not None else a, gb if gb is not None else a, out, p if p is not None else a,
+            q if q is not None else a, dg if dg is not None else a, NA, b.shape[0], K, C, MODE=mode, SELF=self_sum,
+            EXCL=excl, ROW_G=ga is not None, COL_G=gb is not None, G_OUT=dg is not None, BI=bi, BJ=bj,
+            num_warps=warps)
 
 
 def forward(m: torch.Tensor, ref: torch.Tensor | None, exclude_self: bool) -> torch.Tensor:
@@ -142,3 +169,31 @@ def backward2(ggm: torch.Tensor, ggr: torch.Tensor | None, grad: torch.Tensor, m
     _launch(2, a, r, dm, ga=g, p=p, q=q, dg=dg)
     _launch(2, r, a, dr, gb=g, p=q, q=p)
     return dg.to(grad.dtype), dm.to(m.dtype), dr.to(ref.dtype)
+
+
+# ---- the static sm_90 report (bench/static_report.py) and the compile check (.ci/triton_check.py) ----
+# (MODE, SELF, EXCL, ROW_G, COL_G, G_OUT, what, hot): the launches of the wrappers above
+_STATIC_MODES = ((0, True, True, False, False, False, "fwd", True), (1, True, False, True, True, False, "bwd", True),
+                 (2, True, False, True, True, True, "bwd2", False), (0, False, False, False, False, False, "fwd ref", False),
+                 (1, False, False, True, False, False, "bwd ref dm", False),
+                 (1, False, False, False, True, False, "bwd ref dref", False))
+
+
+def static_variants():
+    """The kernel's launches at bench/bench_minibatch_disc.py's shapes (B in {64, 256, 1024} rows, K = 100 kernels of
+    C = 5 dims, fp32; within the batch: the forward and backward are hot, the second order and the reference-batch
+    forms are not), configured by `config` and specialised by launch_spec."""
+    K, C = 100, 5
+    for B in (64, 256, 1024):
+        bi, bj, warps = config(B, K, False)
+        for mode, self_sum, excl, row_g, col_g, g_out, what, hot in _STATIC_MODES:
+            if B != 256 and not hot:
+                continue
+            f = torch.float32
+            values = dict(a_ptr=f, b_ptr=f, ga_ptr=f, gb_ptr=f, out_ptr=f, p_ptr=f, q_ptr=f, dg_ptr=f, NA=B, NB=B, K=K,
+                          C=C)
+            consts = dict(MODE=mode, SELF=self_sum, EXCL=excl, ROW_G=row_g, COL_G=col_g, G_OUT=g_out, BI=bi, BJ=bj)
+            sig, consts, attrs = launch_spec(_md_kernel, values, consts)
+            yield dict(name=f"minibatch_disc {what} [BI={bi}]", kernel=_md_kernel, signature=sig, constexprs=consts,
+                       attrs=attrs, options=dict(num_warps=warps, num_stages=3), grid=(triton.cdiv(B, bi), K),
+                       shape=f"B={B} K={K} C={C}", hot=hot)

@@ -336,3 +336,27 @@ def test_clamp_boundary_counts_as_clamped(impl):
             assert g.tolist() == [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
         else:  # swish(0.5) == c exactly: clamped
             assert g[4].item() == 0.0 and g[3].item() > 0
+
+
+@pytest.mark.parametrize("impl", impl_params(("triton",)))
+def test_triton_bounded_bias_partials(impl, monkeypatch):
+    """With the grid capped (a small fake SM count), each program walks several o-tiles and writes one row of
+    partial bias sums: the partials stay <= programs x C, and the results equal the reference."""
+    from fastgan._triton import bias_act as tk
+
+    monkeypatch.setattr(tk, "SM_COUNT", 1)  # one "wave" = 16 programs
+    cfg = tk.config(3000, 24, 1, True)
+    assert cfg.NT > 1 and cfg.partial_rows * 24 <= cfg.grid[0] * 24 and cfg.partial_rows < cfg.NO
+    device = IMPL_DEVICE[impl]
+    for dtype in (torch.float64, torch.float32):
+        for shape, dim in (((3000, 24), 1), ((400, 6, 5), 1)):
+            x = torch.randn(shape, device=device, dtype=dtype)
+            b = torch.randn(shape[dim], device=device, dtype=dtype)
+            gy = torch.randn_like(x)
+            w = torch.randn(shape, device=device)
+            for act in ("lrelu", "tanh"):
+                y, g1, g2 = _three_orders(impl, x, b, dim, act, None, gy, w)
+                ry, rg1, rg2 = _three_orders("reference", x, b, dim, act, None, gy, w)
+                close(y, ry, dtype, f"forward {shape} {act}")
+                for k, (a, e) in enumerate(zip(g1 + g2, rg1 + rg2)):
+                    close(a.to(e.dtype), e, dtype, f"derivative #{k} {shape} {act}")

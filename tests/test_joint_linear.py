@@ -199,3 +199,29 @@ def test_autocast_bf16():
     torch.testing.assert_close(y.float(), ref, rtol=2e-2, atol=2e-2)
     y.float().sum().backward()
     assert layer.weight.grad.dtype == torch.float32 and torch.isfinite(layer.weight.grad).all()
+
+
+@pytest.mark.parametrize("impl", impl_params(("triton",)))
+def test_triton_split_k(impl, monkeypatch):
+    """Split-K (the K axis cut into chunks, partials added in a fixed order by the epilogue kernel), reached by the
+    config rule at a long K, also with a chunk boundary inside the z range; forced splits agree with the unsplit."""
+    from fastgan._triton import joint_linear as tk
+
+    device = IMPL_DEVICE[impl]
+    interpret = device == "cpu"
+    cfg = tk.config(20, 18, 150 + 7, torch.float32, "ieee", interpret)
+    assert cfg.SPLIT > 1 and cfg.tiles(20, 18) * cfg.SPLIT >= min(132, 2 * cfg.SPLIT)
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        ins = _inputs(20, 150, 7, 18, device, dtype, bias=True, noncontig=True)
+        torch.manual_seed(5)
+        y, g1, _, _ = _orders(impl, ins, "lrelu", 0.2, 1.5)
+        torch.manual_seed(5)
+        ry, rg1, _, _ = _orders("reference", ins, "lrelu", 0.2, 1.5)
+        close(y, ry, dtype, "split-K forward")
+        for k, (a, e) in enumerate(zip(g1, rg1)):
+            close(a, e, dtype, f"split-K gradient #{k}")
+        x, z, w, u, b = ins
+        base = tk.matmul_act(x, w.t(), z, u.t(), b, 2, 0.2, 1.5, cfg=tk.Config(16, 16, 16, 1, 1, 1, 157))
+        for split, ks in ((3, 64), (10, 16), (2, 144)):  # 144: the second chunk starts inside the z range
+            forced = tk.matmul_act(x, w.t(), z, u.t(), b, 2, 0.2, 1.5, cfg=tk.Config(16, 16, 16, 1, 1, split, ks))
+            close(forced, base, dtype, f"split {split} x {ks}")

@@ -20,7 +20,7 @@ from fastgan.ops import reference
 
 from conftest import IMPL_DEVICE, close, impl_params, tcp_init
 
-IMPLS = impl_params(("cpp", "triton"))
+IMPLS = impl_params()
 md_ops = importlib.import_module("fastgan.ops.minibatch_disc")
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 
@@ -287,3 +287,14 @@ def test_global_batch_uneven_sizes_raise_on_every_rank(tmp_path):
     mp.spawn(_uneven_worker, args=(tcp_init(), str(tmp_path)), nprocs=2)
     for r in range(2):
         assert "global_batch needs the same batch size on every rank, got [3, 4]" in (tmp_path / f"rank{r}.txt").read_text()
+
+
+def test_triton_grid_axes():
+    """Row blocks on grid axis 0, the K kernels on axis 1 (CUDA's 65535 limit): a larger K is refused clearly."""
+    from fastgan._triton import minibatch_disc as tk
+
+    bi, bj, _ = tk.config(256, 100, False)
+    assert bi in (8, 16, 32) and bj == 32
+    a = torch.zeros(2, tk.MAX_GRID_Y + 1, 1)
+    with pytest.raises(ValueError, match="at most 65535 kernels"):
+        tk._launch(0, a, a, torch.zeros(2, tk.MAX_GRID_Y + 1))

@@ -23,7 +23,7 @@ from conftest import IMPL_DEVICE, close, impl_params
 
 mmd_ops = importlib.import_module("fastgan.ops.mmd")
 
-IMPLS = impl_params(("cpp", "triton"))
+IMPLS = impl_params()
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 KERNELS = [("gaussian", (0.5, 1.0, 2.0, 4.0), None), ("rq", (0.2, 0.5, 1.0, 2.0, 5.0), None),
            ("imq", (1.0, 3.0), (0.5, 2.0)), ("laplacian", (0.7, 2.0), None), ("laplacian_l1", (1.5, 4.0), (1.0, 0.5))]
@@ -290,7 +290,11 @@ def test_errors(impl):
         (lambda: fastgan.mmd2(torch.zeros(4, 3), torch.zeros(5, 3), bandwidths="median", impl=impl), ValueError,
          "median pairwise distance is 0"),
         (lambda: fastgan.mmd_test(x, y, permutations=0, impl=impl), ValueError, "permutations: expected an int >= 1"),
-        (lambda: fastgan.kernel_sum(x, y, impl="cuda"), RuntimeError, "impl='cuda' cannot run"),
+        (lambda: fastgan.kernel_sum(x.cpu(), y.cpu(), impl="cuda"), RuntimeError, "impl='cuda' cannot run"),
+        (lambda: fastgan.kernel_sum(x, y, bandwidths=[1.0] * 17, impl=impl), ValueError,
+         "bandwidths: expected at most 16 bandwidths, got 17"),
+        (lambda: torch.ops.fastgan.kernel_sum(x, y, "gaussian", [1.0] * 17, [1.0] * 17, True, False, False),
+         ValueError, "bandwidths: expected at most 16 bandwidths, got 17"),
         (lambda: torch.ops.fastgan.kernel_sum(x, y, "gaussian", [1.0], [], True, False, False), ValueError,
          "weights: expected 1 weights"),
         (lambda: torch.ops.fastgan.kernel_sum(x, y, "cauchy", [1.0], [1.0], True, False, False), ValueError,
@@ -349,3 +353,87 @@ def test_autocast_promotes_mixed_dtypes():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
     with pytest.raises(TypeError, match="y: expected dtype"):
         fastgan.mmd2(x.bfloat16(), y)
+
+
+# ---- the Triton kernels' 2-D grid (row blocks x column splits), their scalar parameters, their static variants ----
+TRITON = impl_params(("triton",))
+
+
+@pytest.mark.parametrize("splits", [2, 3, 32])
+@pytest.mark.parametrize("impl", TRITON)
+def test_triton_column_splits(impl, splits, monkeypatch):
+    """Forced split counts (even, uneven: 4 column tiles of 16 over 3 splits, capped at the tiles) give the reference's
+    values and first and second derivatives, bit-identical from run to run (fixed-order reduction, no atomics)."""
+    tk = importlib.import_module("fastgan._triton.mmd")
+    monkeypatch.setattr(tk, "_SPLITS_OVERRIDE", splits)
+    device = IMPL_DEVICE[impl]
+    x, y = _points(37, 5, device, torch.float64), _points(50, 5, device, torch.float64, shift=0.3)
+    for kernel, bw, w in (KERNELS[0], KERNELS[2], KERNELS[3]):
+        orders = 2 if kernel in SMOOTH else 1
+        for y_arg, diagonal in ((y, True), (None, False)):
+            fast = functools.partial(fastgan.kernel_sum, kernel=kernel, bandwidths=bw, weights=w, diagonal=diagonal,
+                                     impl=impl)
+            ref = functools.partial(reference.kernel_sum, kernel=kernel, bandwidths=bw, weights=w or [1.0] * len(bw),
+                                    diagonal=diagonal)
+            ins = (x, y_arg) if y_arg is not None else (x, None)
+            got = _sum_and_grads(fast if y_arg is not None else (lambda a: fast(a)), *ins, orders)
+            again = _sum_and_grads(fast if y_arg is not None else (lambda a: fast(a)), *ins, orders)
+            exp = _sum_and_grads(ref if y_arg is not None else (lambda a: ref(a, None)), *ins, orders)
+            what = f"{kernel} splits={splits} self={y_arg is None}"
+            for a, b, e in zip([got[0]] + got[1] + got[2], [again[0]] + again[1] + again[2],
+                               [exp[0]] + exp[1] + exp[2]):
+                close(a, e, torch.float64, what)
+                assert torch.equal(a, b), f"{what}: not deterministic"
+
+
+@pytest.mark.parametrize("impl", TRITON)
+def test_triton_many_bandwidths_and_no_host_tensors(impl, monkeypatch):
+    """More bandwidths than one launch takes (NS_MAX) are summed over launches; the parameters travel as scalar
+    kernel arguments: no tensor is built from Python numbers on the way (a pageable copy + sync on CUDA)."""
+    tk = importlib.import_module("fastgan._triton.mmd")
+    device = IMPL_DEVICE[impl]
+    bw = tuple(0.25 * (k + 1) for k in range(tk.NS_MAX + 3))
+    w = tuple(1.0 / (k + 1) for k in range(len(bw)))
+    x, y = _points(20, 3, device, torch.float64), _points(17, 3, device, torch.float64, shift=0.2)
+    exp = _sum_and_grads(lambda a, b: reference.kernel_sum(a, b, "gaussian", bw, w, True), x, y, 2)
+
+    def no_tensor(*args, **kwargs):
+        raise AssertionError("torch.tensor called in the Triton launch path")
+
+    monkeypatch.setattr(tk.torch, "tensor", no_tensor)
+    got = _sum_and_grads(lambda a, b: fastgan.kernel_sum(a, b, "gaussian", bw, w, impl=impl), x, y, 2)
+    monkeypatch.undo()
+    for a, e in zip([got[0]] + got[1] + got[2], [exp[0]] + exp[1] + exp[2]):
+        close(a, e, torch.float64, f"{len(bw)} bandwidths")
+
+
+def test_triton_static_variants_contract():
+    """static_variants(): the report's contract, from the launcher's own pick_config; at the H100 benchmark batches
+    (n = 256 ... 1024) every grid is at least one wave of 132 programs with <= 32 splits."""
+    tk = pytest.importorskip("fastgan._triton.mmd")
+    variants = list(tk.static_variants())
+    assert variants and any(v["hot"] for v in variants) and any(not v["hot"] for v in variants)
+    by_name = {}
+    for v in variants:
+        assert {"name", "kernel", "signature", "constexprs", "options", "grid", "shape", "hot"} <= set(v)
+        assert v["kernel"] is tk._pair_kernel and isinstance(v["name"], str) and isinstance(v["shape"], str)
+        assert set(v["signature"]) == set(tk._pair_kernel.arg_names)
+        assert all(v["signature"][k] == "constexpr" for k in v["constexprs"])
+        assert set(v["options"]) == {"num_warps", "num_stages"}
+        assert len(v["grid"]) == 2 and all(isinstance(g, int) and g >= 1 for g in v["grid"])
+        assert v["grid"][1] <= tk.MAX_SPLITS
+        key = (repr(v["signature"]), repr(v["constexprs"]), repr(v["options"]))
+        assert by_name.setdefault(v["name"], key) == key, f"{v['name']}: one name, two compiles"
+        n = int(v["shape"].split("n=m=")[1].split()[0])
+        if 256 <= n <= 1024:
+            assert v["grid"][0] * v["grid"][1] >= tk.H100_SMS, v
+    # the launcher's choice is the report's: the same function, the same answer
+    cfg = tk.pick_config(512, 512, 64, torch.float32, 0, 1)
+    v = next(v for v in variants if v["shape"].startswith("n=m=512 d=64 ") and v["hot"]
+             and v["constexprs"]["MODE"] == 1 and v["constexprs"]["KERNEL"] == 0)
+    assert v["grid"] == (triton_cdiv(512, cfg.bm), cfg.splits) and v["constexprs"]["BM"] == cfg.bm
+    assert cfg.splits > 1  # this shape needs the column splits for a full wave
+
+
+def triton_cdiv(a, b):
+    return -(-a // b)

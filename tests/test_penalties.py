@@ -10,7 +10,7 @@ from fastgan.nn import BiGANDiscriminator, DCGANDiscriminator, MinibatchDiscrimi
 
 from conftest import IMPL_DEVICE, close, impl_params
 
-IMPLS = impl_params(("cpp", "triton"))
+IMPLS = impl_params()
 
 
 def eager_penalty(critic, real, fake, kind, center, weight, eps):

@@ -15,6 +15,8 @@
 //   dL'/dm_ic = sum_j w_ij e_ij u_ij sign(m_ic - r_jc),   dL'/d(r or m)_jc = -sum_i w_ij e_ij u_ij sign(m_ic - r_jc)
 // Memory O((B + R) K C) plus O(B) scratch per thread.
 // Compute type fp64 for fp64, else fp32; sums run in a fixed order (results do not depend on the thread count).
+// The argument checks and the per-pair math (|a - b|, exp(-d), the sign terms) are fastgan/minibatch_disc.h, shared
+// with csrc/cuda/minibatch_disc.cu.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "fastgan/checks.h"
+#include "fastgan/minibatch_disc.h"
 #include "fastgan/vec_math.h"
 
 namespace fastgan {
@@ -36,9 +39,9 @@ void pair_exp(const T* mi, const T* rt, int64_t ld, int64_t C, int64_t n, T* __r
   for (int64_t c = 0; c < C; ++c) {
     const T v = mi[c];
     const T* __restrict r = rt + c * ld;
-    for (int64_t j = 0; j < n; ++j) e[j] += std::abs(v - r[j]);
+    for (int64_t j = 0; j < n; ++j) e[j] += md_abs_diff(v, r[j]);
   }
-  for (int64_t j = 0; j < n; ++j) e[j] = vec_exp(-e[j]);
+  for (int64_t j = 0; j < n; ++j) e[j] = md_pair_exp(e[j]);
 }
 
 // One pass over j for one feature c: t_j = w_j sign(v - r_j); col_j += t_j (the other side's gradient); returns
@@ -49,34 +52,19 @@ T signed_pass(T v, const T* __restrict r, const T* __restrict w, int64_t n, T* _
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
-      const T df = v - r[j + l];
-      const T t = w[j + l] * T((df > T(0)) - (df < T(0)));
+      const T t = md_signed(w[j + l], v, r[j + l]);
       acc[l] += t;
       col[j + l] += t;
     }
   }
   for (; j < n; ++j) {
-    const T df = v - r[j];
-    const T t = w[j] * T((df > T(0)) - (df < T(0)));
+    const T t = md_signed(w[j], v, r[j]);
     acc[j % kLanes] += t;
     col[j] += t;
   }
   T total = T(0);
   for (int l = 0; l < kLanes; ++l) total += acc[l];
   return total;
-}
-
-void check_md(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
-  check_float_tensor(m, "m");
-  TORCH_CHECK_VALUE(m.dim() == 3, "m: expected a 3-d tensor of shape (batch, kernels K, kernel_dim C), got shape ",
-                    m.sizes());
-  if (ref.has_value() && ref->defined()) {
-    check_like(*ref, "reference", m, "m");
-    TORCH_CHECK_VALUE(ref->dim() == 3 && ref->size(1) == m.size(1) && ref->size(2) == m.size(2),
-                      "reference: expected shape (R, ", m.size(1), ", ", m.size(2), ") like m, got ", ref->sizes());
-    TORCH_CHECK_VALUE(!exclude_self, "exclude_self: applies to the pairs within the batch (reference=None); a "
-                      "reference batch has no self pairs");
-  }
 }
 
 // The layouts the walks read, in the compute type T: m transposed per kernel (K, C, B), the other side likewise
@@ -217,10 +205,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward2_impl(const at::Tensor& 
           const T v = mi[c], p = pi[c];
           const T* __restrict r = other + c * ld;
           const T* __restrict qc = q + c * ld;
-          for (int64_t j = 0; j < n; ++j) {
-            const T df = v - r[j];
-            u[j] += T((df > T(0)) - (df < T(0))) * (p - qc[j]);
-          }
+          for (int64_t j = 0; j < n; ++j) u[j] += md_u_term(v, r[j], p, qc[j]);
         }
         for (int64_t j = 0; j < n; ++j) u[j] *= e[j];  // e_ij u_ij
         dg[i] -= lane_sum(u.data(), n);
@@ -246,7 +231,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward2_impl(const at::Tensor& 
 }
 
 at::Tensor minibatch_disc_cpu(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
-  check_md(m, ref, exclude_self);
+  check_minibatch_disc(m, ref, exclude_self);
   if (m.scalar_type() == at::kDouble) return forward_impl<double>(m, ref, exclude_self);
   return forward_impl<float>(m, ref, exclude_self);
 }
@@ -254,10 +239,7 @@ at::Tensor minibatch_disc_cpu(const at::Tensor& m, const c10::optional<at::Tenso
 std::tuple<at::Tensor, at::Tensor> minibatch_disc_backward_cpu(const at::Tensor& grad, const at::Tensor& m,
                                                                const c10::optional<at::Tensor>& ref,
                                                                bool exclude_self) {
-  check_md(m, ref, exclude_self);
-  check_like(grad, "grad", m, "m");
-  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == m.size(0) && grad.size(1) == m.size(1), "grad: expected shape (",
-                    m.size(0), ", ", m.size(1), "), got ", grad.sizes());
+  check_minibatch_disc_backward(grad, m, ref, exclude_self);
   if (m.scalar_type() == at::kDouble) return backward_impl<double>(grad, m, ref);
   return backward_impl<float>(grad, m, ref);
 }
@@ -265,21 +247,7 @@ std::tuple<at::Tensor, at::Tensor> minibatch_disc_backward_cpu(const at::Tensor&
 std::tuple<at::Tensor, at::Tensor, at::Tensor> minibatch_disc_backward2_cpu(
     const at::Tensor& ggm, const c10::optional<at::Tensor>& ggr, const at::Tensor& grad, const at::Tensor& m,
     const c10::optional<at::Tensor>& ref, bool exclude_self) {
-  check_md(m, ref, exclude_self);
-  check_like(grad, "grad", m, "m");
-  TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == m.size(0) && grad.size(1) == m.size(1), "grad: expected shape (",
-                    m.size(0), ", ", m.size(1), "), got ", grad.sizes());
-  check_like(ggm, "ggm", m, "m");
-  TORCH_CHECK_VALUE(ggm.sizes() == m.sizes(), "ggm: expected shape ", m.sizes(), " like m, got ", ggm.sizes());
-  const bool self = !(ref.has_value() && ref->defined());
-  const bool has_ggr = ggr.has_value() && ggr->defined();
-  TORCH_CHECK_VALUE(self != has_ggr, "ggr: expected ", self ? "None within the batch (ref None)" :
-                    "a tensor like ref", ", got ", has_ggr ? "a tensor" : "None");
-  if (has_ggr) {
-    check_like(*ggr, "ggr", m, "m");
-    TORCH_CHECK_VALUE(ggr->sizes() == ref->sizes(), "ggr: expected shape ", ref->sizes(), " like ref, got ",
-                      ggr->sizes());
-  }
+  check_minibatch_disc_backward2(ggm, ggr, grad, m, ref, exclude_self);
   if (m.scalar_type() == at::kDouble) return backward2_impl<double>(ggm, ggr, grad, m, ref);
   return backward2_impl<float>(ggm, ggr, grad, m, ref);
 }

@@ -13,6 +13,9 @@
 // translation invariant); r2 is clamped at 0 and the diagonal of a self-sum is exactly 0. Compute type: fp64 for fp64,
 // else fp32 (half inputs are widened once). Rows are processed in fixed blocks of kRowBlock whatever the thread
 // count, and every sum runs in a fixed order: results are bitwise reproducible.
+//
+// Shared with the CUDA kernels (csrc/cuda/mmd.cu): the argument checks, the mixture plan and the centring
+// (fastgan/mmd.h) and the per-pair math (fastgan/pair_math.h, called per element from the vectorised loops below).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
@@ -25,7 +28,9 @@
 #include <vector>
 
 #include "fastgan/checks.h"
+#include "fastgan/mmd.h"
 #include "fastgan/pair_kernels.h"
+#include "fastgan/pair_math.h"
 #include "fastgan/vec_math.h"
 
 namespace fastgan {
@@ -34,43 +39,10 @@ namespace {
 constexpr int64_t kTile = 512;
 constexpr int64_t kRowBlock = 32;  // rows of a tile per parallel work item (and per column-sum slot)
 
-// The kernels of a call. Gaussian bandwidths are ordered by p ascending and, where p_s / p_{s-1} is exactly 2^k
-// (bandwidths in a geometric progression of ratio 2^(k/2): the usual 1, 2, 4, 8, 16), e^(-p_s r2) is computed as
-// (e^(-p_{s-1} r2))^(2^k) by k squarings instead of an exp. Each squaring doubles the relative error, so a chain
-// restarts with a real exp once it would pass kMaxSquarings from its anchor (<= 2^4 x the exp's error: ~1e-6 in
-// fp32). sq[s]: -1 for an exp, else the squarings from bandwidth s - 1.
-constexpr int kMaxSquarings = 4;
-
+// The kernels of a call: MixturePlan (mmd.h) — per-bandwidth constants, gaussians ordered by p with the squaring
+// chain where consecutive parameters differ by an exact power of two.
 template <typename T>
-struct Mixture {
-  int kernel;
-  std::vector<T> p, w;  // per-bandwidth parameter (pair_kernels.h) and weight
-  std::vector<int> sq;
-
-  Mixture(int kind, const std::vector<double>& params, const std::vector<double>& weights) : kernel(kind) {
-    std::vector<size_t> order(params.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    if (kind == kGaussian) {
-      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return params[a] < params[b]; });
-    }
-    int chain = 0;
-    for (size_t k = 0; k < order.size(); ++k) {
-      p.push_back(static_cast<T>(params[order[k]]));
-      w.push_back(static_cast<T>(weights[order[k]]));
-      int steps = -1;
-      if (kind == kGaussian && k > 0) {
-        int e2 = 0;
-        const double ratio = params[order[k]] / params[order[k - 1]];
-        if (std::frexp(ratio, &e2) == 0.5 && e2 >= 2 && chain + (e2 - 1) <= kMaxSquarings &&
-            static_cast<T>(params[order[k - 1]]) * std::ldexp(T(1), e2 - 1) == p.back()) {
-          steps = e2 - 1;  // ratio = 2^steps, exactly, also after rounding to T
-        }
-      }
-      chain = steps < 0 ? 0 : chain + steps;
-      sq.push_back(steps);
-    }
-  }
-};
+using Mixture = MixturePlan<T>;
 
 template <typename T>
 struct RowSums {
@@ -95,50 +67,31 @@ RowSums<T> row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t 
   T* __restrict dd = d + j0;
   const T* __restrict nyy = ny + j0;
   for (int64_t j = 0; j < len; ++j) {
-    const T r = nxi + nyy[j] - T(2) * dd[j];
-    r2[j] = r < T(0) ? T(0) : r;
+    r2[j] = pair_r2(nxi, nyy[j], dd[j]);
     val[j] = T(0);
     c[j] = T(0);
     h[j] = T(0);
   }
-  const size_t ns = m.p.size();
+  // per bandwidth, one loop over the row (a kernel switch inside the loop would keep it scalar); the per-pair math
+  // is pair_math.h's, forced inline, so each loop still compiles to SIMD code
+  const size_t ns = m.coef.size();
   for (size_t s = 0; s < ns; ++s) {
-    const T p = m.p[s], w = m.w[s];
-    if (m.kernel == kGaussian) {  // k = e^(-p r2), k' = -p k, k'' = p^2 k
-      const T wc = -w * p, wh = w * p * p;
+    const PairCoef<T> k = m.coef[s];
+    if (m.kernel == kGaussian) {
+      const T p = k.p;
       const int steps = m.sq[s];
       if (steps < 0) {  // separate loops, each vectorised (a branch inside one loop would not be)
-        for (int64_t j = 0; j < len; ++j) ex[j] = vec_exp(-p * r2[j]);
+        for (int64_t j = 0; j < len; ++j) ex[j] = gaussian_exp(r2[j], p);
       } else {  // (e^(-p_prev r2))^(2^steps): the previous bandwidth's values, squared in place
-        for (int k = 0; k < steps; ++k) {
+        for (int q = 0; q < steps; ++q) {
           for (int64_t j = 0; j < len; ++j) ex[j] *= ex[j];
         }
       }
-      for (int64_t j = 0; j < len; ++j) {
-        const T ev = ex[j];
-        if constexpr (ORDER < 2) val[j] += w * ev;
-        if constexpr (ORDER >= 1) c[j] += wc * ev;
-        if constexpr (ORDER == 2) h[j] += wh * ev;
-      }
-    } else if (m.kernel == kRationalQuadratic) {  // k = t^-a, t = 1 + r2/(2a); k' = -k/(2t), k'' = (a+1)/(4a) k/t^2
-      const T inv = T(0.5) / p, wc = T(-0.5) * w, wh = w * (p + T(1)) / (T(4) * p);
-      for (int64_t j = 0; j < len; ++j) {
-        const T t = std::fma(r2[j], inv, T(1));
-        const T ev = vec_exp(-p * vec_log(t));
-        const T et = ev / t;
-        if constexpr (ORDER < 2) val[j] += w * ev;
-        if constexpr (ORDER >= 1) c[j] += wc * et;
-        if constexpr (ORDER == 2) h[j] += wh * (et / t);
-      }
-    } else {  // inverse multiquadric: k = p/q, q = p + r2; k' = -k/q, k'' = 2k/q^2
-      for (int64_t j = 0; j < len; ++j) {
-        const T q = p + r2[j];
-        const T ev = p / q;
-        const T eq = ev / q;
-        if constexpr (ORDER < 2) val[j] += w * ev;
-        if constexpr (ORDER >= 1) c[j] -= w * eq;
-        if constexpr (ORDER == 2) h[j] += T(2) * w * (eq / q);
-      }
+      for (int64_t j = 0; j < len; ++j) gaussian_add<ORDER>(ex[j], k, val[j], c[j], h[j]);
+    } else if (m.kernel == kRationalQuadratic) {
+      for (int64_t j = 0; j < len; ++j) rq_add<ORDER>(r2[j], k, val[j], c[j], h[j]);
+    } else {
+      for (int64_t j = 0; j < len; ++j) imq_add<ORDER>(r2[j], k, val[j], c[j], h[j]);
     }
   }
   RowSums<T> out;
@@ -156,7 +109,7 @@ RowSums<T> row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t 
     T* __restrict c2 = cs2 + j0;
     const T* __restrict vyy = vy + j0;
     for (int64_t j = 0; j < len; ++j) {
-      ee[j] = h[j] * (ux + vyy[j] - ee[j]);
+      ee[j] = pair_q(h[j], ux, vyy[j], ee[j]);
       c2[j] += ee[j];
     }
     out.q = lane_sum(e + j0, len);
@@ -251,32 +204,14 @@ at::Tensor row_sq_norms(const at::Tensor& a) {
   return out;
 }
 
-// The centred point sets of a call: x, y (= x for a self-sum), contiguous in the compute type, and their squared
-// norms.
-struct Points {
-  bool self;
-  int64_t n, m, d;
-  at::ScalarType ct;
-  at::Tensor xc, yc, nx, ny;
+// The centred point sets of a call (mmd.h) and their squared norms.
+struct Points : CentredPoints {
+  at::Tensor nx, ny;
 };
-
-at::Tensor centred(const at::Tensor& a, const at::Tensor& mean, at::ScalarType ct) {
-  at::Tensor out = at::empty({a.size(0), a.size(1)}, a.options().dtype(ct));
-  out.copy_(a).sub_(mean);  // in place: no second n x d temporary
-  return out;
-}
 
 Points centre(const at::Tensor& x, const c10::optional<at::Tensor>& y_opt, at::ScalarType ct) {
   Points P;
-  P.self = !(y_opt.has_value() && y_opt->defined());
-  const at::Tensor& y = P.self ? x : *y_opt;
-  P.n = x.size(0), P.m = y.size(0), P.d = x.size(1), P.ct = ct;
-  at::Tensor sx = x.sum(0, false, ct);
-  if (!P.self) sx = sx + y.sum(0, false, ct);
-  const int64_t cnt = P.self ? P.n : P.n + P.m;
-  const at::Tensor mean = cnt > 0 ? sx / double(cnt) : sx;
-  P.xc = centred(x, mean, ct);
-  P.yc = P.self ? P.xc : centred(y, mean, ct);
+  static_cast<CentredPoints&>(P) = centre_points(x, y_opt, ct);
   P.nx = row_sq_norms(P.xc);
   P.ny = P.self ? P.nx : row_sq_norms(P.yc);
   return P;
@@ -302,8 +237,7 @@ at::Tensor combine(const at::Tensor& t, const at::Tensor& s, const at::Tensor& a
 // The sum as a scalar tensor: x's dtype, or fp32 for fp16 / bf16 inputs (a sum of n m kernel values overflows fp16
 // from n ~ 150 and keeps 3 digits in bf16; MMD^2 is a small difference of such sums).
 at::Tensor value_of(double total, const at::Tensor& x) {
-  const bool half = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
-  return at::scalar_tensor(total, x.options().dtype(at::kDouble)).to(half ? at::kFloat : x.scalar_type());
+  return at::scalar_tensor(total, x.options().dtype(at::kDouble)).to(kernel_sum_value_type(x));
 }
 
 // The gradient accumulators of one side: products (n x d) and row sums (n).
@@ -455,24 +389,15 @@ double laplacian_tile(const T* X, const T* YT, int64_t m, int64_t d, int64_t i0,
           tmp[j] = T(0);
           c[j] = T(0);
         }
-        for (size_t s = 0; s < mix.p.size(); ++s) {
-          const T p = mix.p[s], w = mix.w[s], wc = -mix.w[s] * mix.p[s];
-          for (int64_t j = 0; j < bj; ++j) {
-            const T e = vec_exp(-p * dist[j]);
-            tmp[j] += w * e;
-            c[j] += wc * e;
-          }
+        for (size_t s = 0; s < mix.coef.size(); ++s) {
+          const PairCoef<T> k = mix.coef[s];
+          for (int64_t j = 0; j < bj; ++j) laplacian_add<1>(dist[j], k, tmp[j], c[j]);
         }
         if (diag_tile && !diagonal) tmp[i] = T(0);
         rows[i] = lane_sum(tmp, bj);
         if constexpr (GRAD) {
           if (!l1) {  // d dist / dx = (x - y) / dist, and 0 at dist 0 (the least-norm subgradient)
-            for (int64_t j = 0; j < bj; ++j) {  // (a NaN distance is not 0: its NaN propagates)
-              const bool zero = dist[j] == T(0);
-              const T den = zero ? T(1) : dist[j];
-              const T q = c[j] / den;
-              c[j] = zero ? T(0) : q;
-            }
+            for (int64_t j = 0; j < bj; ++j) c[j] = laplacian_l2_weight(c[j], dist[j]);  // NaN propagates
           }
           if (diag_tile) c[i] = T(0);
           T* gxi = gx + (i0 + i) * d;
@@ -482,7 +407,7 @@ double laplacian_tile(const T* X, const T* YT, int64_t m, int64_t d, int64_t i0,
             if (l1) {
               for (int64_t j = 0; j < bj; ++j) {
                 const T df = xv - yk[j];
-                tmp[j] = c[j] * T((df > T(0)) - (df < T(0)));  // sign, 0 at a tie
+                tmp[j] = c[j] * pair_sign(df);  // sign, 0 at a tie
               }
             } else {
               for (int64_t j = 0; j < bj; ++j) tmp[j] = c[j] * (xv - yk[j]);
@@ -549,26 +474,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> laplacian_impl(const at::Tensor& 
   return {value_of(total, x), gxo, gyo};
 }
 
-struct Parsed {
-  int kind;
-  std::vector<double> params, weights;
-};
-
-Parsed check_kernel_sum(const at::Tensor& x, const c10::optional<at::Tensor>& y, c10::string_view kernel,
-                        at::ArrayRef<double> bandwidths, at::ArrayRef<double> weights) {
-  Parsed p;
-  p.kind = parse_pair_kernel(std::string(kernel));
-  p.params = pair_kernel_params(p.kind, bandwidths, weights);
-  p.weights.assign(weights.begin(), weights.end());
-  check_float_tensor(x, "x");
-  TORCH_CHECK_VALUE(x.dim() == 2, "x: expected a 2-d tensor of shape (n, d), got shape ", x.sizes());
-  if (y.has_value() && y->defined()) {
-    check_like(*y, "y", x, "x");
-    TORCH_CHECK_VALUE(y->dim() == 2 && y->size(1) == x.size(1), "y: expected a 2-d tensor of shape (m, ", x.size(1),
-                      ") like x, got shape ", y->sizes());
-  }
-  return p;
-}
+using Parsed = KernelSumCall;
 
 template <typename T>
 Mixture<T> to_mixture(const Parsed& p) {
@@ -592,23 +498,7 @@ std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_cpu(const at::Tensor& x,
                                                             const at::Tensor& u, const c10::optional<at::Tensor>& v,
                                                             c10::string_view kernel, at::ArrayRef<double> bandwidths,
                                                             at::ArrayRef<double> weights, bool grad_x, bool grad_y) {
-  const Parsed p = check_kernel_sum(x, y, kernel, bandwidths, weights);
-  TORCH_CHECK_NOT_IMPLEMENTED(!is_laplacian(p.kind), "fastgan.kernel_sum: second-order derivatives of the ", kernel,
-                              " kernel are not implemented (it is not twice differentiable at zero distance); use a "
-                              "smooth kernel (gaussian, rq, imq) for gradient penalties through an MMD");
-  check_like(u, "u", x, "x");
-  check_same_shape(u, "u", x, "x");
-  const bool self = !(y.has_value() && y->defined());
-  at::Tensor vv;
-  if (!self) {
-    if (v.has_value() && v->defined()) {
-      check_like(*v, "v", x, "x");
-      check_same_shape(*v, "v", *y, "y");
-      vv = *v;
-    } else {
-      vv = at::zeros_like(*y);
-    }
-  }
+  const auto [p, vv] = check_kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights);
   if (x.scalar_type() == at::kDouble) return kernel_sum_backward2_impl<double>(x, y, u, vv, to_mixture<double>(p), grad_x, grad_y);
   return kernel_sum_backward2_impl<float>(x, y, u, vv, to_mixture<float>(p), grad_x, grad_y);
 }

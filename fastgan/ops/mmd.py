@@ -35,6 +35,7 @@ SMOOTH_KERNELS = ("gaussian", "rq", "imq")  # twice differentiable: gradient pen
 DEFAULT_BANDWIDTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
 _IMPLEMENTED = frozenset({"reference", "cpp", "triton", "cuda"})
 MEDIAN_SAMPLES = 1024
+MAX_BANDWIDTHS = 16  # every backend (csrc/include/fastgan/pair_math.h kMaxPairBandwidths: the CUDA kernel arguments)
 
 
 def _check_points(t, arg: str, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,6 +59,8 @@ def _check_kernel(kernel, bandwidths, weights) -> tuple[str, list[float], list[f
     if not isinstance(bandwidths, Sequence) or isinstance(bandwidths, str) or len(bandwidths) == 0:
         raise ValueError(f"bandwidths: expected a non-empty sequence of numbers > 0, got {bandwidths!r}")
     bw = [_checks.finite(b, "bandwidths") for b in bandwidths]
+    if len(bw) > MAX_BANDWIDTHS:
+        raise ValueError(f"bandwidths: expected at most {MAX_BANDWIDTHS} bandwidths, got {len(bw)}")
     if any(b <= 0 for b in bw):
         raise ValueError(f"bandwidths: expected numbers > 0, got {bw}")
     if weights is None:

@@ -20,17 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "fastgan/pair_math.h"
+
 namespace fastgan {
 
-enum PairKernel : int {
-  kGaussian = 0,
-  kRationalQuadratic = 1,
-  kInverseMultiquadric = 2,
-  kLaplacian = 3,
-  kLaplacianL1 = 4
-};
-
-inline bool is_laplacian(int kernel) { return kernel == kLaplacian || kernel == kLaplacianL1; }
+// PairKernel (kGaussian ... kLaplacianL1), is_laplacian and the per-pair math: pair_math.h (host + device).
 
 inline int parse_pair_kernel(const std::string& name) {
   if (name == "gaussian") return kGaussian;
