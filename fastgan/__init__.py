@@ -17,7 +17,8 @@ from .allocator import allocator_info, tune_cpu_allocator  # noqa: E402
 from .backend import backend_info, current_backend, use_backend  # noqa: E402
 from .penalties import gradient_penalty, wgan_critic_loss  # noqa: E402
 from .ops import (  # noqa: E402
-    bias_act, joint_linear, kernel_sum, median_bandwidth, median_distance, minibatch_discrimination, mmd2, mmd_test,
+    bias_act, input_grads, joint_linear, kernel_sum, median_bandwidth, median_distance, minibatch_discrimination, mmd2,
+    mmd_test,
 )
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "mmd_test",
     "current_backend",
     "gradient_penalty",
+    "input_grads",
     "wgan_critic_loss",
     "nn",
     "ops",

@@ -41,6 +41,13 @@ def dim(d, x: torch.Tensor, arg: str = "dim", x_arg: str = "x") -> int:
     return int(d) % nd
 
 
+def positive_int(v, arg: str) -> int:
+    """v, an int >= 1 (not a bool), else ValueError naming arg."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{arg}: expected a positive int, got {v!r}")
+    return v
+
+
 def finite(v, arg: str) -> float:
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{arg}: expected a number, got {type(v).__name__}")

@@ -26,6 +26,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ._checks import autocast_dtype
+from .nn import LinearAct, MLPCritic
+from .ops.bias_act import output_slope_ops
 from .ops.weight_grads import input_grads
 
 __all__ = ["gradient_penalty", "wgan_critic_loss", "CriticLoss", "KINDS"]
@@ -72,8 +74,6 @@ _PIECEWISE = ("linear", "relu", "lrelu")
 
 def fused_reason(critic) -> str | None:
     """None if `critic` can take the fused penalty path, else why not."""
-    from .nn.bigan import LinearAct, MLPCritic
-
     if not isinstance(critic, MLPCritic):
         return f"the fused path takes a fastgan.nn.MLPCritic, got {type(critic).__name__}"
     for i, layer in enumerate(critic.layers):
@@ -93,15 +93,8 @@ class _Slopes:
     torch.where on the pre-activations' signs (reference backend, half dtypes)."""
 
     def __init__(self, x, acts, impl):
-        from .backend import resolve
-        from .ops.bias_act import _ops
-
-        from .ops.bias_act import _ref_is_y
-
-        backend = resolve(impl, x.device, "bias_act")  # the critic's layers' impl
-        # the slope from the output's sign: exact for alpha >= 0, gain != 0, fp32 / fp64 (bias_act's own rule)
-        exact = all(_ref_is_y(act, alpha, gain, x.dtype) for act, alpha, gain in acts)
-        self.ns = _ops(backend) if backend != "reference" and exact else None
+        # the critic's layers' impl; the slope from the output's sign when exact (alpha >= 0, gain != 0, fp32 / fp64)
+        self.ns = output_slope_ops(impl, x.device, acts, x.dtype)
         self.acts = acts
 
     def forward(self, h, w, bias, layer):

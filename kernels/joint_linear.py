@@ -23,7 +23,7 @@ steps: program (tile, s) writes its fp32 / fp64 partial to a (SPLIT, M, N) works
 the chunks in the fixed order s = 0, 1, ... before the bias / activation / gain epilogue (deterministic, no atomics).
 At the benchmark shapes (fp32, IEEE): B = 128 forward and dX: 64 x 64 x 16 tiles, 8 warps, split-K 5 = 160 programs;
 B = 4096 forward and dX: 64 x 128 x 16, 512 programs; dW (1024 x 1024): 64 x 64, 256 programs. Every launch runs
-under its tensors' device guard (kernels/bias_act.py: device_guard).
+under its tensors' device guard (kernels/_launch.py: device_guard).
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ import triton.language as tl
 from torch.library import wrap_triton
 
 from ..activations import ACTIVATIONS
-from .bias_act import SM_COUNT, _INTERPRET, _act, _scalar, _to_out, device_guard, launch_spec
+from ._launch import SM_COUNT, device_guard, launch_spec
+from ._math import _INTERPRET, _act, _scalar, _to_out
 
 __all__ = ["matmul_act", "config", "precision", "static_variants"]
 

@@ -27,7 +27,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from .bias_act import _exp, device_guard, launch_spec, wave_programs
+from ._launch import device_guard, launch_spec, wave_programs
+from ._math import _exp
 
 __all__ = ["forward", "backward", "backward2", "config", "static_variants"]
 

@@ -37,7 +37,6 @@ The kernel table is that of csrc/include/fastgan/pair_kernels.h: 0 gaussian (p =
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Iterator, NamedTuple
 
@@ -46,7 +45,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from .bias_act import _exp, _log
+from ._launch import device_guard
+from ._math import _exp, _log
 
 __all__ = ["kernel_sum", "kernel_sum_backward2", "KERNEL_IDS", "NS_MAX", "Config", "pick_config", "static_variants"]
 
@@ -319,12 +319,6 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def _device_guard(t: torch.Tensor):
-    """The tensor's CUDA device as the current one for the launch (a no-op for CPU tensors under the interpreter;
-    under FakeTensor tracing the device is read from the fake tensor, nothing touches its data)."""
-    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
-
-
 def _centred(x: torch.Tensor, y: torch.Tensor | None):
     """x and y (or None) minus their common mean, contiguous, in the compute type (the cancellation guard)."""
     ct = _compute_dtype(x.dtype)
@@ -377,7 +371,7 @@ def _launch(mode, a, b, na, nb, params, kernel_id, self_sum, diagonal, fac1=0.0,
     g = a.new_empty([S, NA, D]) if mode >= 1 else val
     g2 = a.new_empty([S, NA, D]) if mode == 2 and triton.cdiv(NB, cfg.bn) > S else g  # scratch: 2+ tiles a split
     ps, ws = params
-    with _device_guard(a):
+    with device_guard(a):
         wrap_triton(_pair_kernel)[_grid(NA, cfg)](
             a, b, na, nb, val, g, g2, pu if pu is not None else a, qv if qv is not None else b,
             pa if pa is not None else na, qb if qb is not None else nb, NA, NB, D, S, float(fac1), float(fac2),

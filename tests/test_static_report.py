@@ -96,6 +96,7 @@ def test_failing_rule():
 def test_static_variants_follow_the_launch_configuration():
     """The variants the report compiles are the launches' configurations (one config function each)."""
     from fastgan._triton import bias_act, joint_linear, minibatch_disc
+    from fastgan._triton._launch import kernel_params
 
     keys = {"name", "kernel", "signature", "constexprs", "options", "grid", "shape", "hot"}
     for mod in (bias_act, joint_linear, minibatch_disc):
@@ -103,7 +104,7 @@ def test_static_variants_follow_the_launch_configuration():
         assert vs and all(keys <= set(v) for v in vs)
         assert any(v["hot"] for v in vs)
         for v in vs:
-            params = [p[0] for p in bias_act._params(v["kernel"])]
+            params = [p[0] for p in kernel_params(v["kernel"])]
             assert list(v["signature"]) == params
             assert all(v["signature"][k] == "constexpr" for k in v["constexprs"])
     v = next(v for v in joint_linear.static_variants() if v["name"].startswith("joint_linear fwd B=128 in=1024"))

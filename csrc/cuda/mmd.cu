@@ -727,11 +727,31 @@ struct TilePlan {
   int64_t ctas;
 };
 
-// The tile: the largest of 64, 32, 16 with at least one tile (of the walked ones) per SM. The super-blocks: at most
-// kMaxSlots per side; an x-y sum with few tiles on one side takes more on the other, up to two CTAs per SM.
-TilePlan plan_tiles(int64_t n, int64_t m, bool self, int sms) {
+// The largest tile whose shared memory the device grants one block (sm_86 / sm_89 / sm_120: at most 99 KiB, less
+// than the fp64 second order's 102 KiB at tile 64; H100 227 KiB, A100 163 KiB).
+template <typename T>
+int max_tile(int mode, int device) {
+  int optin = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const auto bytes = [mode](int tile) {
+    if (tile == 64) {
+      return mode == 0 ? smem_bytes<T, 64, 0>() : mode == 1 ? smem_bytes<T, 64, 1>() : smem_bytes<T, 64, 2>();
+    }
+    return mode == 0 ? smem_bytes<T, 32, 0>() : mode == 1 ? smem_bytes<T, 32, 1>() : smem_bytes<T, 32, 2>();
+  };
+  for (int tile : {64, 32}) {
+    if (bytes(tile) <= size_t(optin)) return tile;
+  }
+  return 16;
+}
+
+// The tile: the largest of 64, 32, 16 (at most tile_cap) with at least one tile (of the walked ones) per SM. The
+// super-blocks: at most kMaxSlots per side; an x-y sum with few tiles on one side takes more on the other, up to two
+// CTAs per SM.
+TilePlan plan_tiles(int64_t n, int64_t m, bool self, int sms, int tile_cap) {
   TilePlan P{16, 0, 0, 1, 1, 1};
   for (int tile : {64, 32, 16}) {
+    if (tile > tile_cap) continue;
     P.tile = tile;
     P.tr = ceil_div(n, tile);
     P.tc = ceil_div(m, tile);
@@ -806,7 +826,7 @@ Walk walk_pairs(const CentredPoints& P, const KernelSumCall& call, int mode, boo
   const bool smooth = !is_laplacian(call.kind);
   const auto o = P.xc.options();
   Walk W;
-  W.plan = plan_tiles(P.n, P.m, P.self, sms);
+  W.plan = plan_tiles(P.n, P.m, P.self, sms, max_tile<T>(mode, P.xc.device().index()));
   const TilePlan& tp = W.plan;
 
   PairArgs<T> a{};

@@ -1,6 +1,7 @@
 """Modules built on fastgan ops."""
 from .bias_act import BiasAct
 from .joint_linear import EagerJointLinear, JointLinear
+from .layers import ConvAct, EagerAct, LinearAct, make_act, torch_act
 from .bigan import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MLPCritic
 from .dcgan import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
 from .minibatch import MinibatchDiscrimination, MinibatchStdDev
@@ -8,6 +9,8 @@ from .mmd import MMDLoss
 
 __all__ = [
     "BiasAct",
+    "ConvAct",
+    "EagerAct",
     "BiGANDiscriminator",
     "BiGANEncoder",
     "BiGANGenerator",
@@ -17,8 +20,11 @@ __all__ = [
     "EagerJointLinear",
     "GANDiscriminator",
     "JointLinear",
+    "LinearAct",
     "MinibatchDiscrimination",
     "MinibatchStdDev",
     "MLPCritic",
     "MMDLoss",
+    "make_act",
+    "torch_act",
 ]

@@ -21,106 +21,19 @@ Discriminators and critics return one logit per sample, shape (N,).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .._checks import positive_int
 from ..activations import get_act
-from ..ops.bias_act import bias_act
-from ..ops.reference import activation
-from .bias_act import BiasAct
 from .joint_linear import EagerJointLinear, JointLinear
+from .layers import LinearAct, make_act
 
 __all__ = ["BiGANDiscriminator", "BiGANEncoder", "BiGANGenerator", "GANDiscriminator", "MLPCritic"]
 
 _LEAK = 0.2
-
-
-def _positive_int(v, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    return v
-
-
-def _alpha_of(act: str, alpha: float | None) -> float:
-    return get_act(act).default_alpha if alpha is None else float(alpha)
-
-
-def torch_act(x: torch.Tensor, act: str, alpha: float | None = None, gain: float = 1.0) -> torch.Tensor:
-    """The activation as eager torch ops (what a user writes by hand): the eager twins' non-linearity."""
-    if act == "lrelu":
-        x = F.leaky_relu(x, _alpha_of(act, alpha))
-    elif act == "relu":
-        x = F.relu(x)
-    elif act == "tanh":
-        x = torch.tanh(x)
-    elif act == "sigmoid":
-        x = torch.sigmoid(x)
-    elif act != "linear":
-        x = activation(x, act, _alpha_of(act, alpha))
-    return x if gain == 1.0 else x * gain
-
-
-class EagerAct(nn.Module):
-    """The parameter-free eager twin of BiasAct(None, act, alpha, gain)."""
-
-    def __init__(self, act: str = "linear", alpha: float | None = None, gain: float = 1.0):
-        super().__init__()
-        get_act(act)
-        self.act, self.alpha, self.gain = act, alpha, float(gain)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch_act(x, self.act, self.alpha, self.gain)
-
-    def extra_repr(self) -> str:
-        return f"act={self.act!r}, alpha={self.alpha}, gain={self.gain}"
-
-
-def make_act(act: str, alpha: float | None = None, gain: float = 1.0, impl: str | None = None,
-             eager: bool = False) -> nn.Module:
-    """A parameter-free activation module: fastgan BiasAct(None, ...) or its eager twin."""
-    return EagerAct(act, alpha, gain) if eager else BiasAct(None, act=act, alpha=alpha, gain=gain, impl=impl)
-
-
-class LinearAct(nn.Module):
-    """act(x @ weight.T + bias) * gain with nn.Linear's parameters (weight (out, in), bias (out,)) and initialisation.
-
-    Fused: F.linear without the bias, then fastgan.bias_act(h, bias, dim=1, ...) adds the bias, applies the
-    activation and gain in one pass, and computes the bias gradient in the same pass as the input gradient (a plain
-    F.linear(x, w, b) when act is 'linear'). Eager: F.linear(x, weight, bias) and the torch activation.
-    """
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, act: str = "linear",
-                 alpha: float | None = None, gain: float = 1.0, impl: str | None = None, eager: bool = False):
-        super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
-        get_act(act)
-        self.act, self.alpha, self.gain, self.impl, self.eager = act, alpha, float(gain), impl, bool(eager)
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """nn.Linear's: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias."""
-        bound = 1 / math.sqrt(self.in_features)
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.eager:
-            return torch_act(F.linear(x, self.weight, self.bias), self.act, self.alpha, self.gain)
-        if self.act == "linear" and self.gain == 1.0:
-            return F.linear(x, self.weight, self.bias)
-        return bias_act(F.linear(x, self.weight), self.bias, 1, self.act, self.alpha, self.gain, impl=self.impl)
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-                f"act={self.act!r}, alpha={self.alpha}, gain={self.gain}, eager={self.eager}")
 
 
 class _BiGANMLP(nn.Module):
@@ -156,8 +69,8 @@ class BiGANGenerator(_BiGANMLP):
 
     def __init__(self, z_dim: int = 50, x_dim: int = 784, hidden: int = 1024, impl: str | None = None,
                  eager: bool = False, out_act: str = "linear", batch_norm: bool = True):
-        _positive_int(z_dim, "z_dim"), _positive_int(x_dim, "x_dim")
-        super().__init__(z_dim, x_dim, _positive_int(hidden, "hidden"), "relu", impl, eager, out_act, batch_norm)
+        positive_int(z_dim, "z_dim"), positive_int(x_dim, "x_dim")
+        super().__init__(z_dim, x_dim, positive_int(hidden, "hidden"), "relu", impl, eager, out_act, batch_norm)
         self.z_dim, self.x_dim = z_dim, x_dim
 
 
@@ -168,8 +81,8 @@ class BiGANEncoder(_BiGANMLP):
 
     def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024, impl: str | None = None,
                  eager: bool = False, batch_norm: bool = True, out_act: str = "linear"):
-        _positive_int(x_dim, "x_dim"), _positive_int(z_dim, "z_dim")
-        super().__init__(x_dim, z_dim, _positive_int(hidden, "hidden"), "lrelu", impl, eager, out_act,
+        positive_int(x_dim, "x_dim"), positive_int(z_dim, "z_dim")
+        super().__init__(x_dim, z_dim, positive_int(hidden, "hidden"), "lrelu", impl, eager, out_act,
                          batch_norm=batch_norm)
         self.x_dim, self.z_dim = x_dim, z_dim
 
@@ -181,7 +94,7 @@ class GANDiscriminator(_BiGANMLP):
 
     def __init__(self, x_dim: int = 784, hidden: int = 1024, impl: str | None = None, eager: bool = False,
                  batch_norm: bool = True):
-        super().__init__(_positive_int(x_dim, "x_dim"), 1, _positive_int(hidden, "hidden"), "lrelu", impl, eager,
+        super().__init__(positive_int(x_dim, "x_dim"), 1, positive_int(hidden, "hidden"), "lrelu", impl, eager,
                          batch_norm=batch_norm)
         self.x_dim = x_dim
 
@@ -204,8 +117,8 @@ class BiGANDiscriminator(nn.Module):
     def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024, impl: str | None = None,
                  eager: bool = False, batch_norm: bool = True):
         super().__init__()
-        self.x_dim, self.z_dim = _positive_int(x_dim, "x_dim"), _positive_int(z_dim, "z_dim")
-        self.hidden, self.eager, self.batch_norm = _positive_int(hidden, "hidden"), bool(eager), bool(batch_norm)
+        self.x_dim, self.z_dim = positive_int(x_dim, "x_dim"), positive_int(z_dim, "z_dim")
+        self.hidden, self.eager, self.batch_norm = positive_int(hidden, "hidden"), bool(eager), bool(batch_norm)
         JL = EagerJointLinear if eager else JointLinear
         self.fc1 = JL(x_dim, z_dim, hidden, act="lrelu", alpha=_LEAK, gain=1.0, impl=impl)
         if batch_norm:
@@ -231,7 +144,7 @@ class MLPCritic(nn.Module):
     def __init__(self, in_dim: int, hidden: Sequence[int] = (1024, 1024), act: str = "lrelu", alpha: float = 0.2,
                  impl: str | None = None, eager: bool = False):
         super().__init__()
-        self.in_dim = _positive_int(in_dim, "in_dim")
+        self.in_dim = positive_int(in_dim, "in_dim")
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise ValueError(f"hidden: expected a sequence of positive ints, got {hidden!r}")
         for h in hidden:

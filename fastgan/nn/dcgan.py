@@ -29,11 +29,10 @@ f(x) + g(z), which cannot tell matching (x, z) pairs from mismatched ones.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..ops.bias_act import bias_act
-from .bigan import LinearAct, _positive_int, make_act, torch_act
+from .._checks import positive_int
+from .layers import ConvAct, LinearAct, make_act
 from .joint_linear import EagerJointLinear, JointLinear
 
 __all__ = ["DCGANDiscriminator", "DCGANEncoder", "DCGANGenerator"]
@@ -57,52 +56,6 @@ def _dcgan_init_linear(layer: nn.Module) -> None:
         nn.init.zeros_(layer.bias)
 
 
-class ConvAct(nn.Module):
-    """5x5 stride-2 convolution (transposed: doubles the size) -> [BatchNorm2d] -> bias + activation.
-
-    Parameters: weight ((out, in, 5, 5); transposed: (in, out, 5, 5)), bias (out,) when batch_norm is False, and
-    bn.* when it is True. Fused: conv without bias, then fastgan.bias_act(h, bias, dim=1, act, alpha, gain=1).
-    Eager: the conv with its bias, then the torch activation.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, transposed: bool = False, batch_norm: bool = False,
-                 act: str = "linear", alpha: float | None = None, impl: str | None = None, eager: bool = False):
-        super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.transposed, self.act, self.alpha, self.impl, self.eager = bool(transposed), act, alpha, impl, bool(eager)
-        shape = (in_channels, out_channels, 5, 5) if transposed else (out_channels, in_channels, 5, 5)
-        self.weight = nn.Parameter(torch.empty(shape))
-        self.bias = None if batch_norm else nn.Parameter(torch.empty(out_channels))
-        self.bn = nn.BatchNorm2d(out_channels) if batch_norm else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        nn.init.normal_(self.weight, 0.0, 0.02)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
-        if self.bn is not None:
-            self.bn.reset_parameters()
-            nn.init.normal_(self.bn.weight, 1.0, 0.02)
-
-    def _conv(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if self.transposed:
-            return F.conv_transpose2d(x, self.weight, bias, stride=2, padding=2, output_padding=1)
-        return F.conv2d(x, self.weight, bias, stride=2, padding=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self._conv(x, self.bias if self.eager else None)
-        if self.bn is not None:
-            h = self.bn(h)
-        if self.eager:
-            return torch_act(h, self.act, self.alpha)
-        return bias_act(h, self.bias, 1, self.act, self.alpha, 1.0, impl=self.impl)
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size=5, stride=2, transposed={self.transposed}, "
-                f"bias={self.bias is not None}, act={self.act!r}, alpha={self.alpha}, eager={self.eager}")
-
-
 def _check_images(x: torch.Tensor, nc: int, size: int) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != (nc, size, size):
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -114,8 +67,8 @@ class _ConvTrunk(nn.Module):
 
     def __init__(self, nc: int, size: int, base: int, batch_norm: bool, impl: str | None, eager: bool):
         super().__init__()
-        self.nc, self.size = _positive_int(nc, "nc"), _check_size(size)
-        self.base, self.batch_norm, self.eager = _positive_int(base, "base"), bool(batch_norm), bool(eager)
+        self.nc, self.size = positive_int(nc, "nc"), _check_size(size)
+        self.base, self.batch_norm, self.eager = positive_int(base, "base"), bool(batch_norm), bool(eager)
         widths = (nc, base, 2 * base, 4 * base, 8 * base)
         for i in range(4):  # conv1 has no batch norm (DCGAN)
             self.add_module(f"conv{i + 1}", ConvAct(widths[i], widths[i + 1], batch_norm=batch_norm and i > 0,
@@ -141,14 +94,14 @@ class DCGANDiscriminator(_ConvTrunk):
     def __init__(self, nc: int = 3, size: int = 64, base: int = 64, batch_norm: bool = False, z_dim: int | None = None,
                  impl: str | None = None, eager: bool = False, joint_hidden: int | None = None):
         super().__init__(nc, size, base, batch_norm, impl, eager)
-        self.z_dim = None if z_dim is None else _positive_int(z_dim, "z_dim")
+        self.z_dim = None if z_dim is None else positive_int(z_dim, "z_dim")
         if z_dim is None:
             if joint_hidden is not None:
                 raise ValueError(f"joint_hidden: only used with z_dim (a joint D(x, z)), got {joint_hidden!r}")
             self.joint = None
             self.out = LinearAct(self.features, 1, impl=impl, eager=eager)
         else:
-            self.joint_hidden = 16 * base if joint_hidden is None else _positive_int(joint_hidden, "joint_hidden")
+            self.joint_hidden = 16 * base if joint_hidden is None else positive_int(joint_hidden, "joint_hidden")
             JL = EagerJointLinear if eager else JointLinear
             self.joint = JL(self.features, z_dim, self.joint_hidden, act="lrelu", alpha=_LEAK, gain=1.0, impl=impl)
             self.out = LinearAct(self.joint_hidden, 1, impl=impl, eager=eager)
@@ -171,7 +124,7 @@ class DCGANEncoder(_ConvTrunk):
     def __init__(self, nc: int = 3, size: int = 64, z_dim: int = 100, base: int = 64, batch_norm: bool = False,
                  impl: str | None = None, eager: bool = False):
         super().__init__(nc, size, base, batch_norm, impl, eager)
-        self.z_dim = _positive_int(z_dim, "z_dim")
+        self.z_dim = positive_int(z_dim, "z_dim")
         self.out = LinearAct(self.features, z_dim, impl=impl, eager=eager)
         _dcgan_init_linear(self.out)
 
@@ -189,8 +142,8 @@ class DCGANGenerator(nn.Module):
     def __init__(self, z_dim: int = 100, nc: int = 3, size: int = 64, base: int = 64, batch_norm: bool = False,
                  impl: str | None = None, eager: bool = False):
         super().__init__()
-        self.z_dim, self.nc = _positive_int(z_dim, "z_dim"), _positive_int(nc, "nc")
-        self.size, self.base = _check_size(size), _positive_int(base, "base")
+        self.z_dim, self.nc = positive_int(z_dim, "z_dim"), positive_int(nc, "nc")
+        self.size, self.base = _check_size(size), positive_int(base, "base")
         self.batch_norm, self.eager = bool(batch_norm), bool(eager)
         self.s0, c0 = size // 16, 8 * base
         # without batch norm the per-unit bias and the ReLU are fused into the projection

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.joint_linear import check_act, joint_linear
-from ..ops.reference import activation
+from .layers import torch_act
 
 
 class _JointLinearBase(nn.Module):
@@ -56,5 +56,4 @@ class EagerJointLinear(_JointLinearBase):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h = F.linear(x, self.weight, self.bias) + F.linear(z, self.z_weight)
-        h = F.leaky_relu(h, self.alpha) if self.act == "lrelu" else activation(h, self.act, self.alpha)
-        return h * self.gain if self.gain != 1.0 else h
+        return torch_act(h, self.act, self.alpha, self.gain)

@@ -3,13 +3,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import positive_int
 from ..ops.minibatch_disc import minibatch_discrimination
-
-
-def _positive_int(v, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    return v
 
 
 class MinibatchDiscrimination(nn.Module):
@@ -27,9 +22,9 @@ class MinibatchDiscrimination(nn.Module):
     def __init__(self, in_features: int, kernels: int = 100, kernel_dim: int = 5, exclude_self: bool = False,
                  global_batch: bool = False, impl: str | None = None):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.kernels = _positive_int(kernels, "kernels")
-        self.kernel_dim = _positive_int(kernel_dim, "kernel_dim")
+        self.in_features = positive_int(in_features, "in_features")
+        self.kernels = positive_int(kernels, "kernels")
+        self.kernel_dim = positive_int(kernel_dim, "kernel_dim")
         self.exclude_self, self.global_batch, self.impl = bool(exclude_self), bool(global_batch), impl
         self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.05)
 
@@ -83,8 +78,8 @@ class MinibatchStdDev(nn.Module):
 
     def __init__(self, group_size: int = 4, num_channels: int = 1):
         super().__init__()
-        self.group_size = _positive_int(group_size, "group_size")
-        self.num_channels = _positive_int(num_channels, "num_channels")
+        self.group_size = positive_int(group_size, "group_size")
+        self.num_channels = positive_int(num_channels, "num_channels")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:

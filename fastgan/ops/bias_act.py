@@ -15,7 +15,7 @@ from typing import Optional  # noqa: F401  (the Triton ops' annotations are reso
 
 import torch
 
-from .. import _checks
+from .. import _checks, _ext
 from ..activations import ACTIVATIONS, get_act
 from ..backend import resolve
 from .weight_grads import weight_grads_skipped
@@ -198,9 +198,17 @@ def _define_triton_ops() -> None:
 _ops = OpNamespaces(_define_triton_ops, _register)
 
 
-def _init_cpp() -> None:
-    from .. import _ext
+def output_slope_ops(impl: str | None, device, acts, dtype: torch.dtype):
+    """For fused passes that apply bias_act and its output-based slope themselves (the fused MLP-critic penalty): the
+    namespace of the raw ops (`bias_act`, `bias_act_backward`, no autograd of their own) that `impl` resolves to on
+    `device`, when every (act, alpha, gain) of `acts` has its derivative exactly from the output in `dtype`; else None
+    (the reference backend, or a slope that needs the input: compose torch ops instead)."""
+    backend = resolve(impl, device, "bias_act")
+    exact = all(_ref_is_y(act, alpha, gain, dtype) for act, alpha, gain in acts)
+    return _ops(backend) if backend != "reference" and exact else None
 
+
+def _init_cpp() -> None:
     if _ext.load() is not None:
         _register("fastgan", with_fake=True)
 

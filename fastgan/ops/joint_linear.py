@@ -17,8 +17,8 @@ from typing import Optional  # noqa: F401  (the Triton op's annotations are reso
 
 import torch
 
-from .. import _checks
-from ..activations import get_act
+from .. import _checks, _ext
+from ..activations import ACTIVATIONS, get_act
 from ..backend import resolve
 from .weight_grads import weight_grads_skipped
 from ._namespaces import OpNamespaces
@@ -130,7 +130,6 @@ def _register(ns_name: str, with_fake: bool) -> None:
 def _define_triton_ops() -> None:
     from torch.library import triton_op
 
-    from ..activations import ACTIVATIONS
     from .._triton.joint_linear import matmul_act  # a bare name: torch finds the kernel behind a triton_op by it
 
     @triton_op("fastgan_triton::joint_linear", mutates_args=())
@@ -143,8 +142,6 @@ _ops = OpNamespaces(_define_triton_ops, _register)
 
 
 def _init() -> None:
-    from .. import _ext
-
     if _ext.load() is not None:
         _register("fastgan", with_fake=True)
 

@@ -15,7 +15,7 @@ from typing import Optional, Tuple  # noqa: F401  (the Triton ops' annotations a
 
 import torch
 
-from .. import _checks
+from .. import _checks, _ext
 from ..backend import resolve
 from ._namespaces import OpNamespaces, end_of_chain
 from . import reference
@@ -139,8 +139,6 @@ _ops = OpNamespaces(_define_triton_ops, _register)
 
 
 def _init() -> None:
-    from .. import _ext
-
     if _ext.load() is not None:
         _register("fastgan", with_fake=True)
 

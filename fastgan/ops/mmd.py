@@ -23,7 +23,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple  # noqa: F401  (t
 
 import torch
 
-from .. import _checks
+from .. import _checks, _ext
 from ..backend import resolve
 from ._namespaces import OpNamespaces, end_of_chain
 from . import reference
@@ -267,8 +267,6 @@ _ops = OpNamespaces(_define_triton_ops, _register)
 
 
 def _init() -> None:
-    from .. import _ext
-
     if _ext.load() is not None:
         _register("fastgan", with_fake=True)
 

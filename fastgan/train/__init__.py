@@ -1,6 +1,6 @@
 """Trainers on the fused ops: one loop (Trainer) for every model (RECIPES), with checkpoints, metrics, evaluation
 and the BiGAN paper's Table-1 protocol. See fastgan.train.trainer for the run directory's contents."""
-from .recipes import RECIPES, Recipe  # noqa: I001  (first: config.validate reads RECIPES)
+from .recipes import RECIPES, Recipe
 from .config import BACKENDS, TrainConfig, lr_factor
 from .trainer import Trainer
 from .evaluate import evaluate

@@ -6,6 +6,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from .recipes import RECIPES
+
 __all__ = ["BACKENDS", "DEFAULT_STEPS", "PRECISIONS", "TrainConfig", "lr_factor"]
 
 # 'fastgan' = the fused nets with the automatic kernel choice; cpp / triton / cuda = the fused nets on that kernel
@@ -56,7 +58,6 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # recipe options (e.g. table-1 baselines' regression weight)
 
     def validate(self) -> "TrainConfig":
-        from . import RECIPES
 
         def positive(name, v, allow_none=False):
             if v is None and allow_none:
@@ -109,7 +110,6 @@ class TrainConfig:
         """A configuration for `model` with its recipe's defaults on the data (e.g. WGAN's RMSProp 5e-5, n_critic 5,
         batch 64; Recipe.defaults_for), then `overrides` on top (None values are not overrides; an `extra` dict is
         merged key by key). With neither steps nor epochs given: the recipe's steps on the data, else DEFAULT_STEPS."""
-        from . import RECIPES
 
         if model not in RECIPES:
             raise ValueError(f"model: expected one of {', '.join(sorted(RECIPES))}, got {model!r}")

@@ -39,11 +39,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks, losses
-from ..nn import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MinibatchDiscrimination, MLPCritic
-from ..nn.bigan import LinearAct
+from ..nn import (BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, LinearAct, MinibatchDiscrimination,
+                  MLPCritic)
 from ..ops.mmd import median_bandwidth, median_distance, mmd2
 from ..ops.weight_grads import input_grads
 from ..penalties import gradient_penalty, wgan_critic_loss
+from .distributed import all_reduce_mean_
 
 __all__ = ["RECIPES", "Recipe"]
 
@@ -147,8 +148,6 @@ class Recipe:
     def apply(self, group: str, grads) -> None:
         """Set the group's gradients (averaged across ranks under torch.distributed) and step its optimiser."""
         if self.shard[1] > 1:
-            from .distributed import all_reduce_mean_
-
             grads = [g.clone() for g in grads]
             all_reduce_mean_(grads)
         for p, g in zip(self.params(group), grads):

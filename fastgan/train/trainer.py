@@ -29,6 +29,7 @@ from .. import eval as ev
 from . import checkpoint as ckpt
 from .config import TrainConfig, lr_factor
 from .distributed import all_reduce_mean_, convert_batch_norm, world
+from .evaluate import evaluate
 from .recipes import RECIPES
 
 __all__ = ["Trainer", "make_optimizers"]
@@ -285,7 +286,6 @@ class Trainer:
                    "steps_per_s": steps_done / elapsed if steps_done else None,
                    "samples_per_s": steps_done * cfg.batch_size * cfg.n_critic / elapsed if steps_done else None}
         if cfg.eval_at_end and self.rank == 0:
-            from .evaluate import evaluate
 
             results.update(evaluate(recipe, self.split, out=self.out, seed=cfg.seed))
         if self.out is not None and self.rank == 0:

@@ -1,0 +1,72 @@
+"""Launch helpers shared by the Triton kernel files: the GPU the grids are shaped for, the device guard every launch
+runs under, and the specialisation of a launch as Triton's JIT makes it (for the static sm_90 report,
+bench/static_report.py, through each kernel file's static_variants)."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+__all__ = ["MAX_THREADS_PER_SM", "SM_COUNT", "device_guard", "kernel_params", "launch_spec", "wave_programs"]
+
+SM_COUNT = 132  # the H100 SXM the grids are shaped for (DESIGN.md, "GPU shape")
+MAX_THREADS_PER_SM = 2048
+
+
+def wave_programs(num_warps: int, sms: int = SM_COUNT) -> int:
+    """Programs of num_warps warps resident on `sms` SMs at once by the thread limit alone (one wave at best)."""
+    return sms * (MAX_THREADS_PER_SM // (32 * num_warps))
+
+
+def device_guard(t: torch.Tensor):
+    """The device guard for a launch on t's device: torch.cuda.device for CUDA tensors (also FakeTensors on a CUDA
+    device, under triton_op tracing / torch.compile / opcheck), a no-op for CPU tensors (the interpreter)."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
+_PTR_TYPES = {torch.float32: "*fp32", torch.float64: "*fp64", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
+
+
+def launch_spec(kernel, values: dict, constexprs: dict) -> tuple[dict, dict, dict]:
+    """(signature, constexprs, attrs) for triton.compile(ASTSource(...)) of the launch of `kernel` with these runtime
+    arguments, specialised as Triton's JIT specialises a real launch: `values` maps every non-constexpr argument to
+    a torch dtype (a tensor of that dtype, assumed 16-byte aligned like a fresh allocation: divisibility 16), a Python
+    int (== 1: a constexpr; else i32 when it fits, i64 otherwise, divisibility 16 when divisible by 16) or a Python
+    float (the annotated type, fp32 when unannotated). Used by static_variants, so the static report compiles what
+    the benchmark shape would run."""
+    sig, consts, attrs = {}, dict(constexprs), {}
+    for i, (name, is_constexpr, annotated) in enumerate(kernel_params(kernel)):
+        if is_constexpr:
+            sig[name] = "constexpr"
+            continue
+        v = values[name]
+        if isinstance(v, torch.dtype):
+            sig[name] = _PTR_TYPES[v]
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif isinstance(v, bool):
+            sig[name] = "i1"
+        elif isinstance(v, int):
+            if v == 1:
+                sig[name] = "constexpr"
+                consts[name] = 1
+                continue
+            sig[name] = "i32" if -2**31 <= v < 2**31 else "i64"
+            if v % 16 == 0:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = annotated or "fp32"
+    return sig, consts, attrs
+
+
+def kernel_params(kernel) -> list[tuple[str, bool, str]]:
+    """(name, is constexpr, annotated scalar type) of each argument of a @triton.jit kernel; also of its
+    interpreted form (TRITON_INTERPRET=1: a plain function whose annotations are strings)."""
+    if hasattr(kernel, "params"):
+        return [(p.name, bool(p.is_constexpr), p.annotation_type or "") for p in kernel.params]
+    import inspect
+
+    out = []
+    for name, p in inspect.signature(kernel.fn).parameters.items():
+        ann = str(p.annotation)
+        out.append((name, "constexpr" in ann, "fp64" if "float64" in ann else "fp32" if "float32" in ann else ""))
+    return out
