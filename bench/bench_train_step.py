@@ -12,8 +12,8 @@ from a fresh forward through the updated D; results before 2026-12-02 measured t
   eager     the eager twins (torch ops)
   compile   torch.compile of each eager twin (first-order step: compile can run it)
   fastgan   the fused nets (joint_linear in D, bias_act fused into every hidden layer)
-Floor: the GEMM FLOPs of the eager step (counted with torch.utils.flop_counter's formulas, common.GemmFlops, on the eager twin's step: the work any
-implementation of these networks does) at the GEMM rate measured in this run.
+Floor: the GEMM FLOPs of the eager step (counted with torch.utils.flop_counter's formulas, common.GemmFlops, on the
+eager twin's step: the work any implementation of these networks does) at the GEMM rate measured in this run.
 """
 from __future__ import annotations
 

@@ -23,9 +23,18 @@ import torch  # before fastgan: its extension needs torch's shared libraries loa
 
 import fastgan
 from fastgan.backend import why_not
-
 from fastgan.benchmarking import (  # noqa: F401  (timing and floors live in the package; re-exported here)
-    COPY_BYTES, GEMM_N, Timing, _canon, byte_floor_s, copy_bandwidth, exp_rate, flop_floor_s, gemm_rate, sync, timeit,
+    COPY_BYTES,
+    GEMM_N,
+    Timing,
+    _canon,
+    byte_floor_s,
+    copy_bandwidth,
+    exp_rate,
+    flop_floor_s,
+    gemm_rate,
+    sync,
+    timeit,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -259,7 +268,8 @@ def machine_slug(device: torch.device | str) -> str:
         if torch.device(device).type == "cuda":
             name = torch.cuda.get_device_name(_canon(device))
         else:
-            name = f"{cpu_model()}-{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}c"
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            name = f"{cpu_model()}-{cores}c"
     name = re.sub(r"\((r|tm)\)|\bprocessor\b|\bcpu\b", "", name, flags=re.I)
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 

@@ -161,7 +161,8 @@ def pytest_report_header(config):
     if not _session:
         return None
     a = _session["allocator"]
-    lines = [f"fastgan bench: device={_session['device']}  copy bandwidth={_session['copy_bandwidth_Bps'] / 1e9:.2f} GB/s"
+    lines = [f"fastgan bench: device={_session['device']}  "
+             f"copy bandwidth={_session['copy_bandwidth_Bps'] / 1e9:.2f} GB/s"
              f"  malloc={a['malloc']} tuned={a['tuned']}  torch threads={torch.get_num_threads()}"]
     others = _session["other_cpu_load_at_start"]
     if others is not None and others >= 0.2:
@@ -245,10 +246,12 @@ def pytest_terminal_summary(terminalreporter):
     for b in sorted((b for b in bs.benchmarks if _median(b) is not None), key=lambda b: (b.group or "", b.name)):
         e = b.extra_info
         tr.write_line(
-            f"{(b.group or ''):<30} {e.get('impl', b.name):<14} {b.stats.median * 1e3:>10.3f} {b.stats.iqr * 1e3:>8.3f} "
+            f"{(b.group or ''):<30} {e.get('impl', b.name):<14} {b.stats.median * 1e3:>10.3f} "
+            f"{b.stats.iqr * 1e3:>8.3f} "
             f"{_fmt(e.get('speedup_vs_eager'), '.2f'):>8}x {_fmt(e.get('speedup_vs_compile'), '.2f'):>9}x "
             f"{_fmt(e.get('floor_s') and e['floor_s'] * 1e3, '.3f'):>9} {_fmt(e.get('pct_of_floor'), '.1f'):>7}% "
-            f"{_fmt(e.get('peak_bytes') and e['peak_bytes'] / 1e6, '.1f'):>8} {_fmt(e.get('other_cpu_load'), '.2f'):>6}")
+            f"{_fmt(e.get('peak_bytes') and e['peak_bytes'] / 1e6, '.1f'):>8} "
+            f"{_fmt(e.get('other_cpu_load'), '.2f'):>6}")
     path = getattr(tr.config, "_fastgan_saved", None)
     if path:
         tr.write_line(f"fastgan: wrote {path}")

@@ -34,7 +34,7 @@ def _list(text: str, kind=str) -> list:
 
 
 def run_one(model: str, data: str, seed: int, runs: Path, steps: int | None, hidden: int | None, split) -> dict:
-    from fastgan.train import Trainer, TrainConfig
+    from fastgan.train import TrainConfig, Trainer
 
     out = runs / data / f"{model}-seed{seed}"
     done = out / "results.json"

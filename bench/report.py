@@ -91,7 +91,8 @@ def _machine_lines(results: dict) -> list[str]:
              f"usable, torch threads {s.get('torch_threads', m.get('torch_threads', '?'))})"]
     if gpu:
         tel = gpu.get("telemetry") or {}
-        lines.append(f"- GPU: {gpu.get('name')} (sm {gpu.get('capability')}, {_fmt(gpu.get('memory_bytes') and gpu['memory_bytes'] / 2**30, '.0f')} GiB, CUDA {gpu.get('cuda')}); "
+        mem = _fmt(gpu.get('memory_bytes') and gpu['memory_bytes'] / 2**30, '.0f')
+        lines.append(f"- GPU: {gpu.get('name')} (sm {gpu.get('capability')}, {mem} GiB, CUDA {gpu.get('cuda')}); "
                      f"telemetry at the end: " + (", ".join(f"{k} {v}" for k, v in tel.items()) if tel else "none"))
     lines.append(f"- torch {m.get('torch')}, triton {m.get('triton')}, fastgan {m.get('fastgan')} "
                  f"(commit {git.get('commit', '?')}{' + local changes' if git.get('dirty') else ''}), "
@@ -197,7 +198,8 @@ def write_report(results_path, out=None) -> Path:
              "GEMM rate) over the row's median: 100 % is the machine's limit.", ""]
     over = [r for r in rs if (r["pct_of_floor"] or 0) > 100]
     if over:
-        lines += [f"Note: {len(over)} row(s) exceed 100 % of their floor ({', '.join(sorted({r['group'] for r in over}))}): "
+        groups = ", ".join(sorted({r["group"] for r in over}))
+        lines += [f"Note: {len(over)} row(s) exceed 100 % of their floor ({groups}): "
                   "there the measured rate (copy bandwidth or GEMM rate, from one large copy / GEMM) underestimates "
                   "what those kernels reach (caches, clock); read their % as relative, not as a bound.", ""]
     slower = losses(rs)

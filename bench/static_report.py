@@ -20,7 +20,8 @@ waves = programs / (132 x CTAs/SM): a full wave puts the most CTAs the SM can ho
 Verdict of a hot variant (a forward or first-order launch of a training step): FAIL when it spills or launches fewer
 programs than the GPU has SMs (132: one wave in the sense of every SM busy) at its benchmark shape, unless REASONS
 (variant name -> why) excuses it; the reason is then printed in the report. The occupancy waves are reported beside
-(a value below 1 leaves room for more resident CTAs per SM, not an idle SM). The exit status is 1 when any hot variant FAILs (--no-fail: always 0 unless a compilation breaks).
+(a value below 1 leaves room for more resident CTAs per SM, not an idle SM). The exit status is 1 when any hot
+variant FAILs (--no-fail: always 0 unless a compilation breaks).
 """
 from __future__ import annotations
 

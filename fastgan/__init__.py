@@ -15,11 +15,18 @@ from . import nn, ops  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
 from .allocator import allocator_info, tune_cpu_allocator  # noqa: E402
 from .backend import backend_info, current_backend, use_backend  # noqa: E402
-from .penalties import gradient_penalty, wgan_critic_loss  # noqa: E402
 from .ops import (  # noqa: E402
-    bias_act, input_grads, joint_linear, kernel_sum, median_bandwidth, median_distance, minibatch_discrimination, mmd2,
+    bias_act,
+    input_grads,
+    joint_linear,
+    kernel_sum,
+    median_bandwidth,
+    median_distance,
+    minibatch_discrimination,
+    mmd2,
     mmd_test,
 )
+from .penalties import gradient_penalty, wgan_critic_loss  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [

@@ -17,7 +17,8 @@ def tensor(t, arg: str) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{arg}: expected a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{arg}: expected a floating tensor of dtype float64, float32, float16 or bfloat16, got {t.dtype}")
+        raise TypeError(f"{arg}: expected a floating tensor of dtype float64, float32, float16 or bfloat16, "
+                        f"got {t.dtype}")
     return t
 
 

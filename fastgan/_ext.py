@@ -19,7 +19,8 @@ def load():
             _state["error"] = None
         except ImportError as e:  # not built, or built against another torch
             _state["module"] = None
-            _state["error"] = f"fastgan._C could not be imported ({e}); build it with `pip install --no-build-isolation -e .`"
+            _state["error"] = (f"fastgan._C could not be imported ({e}); build it with "
+                               "`pip install --no-build-isolation -e .`")
     return _state["module"]
 
 

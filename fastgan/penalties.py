@@ -393,7 +393,8 @@ def wgan_critic_loss(critic: Callable[..., torch.Tensor], real, fake, kind: str 
         eps = _interpolation_weights(xr, generator, eps)
         layers = list(critic.layers)
         loss, d_real, d_fake, pen = _MLPCriticLoss.apply(
-            xr, xf, eps, (kind, float(center), float(weight), _acts_of(critic), critic.layers[0].impl), *[layer.weight for layer in layers],
+            xr, xf, eps, (kind, float(center), float(weight), _acts_of(critic), critic.layers[0].impl),
+            *[layer.weight for layer in layers],
             *[layer.bias for layer in layers])
         return CriticLoss(loss, d_real.detach(), d_fake.detach(), pen.detach())
     d_real = critic(*real_t).mean()

@@ -186,8 +186,9 @@ def config(O: int, C: int, S: int, bias_sum: bool) -> Config:
     """The tiles and the grid of a launch over the dense [O][C][S] view (numel > 0): the one configuration function
     of the launch helpers and of static_variants. A tile holds at most BLOCK elements: whole runs of S first, then
     channels (at most CMAX), then rows; small tensors get smaller tiles (down to MIN_BLOCK) so that >= 2 x SM_COUNT
-    programs exist where the tensor allows. With bias_sum the grid is capped near wave_programs(NUM_WARPS) (one wave, rounded up to a multiple of NC x NS):
-    PO programs along o, each walking NT = cdiv(NO, PO) o-tiles; the partials are PO x NS rows of C."""
+    programs exist where the tensor allows. With bias_sum the grid is capped near wave_programs(NUM_WARPS) (one wave,
+    rounded up to a multiple of NC x NS): PO programs along o, each walking NT = cdiv(NO, PO) o-tiles; the partials
+    are PO x NS rows of C."""
     n = O * C * S
     block = BLOCK
     while block > MIN_BLOCK and n < 2 * SM_COUNT * block:

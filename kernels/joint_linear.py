@@ -10,10 +10,10 @@ so the Triton backend is Triton end to end and differentiable to any order.
 
 Accumulation in fp32 (fp64 for fp64). fp32 inputs multiply in IEEE fp32, or TF32 when the caller allows it: the
 PREC constexpr of every launch is `precision(dtype)`, "tf32" exactly when torch.backends.cuda.matmul.allow_tf32 is
-set (read at each call, as torch.mm does; off by default) for fp32 on the GPU, "ieee" otherwise. The epilogue is the activation table of
-kernels/bias_act.py (one source of truth with the C++ kernels). Indexing is int64. Under the interpreter
-(TRITON_INTERPRET=1) half tiles are widened to fp32 before the dot (exact products, like the tensor cores) and bf16
-stores are rounded to nearest even by the shared _to_out.
+set (read at each call, as torch.mm does; off by default) for fp32 on the GPU, "ieee" otherwise. The epilogue is the
+activation table of kernels/_math.py (one source of truth with the C++ kernels). Indexing is int64. Under the
+interpreter (TRITON_INTERPRET=1) half tiles are widened to fp32 before the dot (exact products, like the tensor
+cores) and bf16 stores are rounded to nearest even by the shared _to_out.
 
 GPU shape (DESIGN.md, "GPU shape"): `config(M, N, K, ...)` is the one configuration function of matmul_act and of
 static_variants (bench/static_report.py compiles those for sm_90 and reports registers, spills and waves). It takes

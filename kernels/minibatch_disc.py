@@ -175,7 +175,8 @@ def backward2(ggm: torch.Tensor, ggr: torch.Tensor | None, grad: torch.Tensor, m
 # ---- the static sm_90 report (bench/static_report.py) and the compile check (.ci/triton_check.py) ----
 # (MODE, SELF, EXCL, ROW_G, COL_G, G_OUT, what, hot): the launches of the wrappers above
 _STATIC_MODES = ((0, True, True, False, False, False, "fwd", True), (1, True, False, True, True, False, "bwd", True),
-                 (2, True, False, True, True, True, "bwd2", False), (0, False, False, False, False, False, "fwd ref", False),
+                 (2, True, False, True, True, True, "bwd2", False),
+                 (0, False, False, False, False, False, "fwd ref", False),
                  (1, False, False, True, False, False, "bwd ref dm", False),
                  (1, False, False, False, True, False, "bwd ref dref", False))
 

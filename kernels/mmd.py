@@ -32,8 +32,9 @@ sync). A mixture of more bandwidths is summed over launches of NS_MAX bandwidths
 weights). Every launch runs under the tensors' device guard, on the current stream; nothing reads a device value on
 the host.
 
-Elementary functions: kernels/bias_act.py's _exp / _log (libdevice on the GPU, fp64 numpy under the interpreter).
-The kernel table is that of csrc/include/fastgan/pair_kernels.h: 0 gaussian (p = 1 / 2s^2), 1 rq (p = a), 2 imq (p = s^2).
+Elementary functions: kernels/_math.py's _exp / _log (libdevice on the GPU, fp64 numpy under the interpreter).
+The kernel table is that of csrc/include/fastgan/pair_math.h: 0 gaussian (p = 1 / 2s^2), 1 rq (p = a),
+2 imq (p = s^2).
 """
 from __future__ import annotations
 

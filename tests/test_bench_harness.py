@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
-from bench.__main__ import main as bench_main, pytest_args  # noqa: E402
+from bench.__main__ import main as bench_main  # noqa: E402
+from bench.__main__ import pytest_args  # noqa: E402
 from bench.conftest import cases_together, quick_selection  # noqa: E402
 
 
@@ -29,12 +30,15 @@ def fake_results():
         "benchmarks": [
             case("mmd2-n1024-d64", "eager", 0.010, vs_eager=1.0, vs_compile=0.8, n=1024, d=64, items=2048,
                  unit="samples", peak_bytes=40e6, params={"n,d": "n1024-d64"}),
-            case("mmd2-n1024-d64", "compile", 0.008, vs_eager=1.25, vs_compile=1.0, n=1024, d=64, params={"n,d": "n1024-d64"}),
+            case("mmd2-n1024-d64", "compile", 0.008, vs_eager=1.25, vs_compile=1.0, n=1024, d=64,
+                 params={"n,d": "n1024-d64"}),
             case("mmd2-n1024-d64", "fastgan-cpp", 0.005, vs_eager=2.0, vs_compile=1.6, n=1024, d=64, items=2048,
                  unit="samples", peak_bytes=1e5, pct_of_floor=80.0, floor_s=0.004, floor="6 d P / gemm_rate",
                  params={"n,d": "n1024-d64"}),
-            case("mmd2-n4096-d64", "eager", 0.160, vs_eager=1.0, n=4096, d=64, peak_bytes=640e6, params={"n,d": "n4096-d64"}),
-            case("mmd2-n4096-d64", "fastgan-cpp", 0.050, vs_eager=3.2, n=4096, d=64, peak_bytes=4e5, params={"n,d": "n4096-d64"}),
+            case("mmd2-n4096-d64", "eager", 0.160, vs_eager=1.0, n=4096, d=64, peak_bytes=640e6,
+                 params={"n,d": "n4096-d64"}),
+            case("mmd2-n4096-d64", "fastgan-cpp", 0.050, vs_eager=3.2, n=4096, d=64, peak_bytes=4e5,
+                 params={"n,d": "n4096-d64"}),
             case("train-step-bigan-B128", "eager", 0.050, vs_eager=1.0, params={"model": "bigan"}),
             case("train-step-bigan-B128", "fastgan-cpp", 0.060, vs_eager=0.8333, params={"model": "bigan"}),
         ],
@@ -127,7 +131,8 @@ def test_quick_selection_keeps_one_case_per_function_with_every_impl():
     plain = SimpleNamespace(__name__="bench_a")
     step = SimpleNamespace(__name__="bench_step", QUICK={"model": "bigan"})
     items = [_item(plain, "test_op", impl=i, n=n) for n in (64, 256) for i in ("eager", "fastgan-cpp")]
-    items += [_item(step, "test_step", impl=i, model=m) for m in ("ae-l1", "bigan", "gan") for i in ("eager", "compile")]
+    items += [_item(step, "test_step", impl=i, model=m) for m in ("ae-l1", "bigan", "gan")
+              for i in ("eager", "compile")]
     kept = quick_selection(items)
     assert [(it.originalname, it.callspec.params) for it in kept] == [
         ("test_op", {"impl": "eager", "n": 64}), ("test_op", {"impl": "fastgan-cpp", "n": 64}),
@@ -148,8 +153,10 @@ def test_auto_table_picks_the_faster_family_per_op(tmp_path):
     def case(group, impl, median):
         return {"group": group, "params": {"impl": impl}, "stats": {"median": median}}
 
-    benchmarks = [case("mmd2-n1024-d64-fwd+bwd", "fastgan-cuda", 2.0), case("mmd2-n1024-d64-fwd+bwd", "fastgan-triton", 1.0),
-                  case("mmd2-n4096-d64-fwd+bwd", "fastgan-cuda", 8.0), case("mmd2-n4096-d64-fwd+bwd", "fastgan-triton", 2.0),
+    benchmarks = [case("mmd2-n1024-d64-fwd+bwd", "fastgan-cuda", 2.0),
+                  case("mmd2-n1024-d64-fwd+bwd", "fastgan-triton", 1.0),
+                  case("mmd2-n4096-d64-fwd+bwd", "fastgan-cuda", 8.0),
+                  case("mmd2-n4096-d64-fwd+bwd", "fastgan-triton", 2.0),
                   case("bias_act-S-fwd", "fastgan-cuda", 1.0), case("bias_act-S-fwd", "fastgan-triton", 4.0),
                   case("bias_act-S-fwd", "eager", 0.5), case("minibatch_disc-B64-fwd", "fastgan-triton", 1.0),
                   case("train-step-bigan-B128", "fastgan-cuda", 1.0)]

@@ -10,13 +10,12 @@ import math
 
 import pytest
 import torch
+from conftest import IMPL_DEVICE, close, impl_params
 
 import fastgan
 from fastgan import backend
 from fastgan.activations import ACTIVATIONS
 from fastgan.ops import reference
-
-from conftest import IMPL_DEVICE, close, impl_params
 
 ACTS = list(ACTIVATIONS)
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]

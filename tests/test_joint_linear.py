@@ -5,13 +5,12 @@ import importlib
 
 import pytest
 import torch
+from conftest import IMPL_DEVICE, close, impl_params
 
 import fastgan
 from fastgan import backend
 from fastgan.nn import EagerJointLinear, JointLinear
 from fastgan.ops import reference
-
-from conftest import IMPL_DEVICE, close, impl_params
 
 joint_linear_ops = importlib.import_module("fastgan.ops.joint_linear")
 

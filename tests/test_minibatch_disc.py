@@ -12,13 +12,12 @@ import textwrap
 
 import pytest
 import torch
+from conftest import IMPL_DEVICE, close, impl_params, tcp_init
 
 import fastgan
 from fastgan import backend
 from fastgan.nn import MinibatchDiscrimination, MinibatchStdDev
 from fastgan.ops import reference
-
-from conftest import IMPL_DEVICE, close, impl_params, tcp_init
 
 IMPLS = impl_params()
 md_ops = importlib.import_module("fastgan.ops.minibatch_disc")
@@ -286,7 +285,8 @@ def test_global_batch_uneven_sizes_raise_on_every_rank(tmp_path):
 
     mp.spawn(_uneven_worker, args=(tcp_init(), str(tmp_path)), nprocs=2)
     for r in range(2):
-        assert "global_batch needs the same batch size on every rank, got [3, 4]" in (tmp_path / f"rank{r}.txt").read_text()
+        text = (tmp_path / f"rank{r}.txt").read_text()
+        assert "global_batch needs the same batch size on every rank, got [3, 4]" in text
 
 
 def test_triton_grid_axes():

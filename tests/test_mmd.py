@@ -12,14 +12,13 @@ import textwrap
 
 import pytest
 import torch
+from conftest import IMPL_DEVICE, close, impl_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastgan
 from fastgan import backend
 from fastgan.ops import reference
-
-from conftest import IMPL_DEVICE, close, impl_params
 
 mmd_ops = importlib.import_module("fastgan.ops.mmd")
 

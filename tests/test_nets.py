@@ -12,8 +12,16 @@ import copy
 import pytest
 import torch
 
-from fastgan.nn import (BiGANDiscriminator, BiGANEncoder, BiGANGenerator, DCGANDiscriminator, DCGANEncoder,
-                        DCGANGenerator, GANDiscriminator, MLPCritic)
+from fastgan.nn import (
+    BiGANDiscriminator,
+    BiGANEncoder,
+    BiGANGenerator,
+    DCGANDiscriminator,
+    DCGANEncoder,
+    DCGANGenerator,
+    GANDiscriminator,
+    MLPCritic,
+)
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 N = 5

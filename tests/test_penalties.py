@@ -4,11 +4,10 @@ parameter gradient to 1e-10 (fp64); skipping the inner weight gradients changes 
 autocast; through minibatch discrimination (its second-order op) equal to the broadcast reference; errors."""
 import pytest
 import torch
+from conftest import IMPL_DEVICE, close, impl_params
 
 import fastgan
 from fastgan.nn import BiGANDiscriminator, DCGANDiscriminator, MinibatchDiscrimination, MLPCritic
-
-from conftest import IMPL_DEVICE, close, impl_params
 
 IMPLS = impl_params()
 
@@ -33,7 +32,8 @@ def _critics(impl, device):
     nets = {
         "mlp": (MLPCritic(12, hidden=(16, 16), impl=impl), MLPCritic(12, hidden=(16, 16), eager=True),
                 lambda b: (torch.randn(b, 12),)),
-        "bigan-joint": (BiGANDiscriminator(10, 4, hidden=16, impl=impl), BiGANDiscriminator(10, 4, hidden=16, eager=True),
+        "bigan-joint": (BiGANDiscriminator(10, 4, hidden=16, impl=impl),
+                        BiGANDiscriminator(10, 4, hidden=16, eager=True),
                         lambda b: (torch.randn(b, 10), torch.randn(b, 4))),
         "dcgan": (DCGANDiscriminator(nc=1, size=32, base=2, impl=impl), DCGANDiscriminator(nc=1, size=32, base=2,
                                                                                            eager=True),

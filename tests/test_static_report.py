@@ -119,7 +119,6 @@ def test_static_variants_follow_the_launch_configuration():
 def _tools():
     try:
         import triton  # noqa: F401
-
         from triton import knobs
         return Path(knobs.nvidia.cuobjdump.path).exists() and Path(knobs.nvidia.ptxas_blackwell.path).exists()
     except Exception:  # noqa: BLE001
@@ -134,7 +133,8 @@ def test_one_tiny_compilation():
         "os.environ['TRITON_CACHE_DIR'] = tempfile.mkdtemp(); os.environ['TRITON_DEFAULT_FP_FUSION'] = '1'\n"
         "from bench import static_report as sr\n"
         "from fastgan._triton import minibatch_disc as m\n"
-        "v = next(v for v in m.static_variants() if v['name'].startswith('minibatch_disc fwd') and '1024' in v['shape'])\n"
+        "v = next(v for v in m.static_variants()\n"
+        "         if v['name'].startswith('minibatch_disc fwd') and '1024' in v['shape'])\n"
         "r = sr.triton_row('minibatch_disc', v)\n"
         "print('ROW', r.regs, r.spills, r.smem, r.programs, r.verdict)\n")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}

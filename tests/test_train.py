@@ -96,7 +96,8 @@ def _assert_twin_gradients_equal(model, monkeypatch, **kw):
         for backend in ("fastgan", "eager"):
             t = Trainer(tiny(model=model, backend=backend, steps=1, **kw))
             got = []
-            monkeypatch.setattr(t.recipe, "apply", lambda group, g, got=got: got.append((group, [x.clone() for x in g])))
+            monkeypatch.setattr(t.recipe, "apply",
+                                lambda group, g, got=got: got.append((group, [x.clone() for x in g])))
             x = t.train_x[:32].double()
             t.recipe.step(lambda: x, t.gen)
             grads[backend] = got

@@ -3,7 +3,6 @@ on features, feature matching with minibatch discrimination), and short training
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import tcp_init
 
 import fastgan

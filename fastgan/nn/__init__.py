@@ -1,9 +1,9 @@
 """Modules built on fastgan ops."""
 from .bias_act import BiasAct
-from .joint_linear import EagerJointLinear, JointLinear
-from .layers import ConvAct, EagerAct, LinearAct, make_act, torch_act
 from .bigan import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MLPCritic
 from .dcgan import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
+from .joint_linear import EagerJointLinear, JointLinear
+from .layers import ConvAct, EagerAct, LinearAct, make_act, torch_act
 from .minibatch import MinibatchDiscrimination, MinibatchStdDev
 from .mmd import MMDLoss
 

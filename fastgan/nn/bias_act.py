@@ -31,4 +31,5 @@ class BiasAct(nn.Module):
 
     def extra_repr(self) -> str:
         c = None if self.bias is None else self.bias.shape[0]
-        return f"channels={c}, act={self.act!r}, alpha={self.alpha}, gain={self.gain}, clamp={self.clamp}, dim={self.dim}"
+        return (f"channels={c}, act={self.act!r}, alpha={self.alpha}, gain={self.gain}, clamp={self.clamp}, "
+                f"dim={self.dim}")

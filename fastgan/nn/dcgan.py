@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from .._checks import positive_int
-from .layers import ConvAct, LinearAct, make_act
 from .joint_linear import EagerJointLinear, JointLinear
+from .layers import ConvAct, LinearAct, make_act
 
 __all__ = ["DCGANDiscriminator", "DCGANEncoder", "DCGANGenerator"]
 

@@ -18,9 +18,9 @@ import torch
 from .. import _checks, _ext
 from ..activations import ACTIVATIONS, get_act
 from ..backend import resolve
-from .weight_grads import weight_grads_skipped
-from ._namespaces import OpNamespaces
 from . import reference
+from ._namespaces import OpNamespaces
+from .weight_grads import weight_grads_skipped
 
 __all__ = ["bias_act"]
 
@@ -34,7 +34,8 @@ def _resolve_args(x, b, dim, act, alpha, gain, clamp):
         _checks.like(b, "b", x, "x")
         dim = _checks.dim(dim, x)
         if b.dim() != 1 or b.shape[0] != x.shape[dim]:
-            raise ValueError(f"b: expected a vector of length x.shape[{dim}] = {x.shape[dim]}, got shape {tuple(b.shape)}")
+            raise ValueError(f"b: expected a vector of length x.shape[{dim}] = {x.shape[dim]}, "
+                             f"got shape {tuple(b.shape)}")
     elif isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"dim: expected an int, got {type(dim).__name__}")
     alpha = spec.default_alpha if alpha is None else _checks.finite(alpha, "alpha")
@@ -43,7 +44,8 @@ def _resolve_args(x, b, dim, act, alpha, gain, clamp):
 
 
 def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: str = "linear",
-             alpha: float | None = None, gain: float | None = None, clamp=None, impl: str | None = None) -> torch.Tensor:
+             alpha: float | None = None, gain: float | None = None, clamp=None,
+             impl: str | None = None) -> torch.Tensor:
     """y = clamp(act(x + b) * gain, -clamp, clamp), b broadcast along `dim`, in one pass over memory.
 
     act: linear, relu, lrelu, tanh, sigmoid, elu, selu, softplus, swish; alpha and gain default to the activation's

@@ -20,10 +20,10 @@ import torch
 from .. import _checks, _ext
 from ..activations import ACTIVATIONS, get_act
 from ..backend import resolve
-from .weight_grads import weight_grads_skipped
+from . import reference
 from ._namespaces import OpNamespaces
 from .bias_act import _ops as _act_ops
-from . import reference
+from .weight_grads import weight_grads_skipped
 
 __all__ = ["joint_linear"]
 
@@ -49,7 +49,8 @@ def check_act(act, alpha, gain) -> tuple[float, float]:
 def _check_args(x, z, weight, z_weight, bias, act, alpha, gain):
     alpha, gain = check_act(act, alpha, gain)
     _checks.tensor(x, "x")
-    for t, name in ((z, "z"), (weight, "weight"), (z_weight, "z_weight")) + (((bias, "bias"),) if bias is not None else ()):
+    named = ((z, "z"), (weight, "weight"), (z_weight, "z_weight")) + (((bias, "bias"),) if bias is not None else ())
+    for t, name in named:
         _checks.like(t, name, x, "x")
     for t, name, shape in ((x, "x", "(N, in_features)"), (z, "z", "(N, z_features)"),
                            (weight, "weight", "(out_features, in_features)"),

@@ -17,8 +17,8 @@ import torch
 
 from .. import _checks, _ext
 from ..backend import resolve
-from ._namespaces import OpNamespaces, end_of_chain
 from . import reference
+from ._namespaces import OpNamespaces, end_of_chain
 
 __all__ = ["minibatch_discrimination"]
 

@@ -25,8 +25,8 @@ import torch
 
 from .. import _checks, _ext
 from ..backend import resolve
-from ._namespaces import OpNamespaces, end_of_chain
 from . import reference
+from ._namespaces import OpNamespaces, end_of_chain
 
 __all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "median_distance", "MMDTestResult", "KERNELS"]
 

@@ -1,10 +1,10 @@
 """Trainers on the fused ops: one loop (Trainer) for every model (RECIPES), with checkpoints, metrics, evaluation
 and the BiGAN paper's Table-1 protocol. See fastgan.train.trainer for the run directory's contents."""
-from .recipes import RECIPES, Recipe
 from .config import BACKENDS, TrainConfig, lr_factor
-from .trainer import Trainer
 from .evaluate import evaluate
+from .recipes import RECIPES, Recipe
 from .table1 import METHODS, format_table, run_table1
+from .trainer import Trainer
 
 __all__ = ["BACKENDS", "METHODS", "RECIPES", "Recipe", "TrainConfig", "Trainer", "evaluate", "format_table",
            "lr_factor", "run_table1"]

@@ -39,8 +39,15 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks, losses
-from ..nn import (BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, LinearAct, MinibatchDiscrimination,
-                  MLPCritic)
+from ..nn import (
+    BiGANDiscriminator,
+    BiGANEncoder,
+    BiGANGenerator,
+    GANDiscriminator,
+    LinearAct,
+    MinibatchDiscrimination,
+    MLPCritic,
+)
 from ..ops.mmd import median_bandwidth, median_distance, mmd2
 from ..ops.weight_grads import input_grads
 from ..penalties import gradient_penalty, wgan_critic_loss
@@ -245,7 +252,8 @@ class GAN(Recipe):
             d_loss = losses.gan_d_loss(l_real, l_fake)
             g_loss = losses.gan_g_loss(l_fake, kind)
             g_d = self.grads(self.with_r1(d_loss, (x,)), self.params("D"), retain=True)
-            self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))  # every gradient before any update: they share D's graph
+            # every gradient before any update: they share D's graph
+            self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))
             self.apply("D", g_d)
         else:
             x, d_loss, l_real, l_fake = self.d_steps(next_batch, gen)

@@ -39,9 +39,9 @@ METRICS = "metrics.jsonl"
 
 
 def make_optimizers(recipe, cfg) -> dict:
-    """One optimiser per recipe group (Adam, or RMSProp with cfg.optimizer='rmsprop'): l2 weight decay on the multiplicative weights (matrices) only; torch's fused
-    implementation (one kernel over all of a group's tensors; CPU and CUDA) — measured on the CPU, the foreach Adam
-    took 9 ms of a 57 ms BiGAN step."""
+    """One optimiser per recipe group (Adam, or RMSProp with cfg.optimizer='rmsprop'): l2 weight decay on the
+    multiplicative weights (matrices) only; torch's fused implementation (one kernel over all of a group's tensors;
+    CPU and CUDA) — measured on the CPU, the foreach Adam took 9 ms of a 57 ms BiGAN step."""
     opts = {}
     for group in recipe.groups:
         params = recipe.params(group)
@@ -246,7 +246,8 @@ class Trainer:
         autocast = torch.autocast(device.type, dtype=half, enabled=half is not None)
         start_step, t0 = self.step, time.perf_counter()
         t_last, step_last = t0, self.step
-        bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress or self.rank != 0, unit="step", dynamic_ncols=True,
+        bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress or self.rank != 0, unit="step",
+                   dynamic_ncols=True,
                    desc=f"{cfg.model} {cfg.data} {cfg.backend}")
         try:
             while self.step < self.total:
