@@ -71,6 +71,9 @@ namespace {
 constexpr int kThreads = 256;  // 16 x 16
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxSlots = 16;  // super-blocks per side (plan_tiles): the partial buffers' copies of each side
+// an x-y sum with few tiles on one side may take more slots on the other, within this many bytes of its partials
+// (n = 64, d = 12288 against a long y: 264 slots were 830 MB; now 21 slots, 64 MiB)
+constexpr int64_t kExtraSlotBytes = int64_t(64) << 20;
 
 enum Dist : int { kDot = 0, kL2 = 1, kL1 = 2 };  // smooth kernels from dot products; laplacians from differences
 
@@ -748,7 +751,7 @@ int max_tile(int mode, int device) {
 // The tile: the largest of 64, 32, 16 (at most tile_cap) with at least one tile (of the walked ones) per SM. The
 // super-blocks: at most kMaxSlots per side; an x-y sum with few tiles on one side takes more on the other, up to two
 // CTAs per SM.
-TilePlan plan_tiles(int64_t n, int64_t m, bool self, int sms, int tile_cap) {
+TilePlan plan_tiles(int64_t n, int64_t m, int64_t d, int64_t elem, bool self, int sms, int tile_cap) {
   TilePlan P{16, 0, 0, 1, 1, 1};
   for (int tile : {64, 32, 16}) {
     if (tile > tile_cap) continue;
@@ -764,9 +767,12 @@ TilePlan plan_tiles(int64_t n, int64_t m, bool self, int sms, int tile_cap) {
   } else {
     int64_t pr = std::min<int64_t>(P.tr, kMaxSlots), pc = std::min<int64_t>(P.tc, kMaxSlots);
     const int64_t target = 2 * int64_t(sms);
+    // beyond kMaxSlots, a side's slots are bounded by kExtraSlotBytes of partial buffer (row buffers: pc x n x d)
+    const int64_t pc_cap = std::max<int64_t>(kMaxSlots, kExtraSlotBytes / std::max<int64_t>(1, n * d * elem));
+    const int64_t pr_cap = std::max<int64_t>(kMaxSlots, kExtraSlotBytes / std::max<int64_t>(1, m * d * elem));
     if (pr * pc < target) {
-      if (pr < kMaxSlots) pc = std::min(P.tc, std::max(pc, ceil_div(target, pr)));
-      if (pc < kMaxSlots) pr = std::min(P.tr, std::max(pr, ceil_div(target, pc)));
+      if (pr < kMaxSlots) pc = std::min({P.tc, pc_cap, std::max(pc, ceil_div(target, pr))});
+      if (pc < kMaxSlots) pr = std::min({P.tr, pr_cap, std::max(pr, ceil_div(target, pc))});
     }
     P.pr = int(pr);
     P.pc = int(pc);
@@ -826,7 +832,7 @@ Walk walk_pairs(const CentredPoints& P, const KernelSumCall& call, int mode, boo
   const bool smooth = !is_laplacian(call.kind);
   const auto o = P.xc.options();
   Walk W;
-  W.plan = plan_tiles(P.n, P.m, P.self, sms, max_tile<T>(mode, P.xc.device().index()));
+  W.plan = plan_tiles(P.n, P.m, P.d, int64_t(sizeof(T)), P.self, sms, max_tile<T>(mode, P.xc.device().index()));
   const TilePlan& tp = W.plan;
 
   PairArgs<T> a{};
