@@ -81,7 +81,7 @@ def markdown(data: str, table: dict, note: str) -> str:
 def curves(argv) -> int:
     """python -m bench.quality curves OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...] [--title T]: the runs' training
     curves (metrics.jsonl) in one figure."""
-    from fastgan import eval as ev
+    from fastgan import metrics as ev
 
     p = argparse.ArgumentParser(prog="python -m bench.quality curves")
     p.add_argument("out")

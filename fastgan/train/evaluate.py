@@ -1,8 +1,8 @@
-"""What a trained recipe is measured by (fastgan.eval holds the metrics themselves):
+"""What a trained recipe is measured by (fastgan.metrics holds the metrics themselves):
 
 - representation: 1NN classification accuracy on the test split in the model's feature space (recipe.features:
   E(x), or D's last hidden layer for a GAN), fitted on the training split: the BiGAN paper's Table-1 protocol;
-- generation: fastgan.eval.generation_metrics on N_SAMPLES samples G(z) with z from a generator seeded by `seed`
+- generation: fastgan.metrics.generation_metrics on N_SAMPLES samples G(z) with z from a generator seeded by `seed`
   (MMD^2 to the test split always; classifier Frechet distance and score for labelled data; mode coverage and
   high-quality fraction for the 2-D mixtures);
 - pictures under `out`: samples.png (a grid of images, or a scatter plot over the data for 2-D), and
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .. import eval as ev
+from .. import metrics as ev
 
 __all__ = ["evaluate", "N_SAMPLES"]
 

@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 
 from .. import data as data_mod
-from .. import eval as ev
+from .. import metrics as ev
 from .config import TrainConfig
 from .recipes import RECIPES
 from .trainer import Trainer

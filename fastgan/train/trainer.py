@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .. import data as data_mod
-from .. import eval as ev
+from .. import metrics as ev
 from . import checkpoint as ckpt
 from .config import TrainConfig, lr_factor
 from .distributed import all_reduce_mean_, convert_batch_norm, world
