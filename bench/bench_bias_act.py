@@ -2,10 +2,10 @@
 
     pytest bench/bench_bias_act.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
 
-Groups `bias_act-<shape>-<mode>`; in each, impl ∈ bench.common.available_impls(device) (eager, compile,
-fastgan-<backend>); mode fwd (forward without autograd) or fwd+bwd (forward, then dx and db from a preallocated gy).
-Every case records its byte floor, % of floor and peak memory in extra_info; bench/conftest.py adds the speedups vs
-eager and vs compile of the same session at the end.
+Groups `bias_act-<shape>-<mode>`; in each, impl ∈ eager, compile, fastgan-<backend> (bench/conftest.py: the op's
+backends that can run here); mode fwd (forward without autograd) or fwd+bwd (forward, then dx and db from a
+preallocated gy). Every case records its byte floor, % of floor and peak memory in extra_info; bench/conftest.py adds
+the speedups vs eager and vs compile of the same session at the end.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import fastgan
+from fastgan.benchmarking import byte_floor_s, make_step
 from fastgan.ops.reference import bias_act_functional
 
-from . import common
-
+OP = "bias_act"
 # The op's arguments, resolved (the eager baseline takes numbers, not defaults): StyleGAN's lrelu layer.
 DIM, ACT, ALPHA, GAIN, CLAMP = 1, "lrelu", 0.2, math.sqrt(2), 256.0
 DTYPE = torch.float32
@@ -34,13 +34,6 @@ SHAPES = {
 }
 MODES = ("fwd", "fwd+bwd")
 WARMUP = 3  # untimed calls first: torch.compile compiles, the allocator reaches its steady state
-
-
-def pytest_generate_tests(metafunc):
-    if "impl" in metafunc.fixturenames:
-        from .conftest import bench_device
-
-        metafunc.parametrize("impl", common.available_impls(bench_device(metafunc.config)))
 
 
 def floor_bytes(shape, mode: str, itemsize: int) -> int:
@@ -69,7 +62,7 @@ def make_op(impl: str):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape_name", list(SHAPES))
-def test_bias_act(benchmark, extra_info, device, impl, shape_name, mode):
+def test_bias_act(measure, device, impl, shape_name, mode):
     shape = SHAPES[shape_name]
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(shape, generator=gen, device=device, dtype=DTYPE)
@@ -80,22 +73,8 @@ def test_bias_act(benchmark, extra_info, device, impl, shape_name, mode):
         x.requires_grad_(True)
         b.requires_grad_(True)
         gy = torch.randn(shape, generator=gen, device=device, dtype=DTYPE)  # preallocated upstream gradient
-    run = common.make_step(lambda: op(x, b), mode, [x, b], gy, device)
-
-    for _ in range(WARMUP):
-        run()
-
-    benchmark.group = f"bias_act-{shape_name}-{mode}"
+    run = make_step(lambda: op(x, b), mode, [x, b], gy, device)
     nbytes = floor_bytes(shape, mode, x.element_size())
-    floor_s = common.byte_floor_s(nbytes, device)
-    extra_info.update(impl=impl, shape=list(shape), dtype=str(DTYPE).removeprefix("torch."), act=ACT, mode=mode,
-                          floor_bytes=nbytes, floor_s=floor_s)
-
-    before = common.cpu_sample()
-    benchmark(run)
-    others = common.other_cpu_load(before)
-
-    median = benchmark.stats.stats.median
-    extra_info.update(pct_of_floor=100.0 * floor_s / median, items=math.prod(shape), unit="elements",
-                          peak_bytes=common.peak_memory(run, device),  # one more call, untimed
-                          other_cpu_load=others)  # cores other processes used while this case ran
+    measure(run, group=f"bias_act-{shape_name}-{mode}", warmup=WARMUP, floor_s=byte_floor_s(nbytes, device),
+            items=math.prod(shape), unit="elements", shape=list(shape), dtype=str(DTYPE).removeprefix("torch."),
+            act=ACT, mode=mode, floor_bytes=nbytes)

@@ -16,21 +16,14 @@ import functools
 import pytest
 import torch
 
+from fastgan.benchmarking import make_step, timeit
 from fastgan.nn import EagerJointLinear, JointLinear
 
-from . import common
-
+OP = "joint_linear"
 IN, ZD, OUT, ALPHA = 1024, 50, 1024, 0.2
 SIZES = (128, 4096)
 MODES = ("fwd", "fwd+bwd")
 WARMUP = 3
-
-
-def pytest_generate_tests(metafunc):
-    if "impl" in metafunc.fixturenames:
-        from .conftest import bench_device
-
-        metafunc.parametrize("impl", common.available_impls(bench_device(metafunc.config)))
 
 
 def make_layer(impl: str, in_f: int, out_f: int, act: str, device) -> torch.nn.Module:
@@ -95,10 +88,10 @@ def gemm_floor_s(dims: tuple, mode: str, device: torch.device) -> float:
         for c in calls:
             c()
 
-    return common.timeit(run, warmup=3, reps=21, device=device).median
+    return timeit(run, warmup=3, reps=21, device=device).median
 
 
-def _case(benchmark, extra_info, device, impl, group, dims, mode):
+def _case(measure, device, impl, group, dims, mode):
     n, sizes = dims[0], dims[1:]
     net = Stack(impl, sizes, device) if len(sizes) > 2 else make_layer(impl, sizes[0], sizes[1], "lrelu", device)
     op = torch.compile(net, dynamic=False) if impl == "compile" else net
@@ -111,27 +104,19 @@ def _case(benchmark, extra_info, device, impl, group, dims, mode):
         x.requires_grad_(True)
         z.requires_grad_(True)
         gy = torch.randn(n, sizes[-1], generator=g, device=device)
-    run = common.make_step(lambda: op(x, z), mode, [x, z] + params, gy, device)
-
-    for _ in range(WARMUP):
-        run()
-    benchmark.group = group
-    floor_s = gemm_floor_s(dims, mode, device)
-    extra_info.update(impl=impl, dims=list(dims), mode=mode, floor="bare GEMMs", floor_s=floor_s)
-    if mode == "fwd+bwd" and impl != "compile":
-        extra_info["saved_bytes"] = saved_bytes(lambda: op(x, z), [x, z] + params)
-    before = common.cpu_sample()
-    benchmark(run)
-    extra_info.update(pct_of_floor=100.0 * floor_s / benchmark.stats.stats.median, items=n, unit="samples",
-                      other_cpu_load=common.other_cpu_load(before), peak_bytes=common.peak_memory(run, device))
+    run = make_step(lambda: op(x, z), mode, [x, z] + params, gy, device)
+    saved = {"saved_bytes": lambda: saved_bytes(lambda: op(x, z), [x, z] + params)} \
+        if mode == "fwd+bwd" and impl != "compile" else {}
+    measure(run, group=group, warmup=WARMUP, floor_s=lambda: gemm_floor_s(dims, mode, device), items=n,
+            unit="samples", dims=list(dims), mode=mode, floor="bare GEMMs", **saved)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("n", SIZES)
-def test_joint_linear(benchmark, extra_info, device, impl, n, mode):
-    _case(benchmark, extra_info, device, impl, f"joint_linear-N{n}-{mode}", (n, IN, OUT), mode)
+def test_joint_linear(measure, device, impl, n, mode):
+    _case(measure, device, impl, f"joint_linear-N{n}-{mode}", (n, IN, OUT), mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_joint_critic(benchmark, extra_info, device, impl, mode):
-    _case(benchmark, extra_info, device, impl, f"joint_D-784-1024-1024-1-B128-{mode}", (128, 784, 1024, 1024, 1), mode)
+def test_joint_critic(measure, device, impl, mode):
+    _case(measure, device, impl, f"joint_D-784-1024-1024-1-B128-{mode}", (128, 784, 1024, 1024, 1), mode)

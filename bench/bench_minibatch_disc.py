@@ -13,33 +13,22 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fastgan.benchmarking import exp_rate, flop_floor_s, make_step
 from fastgan.nn import MinibatchDiscrimination
 from fastgan.ops.reference import minibatch_disc_functional
 
-from . import common
-
+OP = "minibatch_discrimination"
 A, K, C = 1024, 100, 5
 SIZES = (64, 256, 1024)
 WARMUP = 2
 
 
-def pytest_generate_tests(metafunc):
-    if "impl" in metafunc.fixturenames:
-        from fastgan.ops.minibatch_disc import _IMPLEMENTED
-
-        from .conftest import bench_device
-
-        impls = common.available_impls(bench_device(metafunc.config))
-        metafunc.parametrize("impl", [i for i in impls if not i.startswith("fastgan-") or
-                                      i.removeprefix("fastgan-") in _IMPLEMENTED])
-
-
 def floor_s(b: int, device) -> float:
-    return common.flop_floor_s(6 * b * A * K * C, device) + (b * (b + 1) / 2) * K / common.exp_rate(device)
+    return flop_floor_s(6 * b * A * K * C, device) + (b * (b + 1) / 2) * K / exp_rate(device)
 
 
 @pytest.mark.parametrize("b", SIZES)
-def test_minibatch_disc(benchmark, extra_info, device, impl, b):
+def test_minibatch_disc(measure, device, impl, b):
     torch.manual_seed(0)
     layer = MinibatchDiscrimination(A, K, C, impl=None if impl in ("eager", "compile") else
                                     impl.removeprefix("fastgan-")).to(device)
@@ -53,15 +42,7 @@ def test_minibatch_disc(benchmark, extra_info, device, impl, b):
         op = lambda: fn(f, layer.T, K, C)  # noqa: E731
     else:
         op = lambda: layer(f)  # noqa: E731
-    run = common.make_step(op, "fwd+bwd", [f, layer.T], gy, device)
-    for _ in range(WARMUP):
-        run()
-    benchmark.group = f"minibatch_disc-B{b}-fwd+bwd"
-    fl = floor_s(b, device)
-    extra_info.update(impl=impl, B=b, A=A, K=K, C=C, mode="fwd+bwd", floor="6 B A K C / gemm_rate + B(B+1)/2 K / "
-                      "exp_rate", floor_s=fl)
-    before = common.cpu_sample()
-    benchmark(run)
-    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median,
-                      other_cpu_load=common.other_cpu_load(before), peak_bytes=common.peak_memory(run, device),
-                      items=b, unit="samples")
+    run = make_step(op, "fwd+bwd", [f, layer.T], gy, device)
+    measure(run, group=f"minibatch_disc-B{b}-fwd+bwd", warmup=WARMUP, floor_s=lambda: floor_s(b, device), items=b,
+            unit="samples", B=b, A=A, K=K, C=C, mode="fwd+bwd",
+            floor="6 B A K C / gemm_rate + B(B+1)/2 K / exp_rate")

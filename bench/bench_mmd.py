@@ -22,30 +22,19 @@ import pytest
 import torch
 
 import fastgan
+from fastgan.benchmarking import exp_rate, flop_floor_s, make_step
 from fastgan.ops.reference import mmd2_functional
 
-from . import common
-
+OP = "kernel_sum"  # mmd2's kernel
 CASES = [(1024, 64), (4096, 64), (16384, 64), (1024, 784), (4096, 784)]
 MULTIPLIERS = (1.0, 2.0, 4.0, 8.0, 16.0)
 EAGER_MAX_N = 4096
 WARMUP = 2
 
 
-def pytest_generate_tests(metafunc):
-    if "impl" in metafunc.fixturenames:
-        from fastgan.ops.mmd import _IMPLEMENTED
-
-        from .conftest import bench_device
-
-        impls = common.available_impls(bench_device(metafunc.config))  # minus the backends mmd does not have
-        metafunc.parametrize("impl", [i for i in impls if not i.startswith("fastgan-") or
-                                      i.removeprefix("fastgan-") in _IMPLEMENTED])
-
-
 def floor_s(n: int, m: int, d: int, nbw: int, device) -> float:
     pairs = n * (n + 1) / 2 + m * (m + 1) / 2 + n * m
-    return common.flop_floor_s(6 * d * pairs, device) + pairs * nbw / common.exp_rate(device)
+    return flop_floor_s(6 * d * pairs, device) + pairs * nbw / exp_rate(device)
 
 
 def make_op(impl: str, bandwidths):
@@ -60,7 +49,7 @@ def make_op(impl: str, bandwidths):
 
 
 @pytest.mark.parametrize("n,d", CASES, ids=[f"n{n}-d{d}" for n, d in CASES])
-def test_mmd2(benchmark, extra_info, device, impl, n, d):
+def test_mmd2(measure, device, impl, n, d):
     if impl in ("eager", "compile") and n > EAGER_MAX_N:
         pytest.skip(f"{impl}: its {n} x {n} kernel matrices (and their autograd copies) do not fit comfortably")
     gen = torch.Generator(device=device).manual_seed(0)
@@ -69,15 +58,7 @@ def test_mmd2(benchmark, extra_info, device, impl, n, d):
     bandwidths = tuple(mult * math.sqrt(d) for mult in MULTIPLIERS)
     op = make_op(impl, bandwidths)
     gy = torch.ones((), device=device)
-    run = common.make_step(lambda: op(x, y), "fwd+bwd", [x, y], gy, device)
-    for _ in range(WARMUP):
-        run()
-    benchmark.group = f"mmd2-n{n}-d{d}-fwd+bwd"
-    fl = floor_s(n, n, d, len(bandwidths), device)
-    extra_info.update(impl=impl, n=n, m=n, d=d, kernel="gaussian", bandwidths=list(bandwidths), mode="fwd+bwd",
-                      floor="6 d P / gemm_rate + 5 P / exp_rate", floor_s=fl)
-    before = common.cpu_sample()
-    benchmark(run)
-    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median,
-                      other_cpu_load=common.other_cpu_load(before), items=2 * n, unit="samples",
-                      peak_bytes=common.peak_memory(run, device))
+    run = make_step(lambda: op(x, y), "fwd+bwd", [x, y], gy, device)
+    measure(run, group=f"mmd2-n{n}-d{d}-fwd+bwd", warmup=WARMUP,
+            floor_s=lambda: floor_s(n, n, d, len(bandwidths), device), items=2 * n, unit="samples", n=n, m=n, d=d,
+            kernel="gaussian", bandwidths=list(bandwidths), mode="fwd+bwd", floor="6 d P / gemm_rate + 5 P / exp_rate")

@@ -24,19 +24,12 @@ import pytest
 import torch
 
 import fastgan
+from fastgan.benchmarking import flop_floor_s, sync
 from fastgan.nn import BiGANDiscriminator, MLPCritic
 
-from . import common
-
+OP = ("bias_act", "joint_linear")  # the MLP critic's layers, D(x, z)'s joint layers
 B, X, Z, H = 128, 784, 50, 1024
 WARMUP = 2
-
-
-def pytest_generate_tests(metafunc):
-    if "impl" in metafunc.fixturenames:
-        from .conftest import bench_device
-
-        metafunc.parametrize("impl", common.available_impls(bench_device(metafunc.config)))
 
 
 def eager_penalty(critic, real, fake, eps, weight=10.0):
@@ -60,11 +53,11 @@ def floor_s(name, device) -> float:
     if name != "mlp":
         dims = [X + Z, H + Z, H + Z, 1]  # z enters every layer
     sizes = [a * b for a, b in zip(dims[:-1], dims[1:])]
-    return common.flop_floor_s((20 * sum(sizes) - 4 * sizes[0]) * B, device)
+    return flop_floor_s((20 * sum(sizes) - 4 * sizes[0]) * B, device)
 
 
 @pytest.mark.parametrize("name", ["mlp", "joint-D"])
-def test_wgan_gp_step(benchmark, extra_info, device, impl, name):
+def test_wgan_gp_step(measure, device, impl, name):
     critic = make_critic(name, impl, device)
     params = list(critic.parameters())
     gen = torch.Generator(device=device).manual_seed(0)
@@ -88,20 +81,9 @@ def test_wgan_gp_step(benchmark, extra_info, device, impl, name):
 
     def run():
         out = step()
-        common.sync(device)
+        sync(device)
         return out
 
-    try:
-        for _ in range(WARMUP):
-            run()
-    except Exception as e:  # noqa: BLE001 - torch.compile's refusal is the result of that case
-        if impl == "compile":
-            pytest.xfail(f"torch.compile cannot run the WGAN-GP step: {type(e).__name__}: {str(e).splitlines()[0]}")
-        raise
-    benchmark.group = f"wgan-gp-step-{name}-B{B}"
-    fl = floor_s(name, device)
-    extra_info.update(impl=impl, critic=name, B=B, floor="step GEMM FLOPs / gemm_rate", floor_s=fl)
-    before = common.cpu_sample()
-    benchmark(run)
-    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median, items=B, unit="samples",
-                      other_cpu_load=common.other_cpu_load(before), peak_bytes=common.peak_memory(run, device))
+    measure(run, group=f"wgan-gp-step-{name}-B{B}", warmup=WARMUP, compile_fails="the WGAN-GP step",
+            floor_s=lambda: floor_s(name, device), items=B, unit="samples", critic=name, B=B,
+            floor="step GEMM FLOPs / gemm_rate")

@@ -12,35 +12,31 @@ from a fresh forward through the updated D; results before 2026-12-02 measured t
   eager     the eager twins (torch ops)
   compile   torch.compile of each eager twin (first-order step: compile can run it)
   fastgan   the fused nets (joint_linear in D, bias_act fused into every hidden layer)
-Floor: the GEMM FLOPs of the eager step (counted with torch.utils.flop_counter's formulas, common.GemmFlops, on the
-eager twin's step: the work any implementation of these networks does) at the GEMM rate measured in this run.
+Floor: the GEMM FLOPs of the eager step (counted with torch.utils.flop_counter's formulas,
+fastgan.benchmarking.GemmFlops, on the eager twin's step: the work any implementation of these networks does) at the
+GEMM rate measured in this run.
 """
 from __future__ import annotations
 
 import pytest
 import torch
 
+from fastgan.benchmarking import GemmFlops, flop_floor_s, sync
 from fastgan.data import DataSplit
-from fastgan.train import RECIPES, TrainConfig
+from fastgan.ops import OPS
+from fastgan.train import RECIPES, config_for
+from fastgan.train.recipes import StepContext
 from fastgan.train.trainer import make_optimizers
 
-from . import common
-
+OP = tuple(OPS)  # a recipe's step may run any op (mmdgan: kernel_sum; improved: minibatch_discrimination)
 B, X, Z, H = 128, 784, 50, 1024
 QUICK = {"model": ("bigan", "wgan-gp")}  # --fastgan-quick: the BiGAN and WGAN-GP steps
 WARMUP = 3
 
 
-def pytest_generate_tests(metafunc):
-    if "impl" in metafunc.fixturenames:
-        from .conftest import bench_device
-
-        metafunc.parametrize("impl", common.available_impls(bench_device(metafunc.config)))
-
-
 def make_recipe(model: str, impl: str, device):
     backend = "eager" if impl in ("eager", "compile") else impl.removeprefix("fastgan-")
-    cfg = TrainConfig.for_model(model, steps=1, hidden=H, z_dim=Z, batch_size=B, backend=backend, device=str(device))
+    cfg = config_for(model, steps=1, hidden=H, z_dim=Z, batch_size=B, backend=backend, device=str(device))
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(4 * B, X, generator=gen) * 2 - 1
     split = DataSplit("bench", x, None, x[:B], None, image_shape=(28, 28))
@@ -48,8 +44,8 @@ def make_recipe(model: str, impl: str, device):
     recipe = RECIPES[model](cfg, split, device)
     if impl == "compile":
         recipe.nets = {k: torch.compile(v) for k, v in recipe.nets.items()}
-    recipe.opts = make_optimizers(recipe, cfg)
-    return recipe, x[:B].to(device)
+    ctx = StepContext(opts=make_optimizers(recipe, cfg))  # what the trainer hands the step (fp32, one process)
+    return recipe, ctx, x[:B].to(device)
 
 
 _FLOPS = {}
@@ -57,40 +53,24 @@ _FLOPS = {}
 
 def step_flops(model: str, device) -> int:
     if model not in _FLOPS:
-        recipe, x = make_recipe(model, "eager", device)
+        recipe, ctx, x = make_recipe(model, "eager", device)
         gen = torch.Generator(device=device).manual_seed(1)
-        with common.GemmFlops() as counter:
-            recipe.step(lambda: x, gen)
+        with GemmFlops() as counter:
+            recipe.step(ctx, lambda: x, gen)
         _FLOPS[model] = counter.total
     return _FLOPS[model]
 
 
 @pytest.mark.parametrize("model", sorted(RECIPES))
-def test_train_step(benchmark, extra_info, device, impl, model):
-    recipe, x = make_recipe(model, impl, device)
+def test_train_step(measure, device, impl, model):
+    recipe, ctx, x = make_recipe(model, impl, device)
     gen = torch.Generator(device=device).manual_seed(1)
 
     def run():
-        out = recipe.step(lambda: x, gen)
-        common.sync(device)
+        out = recipe.step(ctx, lambda: x, gen)
+        sync(device)
         return out
 
-    try:
-        for _ in range(WARMUP):
-            run()
-    except Exception as e:  # noqa: BLE001 - a compile failure is that case's result, recorded
-        if impl == "compile":
-            pytest.xfail(f"torch.compile cannot run the step: {type(e).__name__}: {str(e).splitlines()[0]}")
-        raise
-    benchmark.group = f"train-step-{model}-B{B}"
-    flops = step_flops(model, device)
-    fl = common.flop_floor_s(flops, device)
-    extra_info.update(impl=impl, model=model, B=B, hidden=H, gflops=flops / 1e9,
-                      floor="eager step's GEMM FLOPs / gemm_rate", floor_s=fl)
-    before = common.cpu_sample()
-    benchmark(run)
-    if benchmark.stats is None:  # --benchmark-disable: a smoke run
-        return
-    extra_info.update(pct_of_floor=100.0 * fl / benchmark.stats.stats.median, items=B, unit="samples",
-                      peak_bytes=common.peak_memory(run, device),
-                      other_cpu_load=common.other_cpu_load(before))
+    measure(run, group=f"train-step-{model}-B{B}", warmup=WARMUP, compile_fails="the step",
+            floor_s=lambda: flop_floor_s(step_flops(model, device), device), items=B, unit="samples", model=model,
+            B=B, hidden=H, gflops=lambda: step_flops(model, device) / 1e9, floor="eager step's GEMM FLOPs / gemm_rate")

@@ -1,10 +1,8 @@
-"""Shared helpers of the fastgan benchmarks (DESIGN.md §6): floors, timing, peak memory, machine description.
+"""The bench suite's own harness (DESIGN.md §6): which implementations a case compares, the one `measure` every
+case ends with, and the description of the machine the numbers were measured on.
 
-Every number a benchmark compares against is measured in the same process on the same device, never taken from a
-spec sheet: `copy_bandwidth` (the byte floor) and `gemm_rate` (the FLOP floor) run the same code on CPU and GPU.
-Measurements are cached per process, so all the cases of a session share one floor.
-
-Used by bench/conftest.py (pytest-benchmark), by every bench/bench_<op>.py and by non-pytest scripts (`timeit`).
+The timing basics (timeit, make_step, the floors, peak memory, the other processes' load) are the package's:
+fastgan.benchmarking, shared with `fastgan demo`. bench/conftest.py turns these into pytest fixtures and hooks.
 """
 from __future__ import annotations
 
@@ -15,101 +13,78 @@ import platform
 import re
 import socket
 import subprocess
-import time
+from functools import reduce
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterable
 
+import pytest
 import torch  # before fastgan: its extension needs torch's shared libraries loaded
 
 import fastgan
 from fastgan.backend import why_not
-from fastgan.benchmarking import (  # noqa: F401  (timing and floors live in the package; re-exported here)
-    COPY_BYTES,
-    GEMM_N,
-    Timing,
-    _canon,
-    byte_floor_s,
-    copy_bandwidth,
-    exp_rate,
-    flop_floor_s,
-    gemm_rate,
-    sync,
-    timeit,
-)
+from fastgan.benchmarking import canonical_device, cpu_sample, other_cpu_load, peak_memory
+from fastgan.ops import registry
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-# ------------------------------------------------------------------------------------------------------ step runner
-def make_step(forward: Callable[[], torch.Tensor], mode: str, wrt: list, gy: torch.Tensor | None,
-              device: torch.device | str) -> Callable[[], object]:
-    """The timed call of a case: mode 'fwd' runs forward() without autograd; 'fwd+bwd' runs it and then
-    torch.autograd.grad of its output w.r.t. `wrt` with the preallocated upstream gradient gy (autograd.grad, not
-    backward(): nothing accumulates into .grad, so no rep pays for an extra add or allocation). CUDA-synchronised."""
-    is_cuda = torch.device(device).type == "cuda"
-    if mode == "fwd":
-        def run():
-            with torch.no_grad():
-                out = forward()
-            if is_cuda:
-                torch.cuda.synchronize(device)
-            return out
-    elif mode == "fwd+bwd":
-        def run():
-            grads = torch.autograd.grad(forward(), wrt, gy)
-            if is_cuda:
-                torch.cuda.synchronize(device)
-            return grads
-    else:
-        raise ValueError(f"mode: expected 'fwd' or 'fwd+bwd', got {mode!r}")
-    return run
-
-
-# ----------------------------------------------------------------------------------------------------- peak memory
-def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
-    """Peak bytes allocated by one call of fn() above what was allocated before it (outputs still alive included).
-
-    CUDA: torch.cuda.max_memory_allocated. CPU: torch has no allocation counter for CPU tensors, and RSS says nothing
-    once a tuned malloc reuses freed memory, so this replays the profiler's allocation events ([memory] records of
-    the c10 CPU allocator: +bytes / -bytes in time order) and takes the running sum's maximum. Only tensor memory is
-    counted (not Python objects, not a kernel's private scratch from plain malloc). Run it outside timed loops.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        sync(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        sync(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
+BASELINES = ("eager", "compile")
+# The fastgan backends benchmarked per device type, in this order. Not 'reference' (eager is the benchmarks' own
+# reference: the F.* composition) and not Triton on CPU (the interpreter: a correctness tool, never benchmarked).
+DEVICE_BACKENDS = {"cpu": ("cpp",), "cuda": ("cuda", "triton")}
 
 
 # ---------------------------------------------------------------------------------------------------- impls to run
-def available_impls(device: torch.device | str) -> list[str]:
-    """The implementations a benchmark compares on `device`: the eager F.* composition, torch.compile of it, and every
-    fastgan backend that can run there ('fastgan-cpp' on CPU; 'fastgan-cuda', 'fastgan-triton' on CUDA). Triton on CPU
-    (the interpreter) is a correctness tool, never benchmarked."""
+def impls(ops: str | Iterable[str], device: torch.device | str) -> list[str]:
+    """The implementations a benchmark of `ops` (an op's registry name, or the names of every op a step may run)
+    compares on `device`: the eager F.* composition, torch.compile of it, and 'fastgan-<backend>' for each backend
+    that every one of the ops has (fastgan.ops.registry) and that can run here (fastgan.backend.why_not):
+    'fastgan-cpp' on CPU; 'fastgan-cuda', 'fastgan-triton' on CUDA."""
+    names = (ops,) if isinstance(ops, str) else tuple(ops)
+    have = reduce(frozenset.intersection, (registry.backends(n) for n in names))
     dev = torch.device(device).type
-    backends = {"cpu": ("cpp",), "cuda": ("cuda", "triton")}.get(dev, ())
-    return ["eager", "compile"] + [f"fastgan-{b}" for b in backends if why_not(b, dev) is None]
+    return [*BASELINES] + [f"fastgan-{b}" for b in DEVICE_BACKENDS.get(dev, ())
+                           if b in have and why_not(b, dev) is None]
 
 
 def unavailable_impls(device: torch.device | str) -> dict[str, str]:
     """{impl: reason} for the fastgan backends of this device type that cannot run (reported, not silently dropped)."""
     dev = torch.device(device).type
-    backends = {"cpu": ("cpp",), "cuda": ("cuda", "triton")}.get(dev, ())
-    return {f"fastgan-{b}": why_not(b, dev) for b in backends if why_not(b, dev) is not None}
+    return {f"fastgan-{b}": why_not(b, dev) for b in DEVICE_BACKENDS.get(dev, ()) if why_not(b, dev) is not None}
+
+
+# ---------------------------------------------------------------------------------------------------- the case tail
+def measure(benchmark, extra_info: dict, impl: str, device, run: Callable[[], object], *, group: str,
+            floor_s: float | Callable[[], float], items: int, unit: str, warmup: int, compile_fails: str | None = None,
+            **info) -> None:
+    """Every benchmark case ends here (bench/conftest.py's `measure` fixture binds the first four arguments):
+
+    1. `warmup` untimed calls of run() (torch.compile compiles, the allocator reaches its steady state); with
+       `compile_fails` (what is run, e.g. "the step"), an error of the compile impl there is that case's result:
+       xfail "torch.compile cannot run <compile_fails>: <error>", recorded in the results file;
+    2. the benchmark's group and its extra_info: impl, `info` (the case's parameters), floor_s — `floor_s` and any
+       value of `info` may be a zero-argument callable, called now (after the warm-up, before the timed rounds:
+       floors measured on first use, counts that run the case once more);
+    3. the timed rounds (pytest-benchmark), with the other processes' CPU load while they ran;
+    4. % of floor, items and unit (throughput), peak memory of one more, untimed call. Not with --benchmark-disable
+       (a smoke run: nothing was timed).
+    """
+    try:
+        for _ in range(warmup):
+            run()
+    except Exception as e:  # noqa: BLE001 - torch.compile's refusal is the result of that case
+        if impl == "compile" and compile_fails:
+            first = (str(e).splitlines() or [""])[0]
+            pytest.xfail(f"torch.compile cannot run {compile_fails}: {type(e).__name__}: {first}")
+        raise
+    benchmark.group = group
+    floor_s = floor_s() if callable(floor_s) else floor_s
+    extra_info.update(impl=impl, **{k: v() if callable(v) else v for k, v in info.items()}, floor_s=floor_s)
+    before = cpu_sample()
+    benchmark(run)
+    if benchmark.stats is None:  # --benchmark-disable
+        return
+    others = other_cpu_load(before)  # cores other processes used while this case ran
+    extra_info.update(pct_of_floor=100.0 * floor_s / benchmark.stats.stats.median, items=items, unit=unit,
+                      other_cpu_load=others, peak_bytes=peak_memory(run, device))
 
 
 # ----------------------------------------------------------------------------------------------- machine description
@@ -186,34 +161,6 @@ def gpu_telemetry(index: int = 0) -> dict:
             pass
 
 
-class CpuSample(NamedTuple):
-    wall: float  # perf_counter, s
-    busy: float  # CPU seconds all processes (and the hypervisor: steal) used, summed over CPUs; nan without /proc
-    own: float  # CPU seconds this process used (all its threads)
-
-
-def cpu_sample() -> CpuSample:
-    busy = float("nan")
-    try:
-        with open("/proc/stat") as f:
-            v = [int(t) for t in f.readline().split()[1:]]  # user nice system idle iowait irq softirq steal ...
-        busy = (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    return CpuSample(time.perf_counter(), busy, time.process_time())
-
-
-def other_cpu_load(start: CpuSample, end: CpuSample | None = None) -> float | None:
-    """Cores kept busy by other processes (and steal) between two samples: 0 on a quiet machine; 1.0 means a whole
-    core was taken from us. On few cores a busy neighbour deschedules OpenMP threads and turns ms-scale timings
-    into multiples of the scheduler tick, so benchmarks record this next to their times."""
-    end = end or cpu_sample()
-    dt = end.wall - start.wall
-    if dt <= 0 or start.busy != start.busy:  # nan: no /proc/stat
-        return None
-    return max(0.0, (end.busy - start.busy) - (end.own - start.own)) / dt
-
-
 def loadavg() -> list | None:
     """1, 5 and 15-minute load averages (runnable processes, this one included)."""
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -246,7 +193,7 @@ def machine_info(device: torch.device | str | None = None) -> dict:
         "gpu": None,
     }
     if torch.cuda.is_available():
-        idx = _canon(device).index if device is not None and torch.device(device).type == "cuda" else 0
+        idx = canonical_device(device).index if device is not None and torch.device(device).type == "cuda" else 0
         props = torch.cuda.get_device_properties(idx)
         info["gpu"] = {
             "name": props.name,
@@ -266,7 +213,7 @@ def machine_slug(device: torch.device | str) -> str:
     name = os.environ.get("FASTGAN_BENCH_MACHINE")
     if not name:
         if torch.device(device).type == "cuda":
-            name = torch.cuda.get_device_name(_canon(device))
+            name = torch.cuda.get_device_name(canonical_device(device))
         else:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
             name = f"{cpu_model()}-{cores}c"
@@ -276,23 +223,3 @@ def machine_slug(device: torch.device | str) -> str:
 
 def today() -> str:
     return datetime.date.today().isoformat()
-
-
-class GemmFlops(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts the matrix-product FLOPs (torch.utils.flop_counter's registry: mm, addmm, bmm, convolutions, ...) of
-    the aten ops run inside it. FlopCounterMode's module tracker cannot follow a double backward (torch 2.13: "A leaf
-    node was passed to _will_engine_execute_node"); this plain dispatch mode can. `total` after the block."""
-
-    def __init__(self):
-        super().__init__()
-        from torch.utils.flop_counter import flop_registry
-
-        self.registry, self.total = flop_registry, 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        count = self.registry.get(func._overloadpacket)
-        if count is not None:
-            self.total += int(count(*args, **kwargs, out_val=out))
-        return out

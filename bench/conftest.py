@@ -1,7 +1,12 @@
-"""pytest-benchmark setup shared by every bench/bench_<op>.py (DESIGN.md §6).
+"""The one benchmark harness of every bench/bench_*.py (DESIGN.md §6), on pytest-benchmark.
 
     pytest bench/bench_bias_act.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
 
+- A bench module is its cases' setup and floors only. It declares `OP`: the registry name of the op it measures
+  (fastgan.ops.OPS), or the names of every op its steps may run; `pytest_generate_tests` here parametrises `impl`
+  over bench.common.impls(OP, device) (eager, compile, fastgan-<backend> for each backend of the op that can run
+  here), crossed with the module's own @pytest.mark.parametrize cases. Each case ends with the `measure` fixture
+  (bench.common.measure: warm-up, group, extra_info, timed rounds, % of floor, peak memory).
 - At session start the CPU allocator is tuned (fastgan.tune_cpu_allocator(); FASTGAN_BENCH_ALLOCATOR=default keeps
   the system's), so every implementation is measured under the same malloc: with glibc's default, each >32 MB
   tensor is a fresh page-faulting mmap whose cost would swamp the kernels being compared.
@@ -18,6 +23,7 @@ Test files are named bench_*.py (not test_*): this conftest collects them (see p
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -27,11 +33,13 @@ import pytest
 import torch
 
 import fastgan
+from fastgan.benchmarking import copy_bandwidth, cpu_sample, gemm_rate, other_cpu_load
+from fastgan.ops import OPS
 
 from . import common
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BASELINES = ("eager", "compile")
+BASELINES = common.BASELINES
 _session: dict = {}  # filled at session start: device, allocator, copy bandwidth, machine info
 
 
@@ -86,6 +94,17 @@ def cases_together(items) -> list:
     return [item for _, _, item in sorted(keyed, key=lambda t: (t[0], t[1]))]
 
 
+def pytest_generate_tests(metafunc):
+    """impl x the module's cases, for every benchmark function taking `impl` (directly or through `measure`)."""
+    if "impl" not in metafunc.fixturenames:
+        return
+    ops = getattr(metafunc.module, "OP", None)
+    if ops is None:
+        raise pytest.UsageError(f"{metafunc.module.__name__}: a benchmark module declares OP, the registry name of "
+                                f"the op it measures (one of {', '.join(OPS)}) or a tuple of them")
+    metafunc.parametrize("impl", common.impls(ops, bench_device(metafunc.config)))
+
+
 def pytest_collection_modifyitems(session, config, items):
     if config.getoption("fastgan_quick"):
         items[:] = quick_selection(items)
@@ -137,11 +156,11 @@ def pytest_sessionstart(session):
             note = None
         except RuntimeError as e:  # a preloaded jemalloc/tcmalloc: already fine, and recorded by allocator_info()
             note = f"not tuned: {e}"
-    t0 = common.cpu_sample()
+    t0 = cpu_sample()
     time.sleep(0.5)
-    others = common.other_cpu_load(t0)  # is the machine quiet? (load averages lag by minutes)
-    bw = common.copy_bandwidth(device)  # measured once, before any case, with the allocator setting in force
-    gemm = common.gemm_rate(device)  # fp32 FLOP/s: the FLOP floors' denominator (cached: the cases reuse it)
+    others = other_cpu_load(t0)  # is the machine quiet? (load averages lag by minutes)
+    bw = copy_bandwidth(device)  # measured once, before any case, with the allocator setting in force
+    gemm = gemm_rate(device)  # fp32 FLOP/s: the FLOP floors' denominator (cached: the cases reuse it)
     _session.update(
         device=str(device),
         allocator=fastgan.allocator_info(),
@@ -189,6 +208,13 @@ def extra_info(benchmark):
         allocator=_session["allocator"],
     )
     return benchmark.extra_info
+
+
+@pytest.fixture
+def measure(benchmark, extra_info, device, impl):
+    """measure(run, *, group, floor_s, items, unit, warmup, compile_fails=None, **info): the end of every case
+    (bench.common.measure) for this case's benchmark, impl and device."""
+    return functools.partial(common.measure, benchmark, extra_info, impl, device)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

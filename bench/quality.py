@@ -4,7 +4,7 @@
     python -m bench.quality --data gmm8 --models mmdgan,improved --seeds 0,1,2
     python -m bench.quality curves OUT.png before=RUN_DIR after=RUN_DIR     # training curves of runs side by side
 
-Trains each model once per seed at its defaults (TrainConfig.for_model; --steps / --hidden override for shorter
+Trains each model once per seed at its defaults (fastgan.train.config_for; --steps / --hidden override for shorter
 runs), through the one trainer, each run in its own directory under --runs (a run whose results.json exists is read,
 not trained again: a long table can be built in several sittings). Writes, under --results (default
 bench/results/quality/<data>/), `<data>.md` — one row per model: the mean +- std over seeds of the classifier Frechet
@@ -34,7 +34,7 @@ def _list(text: str, kind=str) -> list:
 
 
 def run_one(model: str, data: str, seed: int, runs: Path, steps: int | None, hidden: int | None, split) -> dict:
-    from fastgan.train import TrainConfig, Trainer
+    from fastgan.train import Trainer, config_for
 
     out = runs / data / f"{model}-seed{seed}"
     done = out / "results.json"
@@ -42,8 +42,8 @@ def run_one(model: str, data: str, seed: int, runs: Path, steps: int | None, hid
         return json.loads(done.read_text())
     if out.exists():
         shutil.rmtree(out)  # an interrupted run: start it again from scratch
-    cfg = TrainConfig.for_model(model, data=data, seed=seed, steps=steps, hidden=hidden, out=str(out),
-                                progress=False, ckpt_every=10 ** 9)
+    cfg = config_for(model, data=data, seed=seed, steps=steps, hidden=hidden, out=str(out),
+                     progress=False, ckpt_every=10 ** 9)
     return Trainer(cfg, split=split).run()
 
 

@@ -115,7 +115,7 @@ def why_not(impl: str, device_type: str) -> str | None:
             return arch_mismatch(torch.cuda.get_device_capability(), info["cuda_archs"])
         return None
     if impl == "triton":
-        err = _triton_error()
+        err = _triton_error() or _ext.error()  # the Triton ops take their schemas from the C++ ops
         if err:
             return err
         if device_type == "cuda":

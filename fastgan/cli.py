@@ -34,7 +34,7 @@ def _info(args) -> int:
 
 def _demo(args) -> int:
     import fastgan
-    from fastgan.benchmarking import byte_floor_s, copy_bandwidth, timeit
+    from fastgan.benchmarking import byte_floor_s, copy_bandwidth, make_step, timeit
     from fastgan.ops.reference import bias_act_functional
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -82,13 +82,7 @@ def _demo(args) -> int:
     rows = {}
     for mode in ("fwd", "fwd+bwd"):
         for name, op in ops.items():
-            if mode == "fwd":
-                def run(op=op):
-                    with torch.no_grad():
-                        op()
-            else:
-                def run(op=op):
-                    torch.autograd.grad(op(), (x, b), gy)
+            run = make_step(op, mode, [x, b], gy, device)  # the benchmark suite's timed call (bench/)
             rows[mode, name] = timeit(run, warmup=3, reps=5 if args.quick else 15, device=device)
     print(f"\n{'mode':8s} {'impl':14s} {'median ms':>10s} {'IQR ms':>8s} {'vs eager':>9s} {'vs compile':>11s} "
           f"{'% floor':>8s}")
@@ -102,17 +96,16 @@ def _demo(args) -> int:
 
 
 def _config(args, model):
-    from .train import TrainConfig
+    from .train.recipes import config_for
 
-    steps, epochs = args.steps, args.epochs  # neither: the recipe's default on the data (for_model)
+    steps, epochs = args.steps, args.epochs  # neither: the recipe's default on the data (config_for)
     explicit = {k: getattr(args, k) for k in ("batch_size", "lr", "update", "n_critic", "g_loss", "optimizer")
-                if getattr(args, k) is not None}  # the rest: the recipe's defaults (TrainConfig.for_model)
-    return TrainConfig.for_model(model, data=args.data, steps=steps, epochs=epochs, hidden=args.hidden,
-                                 z_dim=args.z_dim, backend=args.backend, precision=args.precision, seed=args.seed,
-                                 device=args.device,
-                                 out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
-                                 progress=not args.no_progress, eval_at_end=not getattr(args, "no_eval", False),
-                                 extra=_extra(args) or None, **explicit)
+                if getattr(args, k) is not None}  # the rest: the recipe's defaults (recipes.config_for)
+    return config_for(model, data=args.data, steps=steps, epochs=epochs, hidden=args.hidden, z_dim=args.z_dim,
+                      backend=args.backend, precision=args.precision, seed=args.seed, device=args.device,
+                      out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
+                      progress=not args.no_progress, eval_at_end=not getattr(args, "no_eval", False),
+                      extra=_extra(args) or None, **explicit)
 
 
 def _extra(args) -> dict:

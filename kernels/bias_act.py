@@ -8,7 +8,7 @@ channel (i // S) % C). One kernel, specialised on ACT / MODE / YREF / HAS_BIAS, 
 sums of the (unrounded) outputs, which `backward` adds up into the bias gradient. Math runs in fp32 (fp64 for fp64
 tensors); alpha, gain and clamp travel as fp64 and are rounded to the compute type in the kernel, as in C++.
 
-`forward` and `backward` run inside torch.library.triton_op (fastgan/ops/bias_act.py): only torch tensor ops and
+`forward` and `backward` run inside torch.library.triton_op (fastgan/ops/fused_act.py): only torch tensor ops and
 launches through wrap_triton, so they also trace with FakeTensors (torch.compile); no autograd here. Every launch runs
 under the device guard of its tensors (`device_guard`: a no-op for CPU tensors).
 

@@ -5,7 +5,7 @@ activation + gain epilogue, and its launch helper.
 
 Forward: a1 = x, b1 = weight^T, a2 = z, b2 = z_weight^T (transposes are stride swaps, never copies): x W^T and z U^T
 meet in the same registers, the bias and the activation are applied before the one store; no temporaries. The
-backward's matrix products are the same kernel with act = linear and no second range (fastgan/ops/joint_linear.py),
+backward's matrix products are the same kernel with act = linear and no second range (fastgan/ops/joint.py),
 so the Triton backend is Triton end to end and differentiable to any order.
 
 Accumulation in fp32 (fp64 for fp64). fp32 inputs multiply in IEEE fp32, or TF32 when the caller allows it: the

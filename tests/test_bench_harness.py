@@ -11,7 +11,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import common, report  # noqa: E402
 from bench.__main__ import main as bench_main  # noqa: E402
 from bench.__main__ import pytest_args  # noqa: E402
 from bench.conftest import cases_together, quick_selection  # noqa: E402
@@ -54,6 +54,66 @@ def test_floor_arithmetic(monkeypatch):
     monkeypatch.setattr(fb, "gemm_rate", lambda device, dtype=torch.float32: 1e11)
     assert fb.byte_floor_s(4e9, "cpu") == pytest.approx(0.2)
     assert fb.flop_floor_s(3e11, "cpu") == pytest.approx(3.0)
+
+
+def test_impls_come_from_the_registry(monkeypatch):
+    """bench.common.impls: eager, compile, then fastgan-<backend> for the backends every named op has (the registry)
+    that can run on the device (why_not), never 'reference' or Triton's CPU interpreter."""
+    have = {"a": frozenset({"reference", "cpp", "cuda", "triton"}), "b": frozenset({"reference", "cpp", "cuda"})}
+    monkeypatch.setattr(common, "registry", SimpleNamespace(backends=have.__getitem__))
+    monkeypatch.setattr(common, "why_not", lambda b, dev: None)
+    assert common.impls("a", "cpu") == ["eager", "compile", "fastgan-cpp"]
+    assert common.impls("a", "cuda") == ["eager", "compile", "fastgan-cuda", "fastgan-triton"]
+    assert common.impls(("a", "b"), "cuda") == ["eager", "compile", "fastgan-cuda"]
+    monkeypatch.setattr(common, "why_not", lambda b, dev: "no nvcc" if b == "cuda" else None)
+    assert common.impls("a", "cuda") == ["eager", "compile", "fastgan-triton"]
+    assert common.unavailable_impls("cuda") == {"fastgan-cuda": "no nvcc"}
+
+
+class FakeBenchmark:
+    """pytest-benchmark's fixture as measure() uses it: group, extra_info, a call that runs fn, stats after it."""
+
+    def __init__(self, disabled=False):
+        self.group, self.extra_info, self.stats, self.disabled, self.calls = None, {}, None, disabled, 0
+
+    def __call__(self, fn):
+        for _ in range(1 if self.disabled else 3):
+            fn()
+        self.calls += 1
+        if not self.disabled:
+            self.stats = SimpleNamespace(stats=SimpleNamespace(median=0.5))
+
+
+def test_measure_is_the_case_tail():
+    calls = []
+
+    def run():
+        calls.append(torch.ones(1000))  # 4000 bytes of tensor memory per call
+
+    bench = FakeBenchmark()
+    common.measure(bench, bench.extra_info, "fastgan-cpp", "cpu", run, group="op-S-fwd", warmup=2,
+                   floor_s=lambda: 0.25 if len(calls) == 2 else None, items=10, unit="samples", n=4,
+                   lazy=lambda: len(calls))  # lazy values: after the warm-up, before the timed rounds
+    e = bench.extra_info
+    assert bench.group == "op-S-fwd" and bench.calls == 1 and len(calls) == 2 + 3 + 1  # warm-up, rounds, peak
+    assert e["impl"] == "fastgan-cpp" and e["n"] == 4 and e["lazy"] == 2 and e["floor_s"] == 0.25
+    assert e["pct_of_floor"] == pytest.approx(50.0) and e["items"] == 10 and e["unit"] == "samples"
+    assert e["peak_bytes"] >= 4000 and "other_cpu_load" in e
+    off = FakeBenchmark(disabled=True)  # --benchmark-disable: a smoke run records no ratios
+    common.measure(off, off.extra_info, "eager", "cpu", lambda: None, group="g", warmup=1, floor_s=1.0, items=1,
+                   unit="samples")
+    assert off.extra_info == {"impl": "eager", "floor_s": 1.0}
+
+
+def test_measure_records_what_compile_cannot_run():
+    def boom():
+        raise RuntimeError("no double backward\nmore")
+
+    kw = dict(group="g", warmup=1, floor_s=1.0, items=1, unit="samples", compile_fails="the step")
+    with pytest.raises(pytest.xfail.Exception, match="torch.compile cannot run the step: RuntimeError: no double"):
+        common.measure(FakeBenchmark(), {}, "compile", "cpu", boom, **kw)
+    with pytest.raises(RuntimeError):  # any other impl's error is a failure
+        common.measure(FakeBenchmark(), {}, "eager", "cpu", boom, **kw)
 
 
 def test_rows_throughput_failures_and_losses():

@@ -1,7 +1,6 @@
 """fastgan.joint_linear (the BiGAN joint layer) against the reference: forward, all gradients, double backward,
 gradcheck/gradgradcheck fp64, opcheck, a WGAN-GP penalty through a 3-layer joint critic, module twins, errors."""
 import functools
-import importlib
 
 import pytest
 import torch
@@ -11,8 +10,6 @@ import fastgan
 from fastgan import backend
 from fastgan.nn import EagerJointLinear, JointLinear
 from fastgan.ops import reference
-
-joint_linear_ops = importlib.import_module("fastgan.ops.joint_linear")
 
 IMPLS = impl_params(("cpp", "triton", "cuda"))
 
@@ -89,7 +86,7 @@ def test_opcheck(impl):
     device = IMPL_DEVICE[impl]
     utils = None  # opcheck's default: every check
     if impl == "triton":
-        ns = joint_linear_ops._ops("triton")  # defines the ops on first use
+        ns = fastgan.ops.OPS["joint_linear"].namespace("triton")  # defines the ops on first use
         if backend.triton_interpreter():
             # the interpreter runs kernels eagerly, also on fake tensors: no fake/compile tracing there
             utils = ("test_schema", "test_autograd_registration")

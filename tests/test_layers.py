@@ -13,9 +13,9 @@ LAYERS = [
     ("base", ["fastgan._checks", "fastgan.activations", "fastgan._ext", "fastgan.allocator"]),
     ("backend", ["fastgan.backend"]),
     ("ops", ["fastgan.ops", "fastgan.ops.*"]),
-    ("nn, data, metrics", ["fastgan.nn", "fastgan.nn.*", "fastgan.data", "fastgan.metrics", "fastgan.metrics.*",
-                           "fastgan.benchmarking"]),
-    ("losses, penalties", ["fastgan.losses", "fastgan.penalties"]),
+    ("nn, data, metrics", ["fastgan.nn", "fastgan.nn.*", "fastgan.data", "fastgan.data.*", "fastgan.metrics",
+                           "fastgan.metrics.*", "fastgan.benchmarking"]),
+    ("losses, penalties", ["fastgan.losses", "fastgan.penalties", "fastgan.penalties.*"]),
     ("train", ["fastgan.train", "fastgan.train.*"]),
     ("cli", ["fastgan.cli", "fastgan.__main__", "fastgan"]),
 ]

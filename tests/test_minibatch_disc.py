@@ -4,7 +4,6 @@ odd and unit batches, non-contiguous inputs, every dtype; the second order (fp64
 gradgradcheck fp64; opcheck of the three ops; third order raises; memory at
 B = 4096, K = 100, C = 5 (no timing); error paths."""
 import functools
-import importlib
 import os
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from fastgan.nn import MinibatchDiscrimination, MinibatchStdDev
 from fastgan.ops import reference
 
 IMPLS = impl_params()
-md_ops = importlib.import_module("fastgan.ops.minibatch_disc")
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 
 
@@ -101,7 +99,7 @@ def test_gradcheck_gradgradcheck_and_third_order_raises(impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_opcheck(impl):
     device = IMPL_DEVICE[impl]
-    ns = md_ops._ops(impl)  # defines the Triton ops on first use
+    ns = fastgan.ops.OPS["minibatch_discrimination"].namespace(impl)  # defines the Triton ops on first use
     check = torch.library.opcheck
     if impl == "triton" and backend.triton_interpreter():
         # the interpreter runs kernels eagerly, also on fake tensors: no fake/compile tracing there

@@ -1,26 +1,20 @@
 """Every backend name works for every op and every recipe (issue 16 A/B): on the CPU by the resolution rule — what a
 recipe asks of each op, resolved as on a GPU where every kernel family runs — and for real on a GPU (one iteration of
 every recipe on each backend, under torch.cuda.set_sync_debug_mode("error"): no host sync in a training step)."""
-import importlib
 
 import pytest
 import torch
 
 import fastgan
 from fastgan import backend
-from fastgan.train import RECIPES, TrainConfig, Trainer
+from fastgan.ops import registry
+from fastgan.train import RECIPES, Trainer, config_for
 
-OP_MODULES = {  # the op names passed to backend.resolve, and the module that declares the op's backends
-    "bias_act": "fastgan.ops.bias_act",
-    "joint_linear": "fastgan.ops.joint_linear",
-    "kernel_sum": "fastgan.ops.mmd",
-    "minibatch_discrimination": "fastgan.ops.minibatch_disc",
-}
 TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False)
 
 
 def implemented(op: str) -> frozenset:
-    return getattr(importlib.import_module(OP_MODULES[op]), "_IMPLEMENTED", frozenset(backend.IMPLS))
+    return registry.backends(op)
 
 
 @pytest.fixture
@@ -32,7 +26,7 @@ def every_backend_runs(monkeypatch):
     backend.reset_cache()
 
 
-@pytest.mark.parametrize("op", sorted(OP_MODULES))
+@pytest.mark.parametrize("op", sorted(registry.OPS))
 def test_every_op_has_both_kernel_families_and_an_auto_entry(op, every_backend_runs):
     assert {"cuda", "triton", "cpp", "reference"} <= implemented(op)
     assert op in backend.AUTO_CUDA
@@ -44,7 +38,7 @@ def test_every_op_has_both_kernel_families_and_an_auto_entry(op, every_backend_r
 
 
 def test_the_auto_table_names_only_real_ops_and_says_what_is_measured():
-    assert set(backend.AUTO_CUDA) == set(OP_MODULES)
+    assert set(backend.AUTO_CUDA) == set(registry.OPS)
     for op, choice in backend.AUTO_CUDA.items():
         assert choice.first in ("cuda", "triton") and choice.why, op
     table = fastgan.backend_info()["auto_cuda_table"]
@@ -79,8 +73,7 @@ def _spy_resolve(monkeypatch, seen: list):
         return "reference"  # run the step on the CPU; the rule is checked afterwards
 
     monkeypatch.setattr(backend, "resolve", spy)
-    for mod in OP_MODULES.values():
-        monkeypatch.setattr(importlib.import_module(mod), "resolve", spy)
+    monkeypatch.setattr(registry, "resolve", spy)  # the one place ops resolve their backend
     return real
 
 
@@ -92,7 +85,7 @@ def test_every_recipe_accepts_every_gpu_backend(model, name, monkeypatch, every_
     they did not have: the first step on a GPU raised)."""
     seen: list = []
     real = _spy_resolve(monkeypatch, seen)
-    Trainer(TrainConfig.for_model(model, **TINY, backend=name, steps=1)).run()
+    Trainer(config_for(model, **TINY, backend=name, steps=1)).run()
     assert seen, f"{model} called no fastgan op"
     for impl, op, impls in seen:
         assert impl == name, f"{model}: {op} was asked for {impl!r}, not {name!r}"
@@ -110,13 +103,14 @@ def test_one_iteration_on_the_gpu_without_a_host_sync(model, name):
     """A training iteration (batch, forward, gradients, optimiser steps) issues no host sync: fp32 (an fp16
     GradScaler's step reads found_inf on the host by torch's design). The first iteration warms up (Triton compiles,
     lazy initialisations); the second runs under sync debug mode "error"."""
-    t = Trainer(TrainConfig.for_model(model, **TINY, backend=name, steps=2, device="cuda"))
+    t = Trainer(config_for(model, **TINY, backend=name, steps=2, device="cuda"))
     t.recipe.train(True)
+    ctx = t.context()
     for debug in (0, "error"):
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode(debug)
         try:
-            t.recipe.step(t.next_batch, t.gen)
-            t.recipe.end_iteration()
+            t.recipe.step(ctx, t.next_batch, t.gen)
+            t.recipe.end_iteration(ctx)
         finally:
             torch.cuda.set_sync_debug_mode(0)

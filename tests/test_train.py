@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from fastgan.train import RECIPES, TrainConfig, Trainer, lr_factor
+from fastgan.train import RECIPES, TrainConfig, Trainer, config_for, lr_factor
 from fastgan.train import checkpoint as ckpt
 from fastgan.train.table1 import FEATURES, METHODS
 
@@ -20,7 +20,7 @@ TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False
 
 
 def tiny(model="bigan", **kw):
-    return TrainConfig.for_model(model, **{**TINY, **kw})
+    return config_for(model, **{**TINY, **kw})
 
 
 def states_equal(a: Trainer, b: Trainer) -> None:
@@ -97,9 +97,9 @@ def _assert_twin_gradients_equal(model, monkeypatch, **kw):
             t = Trainer(tiny(model=model, backend=backend, steps=1, **kw))
             got = []
             monkeypatch.setattr(t.recipe, "apply",
-                                lambda group, g, got=got: got.append((group, [x.clone() for x in g])))
+                                lambda ctx, group, g, got=got: got.append((group, [x.clone() for x in g])))
             x = t.train_x[:32].double()
-            t.recipe.step(lambda: x, t.gen)
+            t.recipe.step(t.context(), lambda: x, t.gen)
             grads[backend] = got
     finally:
         torch.set_default_dtype(old)
@@ -257,29 +257,29 @@ def test_schedule_and_weight_decay_groups():
 
 
 def test_recipe_defaults_on_the_mixtures():
-    gan = TrainConfig.for_model("gan", data="gmm8")
+    gan = config_for("gan", data="gmm8")
     assert (gan.steps, gan.lr, gan.batch_size, gan.update, gan.extra) == (10000, 2e-3, 512, "alternating", {"r1": 0.1})
-    mine = TrainConfig.for_model("gan", data="gmm25", lr=1e-3, epochs=3, extra={"other": 1}, hidden=None)
+    mine = config_for("gan", data="gmm25", lr=1e-3, epochs=3, extra={"other": 1}, hidden=None)
     assert (mine.lr, mine.steps, mine.epochs, mine.hidden) == (1e-3, None, 3, None)  # explicit wins, None is unset
     assert mine.extra == {"r1": 0.1, "other": 1}
-    assert TrainConfig.for_model("gan", data="gmm25").steps == 20000
-    assert TrainConfig.for_model("gan", data="gmm8", extra={"r1": 0.0}).extra == {"r1": 0.0}
+    assert config_for("gan", data="gmm25").steps == 20000
+    assert config_for("gan", data="gmm8", extra={"r1": 0.0}).extra == {"r1": 0.0}
     for model in ("gan", "bigan", "lr", "jlr"):  # R1 (gamma 1) on the cross-entropy D on mnist5k, not on digits
-        assert TrainConfig.for_model(model, data="mnist5k").extra == {"r1": 1.0}, model
-        assert "r1" not in TrainConfig.for_model(model, data="digits").extra, model
-    assert TrainConfig.for_model("ae-l2", data="mnist5k").extra == {}
-    imp = TrainConfig.for_model("improved", data="gmm8")
+        assert config_for(model, data="mnist5k").extra == {"r1": 1.0}, model
+        assert "r1" not in config_for(model, data="digits").extra, model
+    assert config_for("ae-l2", data="mnist5k").extra == {}
+    imp = config_for("improved", data="gmm8")
     assert (imp.lr, imp.batch_size, imp.extra) == (1e-3, 256, {"r1": 0.1})
-    assert TrainConfig.for_model("improved", data="digits").extra == {}
-    images = TrainConfig.for_model("gan")  # digits: the paper's settings
+    assert config_for("improved", data="digits").extra == {}
+    images = config_for("gan")  # digits: the paper's settings
     assert (images.steps, images.lr, images.batch_size, images.update, images.extra) == (5000, 2e-4, 128,
                                                                                         "alternating", {})
-    assert TrainConfig.for_model("lr", data="gmm8").lr == 2e-4  # a Table-1 baseline keeps the paper's
-    wgan = TrainConfig.for_model("wgan", data="gmm8")
+    assert config_for("lr", data="gmm8").lr == 2e-4  # a Table-1 baseline keeps the paper's
+    wgan = config_for("wgan", data="gmm8")
     assert (wgan.optimizer, wgan.lr, wgan.steps) == ("rmsprop", 5e-5, 5000)
-    assert (TrainConfig.for_model("lsgan", data="gmm8").lr, TrainConfig.for_model("wgan-gp", data="gmm25").lr) == \
+    assert (config_for("lsgan", data="gmm8").lr, config_for("wgan-gp", data="gmm25").lr) == \
         (2e-3, 1e-3)
-    assert TrainConfig.for_model("gmmn", data="gmm8").extra["bandwidth_factors"][0] == 0.01
+    assert config_for("gmmn", data="gmm8").extra["bandwidth_factors"][0] == 0.01
     with pytest.raises(ValueError, match="bandwidth_factors"):
         Trainer(tiny(model="gmmn", steps=1, extra={"bandwidth_factors": [0.1, -1]}))
     with pytest.raises(ValueError, match=r"extra\['bandwidth_factors'\]: expected a non-empty list"):
@@ -287,7 +287,7 @@ def test_recipe_defaults_on_the_mixtures():
     with pytest.raises(ValueError, match=r"extra\['encoder_out'\]: expected 'linear' or 'tanh', got 'relu'"):
         Trainer(tiny(model="bigan", steps=1, extra={"encoder_out": "relu"}))
     with pytest.raises(TypeError, match="extra: expected a dict"):
-        TrainConfig.for_model("gan", extra=[1])
+        config_for("gan", extra=[1])
     with pytest.raises(ValueError, match=r"extra: wgan takes no option 'r1' \(its options: 'clip'\)"):
         Trainer(tiny(model="wgan", steps=1, extra={"r1": 1.0}))  # a recipe's unknown option is refused, not ignored
     with pytest.raises(ValueError, match=r"extra: lsgan takes no option 'bogus', 'r1' \(its options: none\)"):
@@ -295,12 +295,12 @@ def test_recipe_defaults_on_the_mixtures():
     with pytest.raises(ValueError, match="steps / epochs: give exactly one"):
         TrainConfig(model="gan").validate()  # the dataclass itself has no default length
     t = Trainer(tiny(model="gan", data="gmm8", steps=2, extra={"r1": 0.5}))
-    d_loss = t.recipe.with_r1(torch.zeros(()), (t.train_x[:8],))
+    d_loss = t.recipe.with_r1(t.context(), torch.zeros(()), (t.train_x[:8],))
     assert d_loss.item() > 0 and d_loss.requires_grad
     t = Trainer(tiny(model="bigan", steps=2, extra={"r1": 0.5}))
     x = t.train_x[:8]
     ex = t.recipe.nets["E"](x)
-    d_loss = t.recipe.with_r1(torch.zeros(()), (x, ex))  # the joint penalty: its gradient in x and in E(x)
+    d_loss = t.recipe.with_r1(t.context(), torch.zeros(()), (x, ex))  # the joint penalty: its gradient in x and in E(x)
     xs, zs = x.clone().requires_grad_(), ex.detach().requires_grad_()
     gx, gz = torch.autograd.grad(t.recipe.nets["D"](xs, zs).sum(), [xs, zs])  # D's input gradients
     want = 0.25 * ((gx ** 2).sum(1) + (gz ** 2).sum(1)).mean()
@@ -362,11 +362,11 @@ def test_two_stage_generator_gradients_equal_the_direct_ones(model, monkeypatch)
     from fastgan import losses
 
     t = Trainer(tiny(model=model, steps=1))
-    r, x = t.recipe, t.train_x[:32]
+    r, x, ctx = t.recipe, t.train_x[:32], t.context()
     group = "GE" if model == "bigan" else "G"
 
     def forward():
-        z = r.latent(32, torch.Generator().manual_seed(0))
+        z = r.latent(ctx, 32, torch.Generator().manual_seed(0))
         gz = r.nets["G"](z)
         if model == "bigan":
             ex = r.nets["E"](x)
@@ -377,12 +377,12 @@ def test_two_stage_generator_gradients_equal_the_direct_ones(model, monkeypatch)
 
     loss, samples, extra = forward()
     direct = torch.autograd.grad(loss + (extra if extra is not None else 0), r.params(group), retain_graph=True)
-    staged = r.through_d(loss, samples, r.params(group), extra=extra)
+    staged = r.through_d(ctx, loss, samples, r.params(group), extra=extra)
     for a, b in zip(staged, direct):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-    r.scaler = torch.amp.GradScaler("cpu", init_scale=4.0)  # the fp16 path: every term scaled, extra included
+    ctx = dataclasses.replace(ctx, scaler=torch.amp.GradScaler("cpu", init_scale=4.0))  # fp16: every term scaled
     loss, samples, extra = forward()
-    for a, b in zip(r.through_d(loss, samples, r.params(group), extra=extra), direct):
+    for a, b in zip(r.through_d(ctx, loss, samples, r.params(group), extra=extra), direct):
         torch.testing.assert_close(a, 4 * b, rtol=1e-5, atol=4e-7)
 
 

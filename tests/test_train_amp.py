@@ -3,7 +3,7 @@ for fp16. On the CPU (autocast supports both dtypes there); the CUDA twin of the
 import pytest
 import torch
 
-from fastgan.train import RECIPES, TrainConfig, Trainer
+from fastgan.train import RECIPES, Trainer, config_for
 
 TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False)
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -29,19 +29,19 @@ def _first_grads(model, precision, device, init_scale):
     # minibatch features of near-identical fakes, ~B each, saturate D's logit), so a cosine would compare rounding
     # noise; the default path runs in test_training_runs_in_half_precision
     extra = {"feature_matching": True} if model == "improved" else None
-    t = Trainer(TrainConfig.for_model(model, steps=1, precision=precision, device=device, extra=extra, **TINY))
+    t = Trainer(config_for(model, steps=1, precision=precision, device=device, extra=extra, **TINY))
     if t.scaler is not None:
-        t.scaler = t.recipe.scaler = torch.amp.GradScaler(device, init_scale=init_scale)
+        t.scaler = torch.amp.GradScaler(device, init_scale=init_scale)
     got = []
 
-    def capture(group, grads):
+    def capture(ctx, group, grads):
         s = t.scaler.get_scale() if t.scaler is not None else 1.0
         got.append((group, torch.cat([g.float().flatten() / s for g in grads])))
 
     t.recipe.apply = capture
     x = t.train_x[:32]
     with torch.autocast(torch.device(device).type, dtype=HALF.get(precision), enabled=precision in HALF):
-        t.recipe.step(lambda: x, t.gen)
+        t.recipe.step(t.context(), lambda: x, t.gen)
     return got
 
 
@@ -66,7 +66,7 @@ def test_half_precision_gradients_follow_fp32(model, precision, min_cosine, devi
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("model", ["bigan", "wgan-gp", "gmmn", "improved", "mmdgan"])
 def test_training_runs_in_half_precision(model, precision):
-    t = Trainer(TrainConfig.for_model(model, steps=8, precision=precision, **TINY))
+    t = Trainer(config_for(model, steps=8, precision=precision, **TINY))
     before = [p.detach().clone() for n in t.recipe.nets.values() for p in n.parameters()]
     t.run()
     after = [p.detach() for n in t.recipe.nets.values() for p in n.parameters()]
@@ -76,7 +76,7 @@ def test_training_runs_in_half_precision(model, precision):
 
 
 def test_half_precision_runs_the_networks_in_half():
-    t = Trainer(TrainConfig.for_model("bigan", steps=1, precision="bf16", **TINY))
+    t = Trainer(config_for("bigan", steps=1, precision="bf16", **TINY))
     seen = []
     hook = t.recipe.nets["G"].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     t.run()
@@ -88,8 +88,8 @@ def test_half_precision_runs_the_networks_in_half():
 def test_grad_scaler_skips_an_overflowing_step_and_backs_off(update):
     """A scale of 2^40 overflows fp16: the iteration's steps are skipped (parameters unchanged) and the scale halves
     once per overflowing update."""
-    t = Trainer(TrainConfig.for_model("gan", steps=1, precision="fp16", update=update, **TINY))
-    t.scaler = t.recipe.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 40)
+    t = Trainer(config_for("gan", steps=1, precision="fp16", update=update, **TINY))
+    t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 40)
     before = [p.detach().clone() for n in t.recipe.nets.values() for p in n.parameters()]
     t.run()
     assert all(torch.equal(p, q) for p, q in zip((p for n in t.recipe.nets.values() for p in n.parameters()), before))
@@ -98,7 +98,7 @@ def test_grad_scaler_skips_an_overflowing_step_and_backs_off(update):
 
 
 def test_clipped_critics_run_in_fp32_under_autocast():
-    t = Trainer(TrainConfig.for_model("wgan", steps=1, precision="bf16", **TINY))
+    t = Trainer(config_for("wgan", steps=1, precision="bf16", **TINY))
     x = t.train_x[:4]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert t.recipe.d(x).dtype == torch.float32
@@ -107,7 +107,7 @@ def test_clipped_critics_run_in_fp32_under_autocast():
 
 def test_precision_errors(tmp_path):
     with pytest.raises(ValueError, match="precision: expected one of fp32, bf16, fp16"):
-        Trainer(TrainConfig.for_model("gan", steps=1, precision="fp8", **TINY))
-    Trainer(TrainConfig.for_model("gan", steps=2, ckpt_every=1, out=str(tmp_path), **TINY)).run()
+        Trainer(config_for("gan", steps=1, precision="fp8", **TINY))
+    Trainer(config_for("gan", steps=2, ckpt_every=1, out=str(tmp_path), **TINY)).run()
     with pytest.raises(ValueError, match="precision"):  # a checkpoint of another precision is refused
-        Trainer(TrainConfig.for_model("gan", steps=2, precision="fp16", out=str(tmp_path), **TINY), resume=True)
+        Trainer(config_for("gan", steps=2, precision="fp16", out=str(tmp_path), **TINY), resume=True)

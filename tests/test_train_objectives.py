@@ -9,7 +9,7 @@ import fastgan
 from fastgan import losses
 from fastgan.nn import MinibatchDiscrimination
 from fastgan.penalties import wgan_critic_loss
-from fastgan.train import RECIPES, TrainConfig, Trainer
+from fastgan.train import RECIPES, Trainer, config_for
 
 TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False, data="gmm8")
 FAMILY = ["wgan", "wgan-gp", "lsgan", "hinge", *[f"fgan-{d}" for d in losses.DIVERGENCES], "gmmn", "mmdgan",
@@ -21,31 +21,31 @@ def test_every_objective_has_a_recipe():
 
 
 def test_recipe_defaults_and_overrides():
-    cfg = TrainConfig.for_model("wgan", steps=1)
+    cfg = config_for("wgan", steps=1)
     assert (cfg.optimizer, cfg.lr, cfg.n_critic, cfg.batch_size, cfg.update) == ("rmsprop", 5e-5, 5, 64, "alternating")
-    cfg = TrainConfig.for_model("wgan-gp", steps=1, lr=3e-4)
+    cfg = config_for("wgan-gp", steps=1, lr=3e-4)
     assert (cfg.lr, cfg.beta1, cfg.beta2, cfg.n_critic) == (3e-4, 0.0, 0.9, 5)
-    t = Trainer(TrainConfig.for_model("wgan", steps=1, **{k: v for k, v in TINY.items() if k != "batch_size"}))
+    t = Trainer(config_for("wgan", steps=1, **{k: v for k, v in TINY.items() if k != "batch_size"}))
     assert isinstance(t.opts["D"], torch.optim.RMSprop) and t.cfg.batch_size == 64
 
 
 def test_wgan_clips_the_critic():
-    t = Trainer(TrainConfig.for_model("wgan", steps=2, **TINY, extra={"clip": 0.003}))
+    t = Trainer(config_for("wgan", steps=2, **TINY, extra={"clip": 0.003}))
     t.run()
     assert max(p.abs().max().item() for p in t.recipe.params("D")) <= torch.tensor(0.003).item()  # fp32 c
 
 
 def test_wgan_gp_critic_loss_is_the_fused_penalty_loss():
-    t = Trainer(TrainConfig.for_model("wgan-gp", steps=1, **TINY))
+    t = Trainer(config_for("wgan-gp", steps=1, **TINY))
     x, gz = t.train_x[:32], torch.randn(32, 2)
-    got = t.recipe.critic_loss(x, gz, torch.Generator().manual_seed(3))
+    got = t.recipe.critic_loss(t.context(), x, gz, torch.Generator().manual_seed(3))
     eps = torch.rand(32, 1, generator=torch.Generator().manual_seed(3))[:, 0]
     exp = wgan_critic_loss(t.recipe.nets["D"], x, gz, eps=eps, fused=False).loss
     torch.testing.assert_close(got, exp, rtol=1e-5, atol=1e-6)
 
 
 def test_mmdgan_and_gmmn_losses():
-    t = Trainer(TrainConfig.for_model("mmdgan", steps=1, **TINY))
+    t = Trainer(config_for("mmdgan", steps=1, **TINY))
     x = t.train_x[:32]
     f = t.recipe.nets["D"]
     assert f(x).shape == (32, 16)
@@ -55,20 +55,20 @@ def test_mmdgan_and_gmmn_losses():
     fx, fg = f(x).double(), f(x + 1).double()
     m = torch.pdist(torch.cat([fx, fg])).median().item()
     exp = fastgan.mmd2(fx, fg, bandwidths=tuple(m * c for c in (0.25, 0.5, 1.0, 2.0, 4.0)), impl="reference")
-    torch.testing.assert_close(t.recipe.critic_loss(x, x + 1, None).double(), -exp, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(t.recipe.critic_loss(t.context(), x, x + 1, None).double(), -exp, rtol=1e-5, atol=1e-7)
     assert exp > 0.1  # the kernels resolve the clipped features; the paper's fixed bandwidths do not:
     assert fastgan.mmd2(fx, fg, bandwidths=(1.0, 2.0, 4.0, 8.0, 16.0), impl="reference") < 1e-6
-    g = Trainer(TrainConfig.for_model("gmmn", steps=1, **TINY))
+    g = Trainer(config_for("gmmn", steps=1, **TINY))
     assert len(g.recipe.bandwidths) == 5 and "D" not in g.recipe.nets
 
 
 def test_improved_feature_matching_and_minibatch_layer():
-    t = Trainer(TrainConfig.for_model("improved", steps=1, **TINY))
+    t = Trainer(config_for("improved", steps=1, **TINY))
     D = t.recipe.nets["D"]
     assert isinstance(D.mbd, MinibatchDiscrimination)
     x, gz = t.train_x[:32], torch.randn(32, 2)
     torch.testing.assert_close(t.recipe.generator_loss(x, gz), F.softplus(-D(gz)).mean())  # non-saturating (default)
-    fm = Trainer(TrainConfig.for_model("improved", steps=1, **{**TINY, "extra": {"feature_matching": True}}))
+    fm = Trainer(config_for("improved", steps=1, **{**TINY, "extra": {"feature_matching": True}}))
     D = fm.recipe.nets["D"]
     exp = (D.features(gz).mean(0) - D.features(x).mean(0)).square().sum()
     torch.testing.assert_close(fm.recipe.generator_loss(x, gz), exp)
@@ -76,7 +76,7 @@ def test_improved_feature_matching_and_minibatch_layer():
 
 @pytest.mark.parametrize("model", FAMILY)
 def test_short_runs_reduce_nothing_to_nan(model):
-    t = Trainer(TrainConfig.for_model(model, steps=3, **TINY, log_every=1))
+    t = Trainer(config_for(model, steps=3, **TINY, log_every=1))
     before = [p.detach().clone() for p in t.recipe.nets["G"].parameters()]
     t.run()
     assert any(not torch.equal(p, q) for p, q in zip(t.recipe.nets["G"].parameters(), before))
@@ -92,14 +92,14 @@ def _record_grads(model, data, out_path, run_dir):
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        t = Trainer(TrainConfig.for_model(model, steps=2, **{**TINY, "data": data, "batch_size": 32},
+        t = Trainer(config_for(model, steps=2, **{**TINY, "data": data, "batch_size": 32},
                                           out=str(run_dir), ckpt_every=1, log_every=2))
         t.train_x = t.train_x.double()
         got, acc = [], []
         apply, save = t.recipe.apply, ckpt.save
 
-        def record(group, grads):
-            apply(group, grads)  # averages across ranks, then steps
+        def record(ctx, group, grads):
+            apply(ctx, group, grads)  # averages across ranks, then steps
             got.append((group, [p.grad.clone() for p in t.recipe.params(group)]))
 
         def record_save(path, state):
@@ -167,7 +167,7 @@ def _failing_write_worker(rank, init, out_dir):
                 raise OSError("disk full (simulated)")
 
             ckpt.save = broken
-        t = Trainer(TrainConfig.for_model("gan", steps=6, **{**TINY, "data": "gmm8", "batch_size": 32},
+        t = Trainer(config_for("gan", steps=6, **{**TINY, "data": "gmm8", "batch_size": 32},
                                           out=f"{out_dir}/run", ckpt_every=2))
         try:
             t.run()
@@ -219,6 +219,6 @@ def test_torchrun_cli_two_ranks_checkpoint_and_resume_on_one(tmp_path):
             torch.testing.assert_close(a["nets"][name][k], b["nets"][name][k], rtol=1e-5, atol=1e-7)
     assert len((two / "metrics.jsonl").read_text().splitlines()) == 2
     # the 2-rank checkpoint continues in one process: extend nothing, just re-run the last interval from step 6
-    t = Trainer(TrainConfig.for_model("gan", data="gmm8", hidden=16, z_dim=4, batch_size=32, steps=6, ckpt_every=3,
+    t = Trainer(config_for("gan", data="gmm8", hidden=16, z_dim=4, batch_size=32, steps=6, ckpt_every=3,
                                       log_every=3, progress=False, eval_at_end=False, out=str(two)), resume=True)
     assert t.step == 6

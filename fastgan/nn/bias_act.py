@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ..activations import get_act
-from ..ops.bias_act import bias_act
+from ..ops.fused_act import bias_act
 
 
 class BiasAct(nn.Module):

@@ -16,7 +16,7 @@ from torch import nn
 
 from .._checks import positive_int
 from ..activations import get_act
-from ..ops.bias_act import bias_act
+from ..ops.fused_act import bias_act
 from ..ops.reference import activation
 from .bias_act import BiasAct
 

@@ -11,18 +11,13 @@ derivative raises NotImplementedError naming the op.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple  # noqa: F401  (the Triton ops' annotations are resolved at module scope)
-
 import torch
 
-from .. import _checks, _ext
-from ..backend import resolve
-from . import reference
-from ._namespaces import OpNamespaces, end_of_chain
+from .. import _checks
+from . import reference as spec
+from .registry import declare
 
-__all__ = ["minibatch_discrimination"]
-
-_IMPLEMENTED = frozenset({"reference", "cpp", "triton", "cuda"})
+__all__ = ["minibatch_discrimination", "OP"]
 
 
 def _check(m, ref, exclude_self):
@@ -48,32 +43,23 @@ def minibatch_discrimination(m: torch.Tensor, reference: torch.Tensor | None = N
     exclude_self drops the pair (i, i), which contributes exp(0) = 1 otherwise) or the reference batch (R, K, C).
     Differentiable twice in m and reference; memory O((B + R) K C)."""
     _check(m, reference, exclude_self)
-    backend = resolve(impl, m.device, "minibatch_discrimination", _IMPLEMENTED)
-    if backend == "reference":
-        return reference_impl(m, reference, exclude_self)
-    return _ops(backend).minibatch_disc(m, reference, exclude_self)
+    return OP.run(impl, m.device, m, reference, exclude_self)
 
 
-reference_impl = reference.minibatch_disc
+def _fake_ref_grad(m, ref):
+    return torch.empty_like(ref) if ref is not None else m.new_empty([0])
 
 
-def _register(ns_name: str, with_fake: bool) -> None:
-    ns = getattr(torch.ops, ns_name)
+_FAKES = {
+    "minibatch_disc": lambda m, ref, exclude_self: m.new_empty(m.shape[:2]),
+    "minibatch_disc_backward": lambda grad, m, ref, exclude_self: (torch.empty_like(m), _fake_ref_grad(m, ref)),
+    "minibatch_disc_backward2": lambda ggm, ggr, grad, m, ref, exclude_self:
+        (torch.empty_like(grad), torch.empty_like(m), _fake_ref_grad(m, ref)),
+}
+
+
+def _autograd(ns, ns_name: str) -> None:
     q = f"{ns_name}::minibatch_disc"
-
-    if with_fake:
-        @torch.library.register_fake(q)
-        def _(m, ref, exclude_self):
-            return m.new_empty(m.shape[:2])
-
-        @torch.library.register_fake(q + "_backward")
-        def _(grad, m, ref, exclude_self):
-            return torch.empty_like(m), (torch.empty_like(ref) if ref is not None else m.new_empty([0]))
-
-        @torch.library.register_fake(q + "_backward2")
-        def _(ggm, ggr, grad, m, ref, exclude_self):
-            return (torch.empty_like(grad), torch.empty_like(m),
-                    torch.empty_like(ref) if ref is not None else m.new_empty([0]))
 
     def setup(ctx, inputs, output):
         m, ref, exclude_self = inputs
@@ -108,39 +94,26 @@ def _register(ns_name: str, with_fake: bool) -> None:
 
     torch.library.register_autograd(q + "_backward", backward2, setup_context=setup2)
 
-    end_of_chain(q + "_backward2", "fastgan.minibatch_discrimination: third-order derivatives are not implemented "
-                 f"({q}_backward2 has no backward); use impl='reference' if you need them")
 
-
-def _define_triton_ops() -> None:
-    from torch.library import triton_op
-
+def _triton() -> dict:
     # bare names: torch finds the kernels behind a triton_op (for its compile-cache keys) only through them
     from .._triton.minibatch_disc import backward as tk_backward
     from .._triton.minibatch_disc import backward2 as tk_backward2
     from .._triton.minibatch_disc import forward as tk_forward
 
-    @triton_op("fastgan_triton::minibatch_disc", mutates_args=())
-    def _fwd(m: torch.Tensor, ref: Optional[torch.Tensor], exclude_self: bool) -> torch.Tensor:
+    def fwd(m, ref, exclude_self):
         return tk_forward(m, ref, exclude_self)
 
-    @triton_op("fastgan_triton::minibatch_disc_backward", mutates_args=())
-    def _bwd(grad: torch.Tensor, m: torch.Tensor, ref: Optional[torch.Tensor],
-             exclude_self: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    def bwd(grad, m, ref, exclude_self):
         return tk_backward(grad, m, ref)
 
-    @triton_op("fastgan_triton::minibatch_disc_backward2", mutates_args=())
-    def _bwd2(ggm: torch.Tensor, ggr: Optional[torch.Tensor], grad: torch.Tensor, m: torch.Tensor,
-              ref: Optional[torch.Tensor], exclude_self: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def bwd2(ggm, ggr, grad, m, ref, exclude_self):
         return tk_backward2(ggm, ggr, grad, m, ref)
 
-
-_ops = OpNamespaces(_define_triton_ops, _register)
-
-
-def _init() -> None:
-    if _ext.load() is not None:
-        _register("fastgan", with_fake=True)
+    return {"minibatch_disc": fwd, "minibatch_disc_backward": bwd, "minibatch_disc_backward2": bwd2}
 
 
-_init()
+OP = declare("minibatch_discrimination", kernels=("minibatch_disc", "minibatch_disc_backward",
+                                                  "minibatch_disc_backward2"),
+             backends=("reference", "cpp", "cuda", "triton"), reference=spec.minibatch_disc, fakes=_FAKES,
+             autograd=_autograd, triton=_triton, last="minibatch_disc_backward2")

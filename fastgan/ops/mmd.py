@@ -19,21 +19,19 @@ own derivative (third order) raises NotImplementedError.
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Sequence, Tuple  # noqa: F401  (the Triton ops' annotations)
+from typing import NamedTuple, Sequence
 
 import torch
 
-from .. import _checks, _ext
-from ..backend import resolve
+from .. import _checks
 from . import reference
-from ._namespaces import OpNamespaces, end_of_chain
+from .registry import declare
 
-__all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "median_distance", "MMDTestResult", "KERNELS"]
+__all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "median_distance", "MMDTestResult", "KERNELS", "OP"]
 
 KERNELS = ("gaussian", "rq", "imq", "laplacian", "laplacian_l1")
 SMOOTH_KERNELS = ("gaussian", "rq", "imq")  # twice differentiable: gradient penalties through them work
 DEFAULT_BANDWIDTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
-_IMPLEMENTED = frozenset({"reference", "cpp", "triton", "cuda"})
 MEDIAN_SAMPLES = 1024
 MAX_BANDWIDTHS = 16  # every backend (csrc/include/fastgan/pair_math.h kMaxPairBandwidths: the CUDA kernel arguments)
 
@@ -85,13 +83,10 @@ def kernel_sum(x: torch.Tensor, y: torch.Tensor | None = None, kernel: str = "ga
     if y is not None:
         _check_points(y, "y", x)
     kernel, bw, ws = _check_kernel(kernel, bandwidths, weights)
-    backend = resolve(impl, x.device, "kernel_sum", _IMPLEMENTED)
-    if backend == "reference":
-        return reference.kernel_sum(x, y, kernel, bw, ws, bool(diagonal))
     grad = torch.is_grad_enabled()
     gx = grad and x.requires_grad
     gy = grad and y is not None and y.requires_grad
-    return _ops(backend).kernel_sum(x, y, kernel, bw, ws, bool(diagonal), gx, gy)[0]
+    return OP.run(impl, x.device, x, y, kernel, bw, ws, bool(diagonal), gx, gy)[0]
 
 
 def median_distance(x: torch.Tensor, y: torch.Tensor | None = None, max_samples: int = MEDIAN_SAMPLES,
@@ -194,22 +189,22 @@ def mmd_test(x: torch.Tensor, y: torch.Tensor, permutations: int = 200, kernel: 
     return MMDTestResult(stat, (1 + hits) / (1 + permutations), permutations)
 
 
-def _register(ns_name: str, with_fake: bool) -> None:
-    ns = getattr(torch.ops, ns_name)
+def _fake_grads(x, y, grad_x, grad_y):
+    return (torch.empty_like(x) if grad_x else x.new_empty([0]),
+            torch.empty_like(y) if (grad_y and y is not None) else x.new_empty([0]))
+
+
+def _fake_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
+    half = x.dtype in (torch.float16, torch.bfloat16)
+    return (x.new_empty([], dtype=torch.float32 if half else x.dtype), *_fake_grads(x, y, grad_x, grad_y))
+
+
+def _reference(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):  # the kernel's arguments: (S,)
+    return (reference.kernel_sum(x, y, kernel, bandwidths, weights, diagonal),)
+
+
+def _autograd(ns, ns_name: str) -> None:
     ns_q = f"{ns_name}::kernel_sum"
-
-    if with_fake:
-        @torch.library.register_fake(ns_q)
-        def _(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
-            gx = torch.empty_like(x) if grad_x else x.new_empty([0])
-            gy = torch.empty_like(y) if (grad_y and y is not None) else x.new_empty([0])
-            half = x.dtype in (torch.float16, torch.bfloat16)
-            return x.new_empty([], dtype=torch.float32 if half else x.dtype), gx, gy
-
-        @torch.library.register_fake(ns_q + "_backward2")
-        def _(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y):
-            return (torch.empty_like(x) if grad_x else x.new_empty([0]),
-                    torch.empty_like(y) if (grad_y and y is not None) else x.new_empty([0]))
 
     def setup(ctx, inputs, output):
         x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y = inputs
@@ -240,35 +235,24 @@ def _register(ns_name: str, with_fake: bool) -> None:
 
     torch.library.register_autograd(ns_q, backward, setup_context=setup)
 
-    end_of_chain(ns_q + "_backward2", "fastgan.kernel_sum: third-order derivatives are not implemented "
-                 f"({ns_q}_backward2 has no backward); use impl='reference' if you need them")
 
-
-def _define_triton_ops() -> None:
-    from torch.library import triton_op
-
+def _triton() -> dict:
     # bare names: torch finds the kernels behind a triton_op (for its compile-cache keys) only through them
     from .._triton.mmd import kernel_sum as tk_sum
     from .._triton.mmd import kernel_sum_backward2 as tk_backward2
 
-    @triton_op("fastgan_triton::kernel_sum", mutates_args=())
-    def _fwd(x: torch.Tensor, y: Optional[torch.Tensor], kernel: str, bandwidths: List[float], weights: List[float],
-             diagonal: bool, grad_x: bool, grad_y: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def fwd(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
         return tk_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y)
 
-    @triton_op("fastgan_triton::kernel_sum_backward2", mutates_args=())
-    def _bwd2(x: torch.Tensor, y: Optional[torch.Tensor], u: torch.Tensor, v: Optional[torch.Tensor], kernel: str,
-              bandwidths: List[float], weights: List[float], grad_x: bool,
-              grad_y: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    def bwd2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y):
         return tk_backward2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y)
 
-
-_ops = OpNamespaces(_define_triton_ops, _register)
-
-
-def _init() -> None:
-    if _ext.load() is not None:
-        _register("fastgan", with_fake=True)
+    return {"kernel_sum": fwd, "kernel_sum_backward2": bwd2}
 
 
-_init()
+OP = declare("kernel_sum", kernels=("kernel_sum", "kernel_sum_backward2"),
+             backends=("reference", "cpp", "cuda", "triton"), reference=_reference,
+             fakes={"kernel_sum": _fake_sum,
+                    "kernel_sum_backward2": lambda x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y:
+                    _fake_grads(x, y, grad_x, grad_y)},
+             autograd=_autograd, triton=_triton, last="kernel_sum_backward2")

@@ -2,9 +2,9 @@
 and the BiGAN paper's Table-1 protocol. See fastgan.train.trainer for the run directory's contents."""
 from .config import BACKENDS, TrainConfig, lr_factor
 from .evaluate import evaluate
-from .recipes import RECIPES, Recipe
+from .recipes import RECIPES, Recipe, config_for, validate
 from .table1 import METHODS, format_table, run_table1
 from .trainer import Trainer
 
-__all__ = ["BACKENDS", "METHODS", "RECIPES", "Recipe", "TrainConfig", "Trainer", "evaluate", "format_table",
-           "lr_factor", "run_table1"]
+__all__ = ["BACKENDS", "METHODS", "RECIPES", "Recipe", "TrainConfig", "Trainer", "config_for", "evaluate",
+           "format_table", "lr_factor", "run_table1", "validate"]

@@ -1,14 +1,16 @@
 """A training run's configuration: one flat dataclass of plain values (it goes into every checkpoint as a dict and
-must come back from torch.load(weights_only=True)), with the BiGAN paper's defaults (appendix C)."""
+must come back from torch.load(weights_only=True)), with the BiGAN paper's defaults (appendix C).
+
+Values only: what each recipe trains with by default and what it requires of a configuration live with the recipes
+(fastgan.train.recipes: config_for, validate), which this module does not import. Why each default value:
+docs/defaults.md."""
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .recipes import RECIPES
-
-__all__ = ["BACKENDS", "DEFAULT_STEPS", "PRECISIONS", "TrainConfig", "lr_factor"]
+__all__ = ["BACKENDS", "PRECISIONS", "TrainConfig", "lr_factor"]
 
 # 'fastgan' = the fused nets with the automatic kernel choice; cpp / triton / cuda = the fused nets on that kernel
 # backend; 'eager' = the nets' eager twins (plain torch ops, the same parameters): the like-for-like baseline
@@ -18,8 +20,6 @@ BACKENDS = ("fastgan", "cpp", "triton", "cuda", "eager")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 # fields that may differ between a run and its resumption (they do not change the trajectory)
-DEFAULT_STEPS = 5000  # TrainConfig.for_model's, with neither steps nor epochs given
-
 RUNTIME_FIELDS = ("out", "ckpt_every", "log_every", "progress", "eval_at_end", "device")
 
 
@@ -44,8 +44,8 @@ class TrainConfig:
     precision: str = "fp32"         # fp32 | bf16 (autocast) | fp16 (autocast + one GradScaler)
     g_loss: str = "ns"              # GAN generator: ns | minimax; BiGAN G/E: inverse | minimax (ns means inverse)
     # alternating (default): n_critic D steps, then G (and E) from a fresh forward through the updated D (Goodfellow
-    # et al.'s Algorithm 1); simultaneous: D, G, E all updated from one forward (cheaper; on 28x28 MNIST it made the
-    # BiGAN collapse: D won outright, E(x) ran to +-100 — measured in issue 15)
+    # et al.'s Algorithm 1); simultaneous: D, G, E all updated from one forward (cheaper; why not the default:
+    # docs/defaults.md)
     update: str = "alternating"
     n_critic: int = 1               # alternating: D updates per generator update
     seed: int = 0
@@ -58,6 +58,8 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # recipe options (e.g. table-1 baselines' regression weight)
 
     def validate(self) -> "TrainConfig":
+        """The values' own checks (types, ranges, names); fastgan.train.recipes.validate checks what the model's recipe
+        requires of them, then calls this."""
 
         def positive(name, v, allow_none=False):
             if v is None and allow_none:
@@ -65,8 +67,6 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")
 
-        if self.model not in RECIPES:
-            raise ValueError(f"model: expected one of {', '.join(sorted(RECIPES))}, got {self.model!r}")
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("steps / epochs: give exactly one of them")
         positive("steps", self.steps, True), positive("epochs", self.epochs, True)
@@ -93,32 +93,22 @@ class TrainConfig:
             raise ValueError(f"update: expected 'simultaneous' or 'alternating', got {self.update!r}")
         if self.optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"optimizer: expected 'adam' or 'rmsprop', got {self.optimizer!r}")
-        if self.update == "simultaneous" and RECIPES[self.model].alternating_only:
-            raise ValueError(f"update: the {self.model!r} recipe trains with update='alternating'")
         if self.update == "simultaneous" and self.n_critic != 1:
             raise ValueError("n_critic: more than one critic step per iteration needs update='alternating'")
         if self.g_loss not in ("ns", "minimax", "inverse"):
             raise ValueError(f"g_loss: expected 'ns', 'minimax' or 'inverse', got {self.g_loss!r}")
-        if self.g_loss == "inverse" and self.model != "bigan":
-            raise ValueError("g_loss: 'inverse' is the BiGAN objective Lambda; GAN generators take 'ns' or 'minimax'")
         if not isinstance(self.extra, dict):
             raise TypeError(f"extra: expected a dict, got {type(self.extra).__name__}")
         return self
 
     @classmethod
-    def for_model(cls, model: str, **overrides) -> "TrainConfig":
-        """A configuration for `model` with its recipe's defaults on the data (e.g. WGAN's RMSProp 5e-5, n_critic 5,
-        batch 64; Recipe.defaults_for), then `overrides` on top (None values are not overrides; an `extra` dict is
-        merged key by key). With neither steps nor epochs given: the recipe's steps on the data, else DEFAULT_STEPS."""
-
-        if model not in RECIPES:
-            raise ValueError(f"model: expected one of {', '.join(sorted(RECIPES))}, got {model!r}")
+    def with_defaults(cls, model: str, base: dict, **overrides) -> "TrainConfig":
+        """`model`'s configuration: the fields `base` (a recipe's defaults) with `overrides` on top. None values are
+        not overrides; an `extra` dict is merged key by key; steps or epochs given replace base's steps."""
         overrides = {k: v for k, v in overrides.items() if v is not None}
-        base = RECIPES[model].defaults_for(overrides.get("data", cls.data))
+        base = dict(base)
         if "epochs" in overrides or "steps" in overrides:
             base.pop("steps", None)
-        elif "steps" not in base:
-            base["steps"] = DEFAULT_STEPS
         if "extra" in overrides:
             if not isinstance(overrides["extra"], dict):
                 raise TypeError(f"extra: expected a dict, got {type(overrides['extra']).__name__}")

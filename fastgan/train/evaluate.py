@@ -39,7 +39,7 @@ def evaluate(recipe, split, out=None, seed: int = 0) -> dict:
         if "G" not in recipe.nets:
             return res
         gen = torch.Generator(device=dev).manual_seed(seed + 2)
-        z = recipe.latent(N_SAMPLES, gen)
+        z = recipe.prior(N_SAMPLES, gen)
         samples = _chunked(recipe.sample, z, dev)
         classifier = None
         if split.train_y is not None and split.image_shape is not None:

@@ -18,6 +18,7 @@ from .. import data as data_mod
 from .. import metrics as ev
 from .config import TrainConfig
 from .recipes import RECIPES
+from .recipes import validate as validate_config
 from .trainer import Trainer
 
 __all__ = ["METHODS", "PAPER_MNIST", "format_table", "run_table1"]
@@ -71,8 +72,8 @@ def run_table1(cfg: TrainConfig, methods=METHODS, split=None, seeds=None, resume
 
     def method_cfg(model, s):
         extra = {k: v for k, v in cfg.extra.items() if k in RECIPES[model].known_options()}
-        return dataclasses.replace(cfg, model=model, seed=s, out=out(model, s), eval_at_end=True,
-                                   extra=extra).validate()
+        return validate_config(dataclasses.replace(cfg, model=model, seed=s, out=out(model, s), eval_at_end=True,
+                                                   extra=extra))
 
     runs = {label: [method_cfg(model, s) for s in seeds] for label, model in methods}  # all validated up front
     rows = {"raw input": {"1nn_accuracy": ev.one_nn_accuracy(split.train_x, split.train_y, split.test_x,

@@ -30,7 +30,8 @@ from . import checkpoint as ckpt
 from .config import TrainConfig, lr_factor
 from .distributed import all_reduce_mean_, convert_batch_norm, world
 from .evaluate import evaluate
-from .recipes import RECIPES
+from .recipes import RECIPES, StepContext
+from .recipes import validate as validate_config
 
 __all__ = ["Trainer", "make_optimizers"]
 
@@ -41,7 +42,7 @@ METRICS = "metrics.jsonl"
 def make_optimizers(recipe, cfg) -> dict:
     """One optimiser per recipe group (Adam, or RMSProp with cfg.optimizer='rmsprop'): l2 weight decay on the
     multiplicative weights (matrices) only; torch's fused implementation (one kernel over all of a group's tensors;
-    CPU and CUDA) — measured on the CPU, the foreach Adam took 9 ms of a 57 ms BiGAN step."""
+    CPU and CUDA; measured: docs/defaults.md)."""
     opts = {}
     for group in recipe.groups:
         params = recipe.params(group)
@@ -62,7 +63,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, split=None, resume: bool = False):
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
-        self.cfg = cfg.validate()
+        self.cfg = validate_config(cfg)  # what its recipe requires of it, then its values (recipes.validate)
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"device: {cfg.device!r} requested but CUDA is not available")
         self.device = torch.device(cfg.device)
@@ -76,7 +77,6 @@ class Trainer:
                                  f"{self.world_size} (each rank takes an equal slice of the global batch)")
             for net in self.recipe.nets.values():
                 convert_batch_norm(net)
-            self.recipe.shard = (self.rank, self.world_size)
         self.train_x = self.split.train_x.to(self.device)
         self.sampler = data_mod.BatchSampler(self.train_x.shape[0], cfg.batch_size, seed=cfg.seed)
         if cfg.steps is not None:
@@ -85,9 +85,8 @@ class Trainer:
             per_iter = cfg.n_critic if cfg.update == "alternating" else 1
             self.total = max(1, -(-cfg.epochs * self.sampler.steps_per_epoch // per_iter))
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.opts = self.recipe.opts = make_optimizers(self.recipe, cfg)
-        self.scaler = self.recipe.scaler = (torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16"
-                                            else None)
+        self.opts = make_optimizers(self.recipe, cfg)
+        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.step = 0
         self.metrics_pos = 0
         self._sums, self._count = {}, 0  # the losses summed since the last metrics line
@@ -99,6 +98,11 @@ class Trainer:
         elif self.out is not None and (self.out / CHECKPOINT).exists():
             raise ValueError(f"out: {self.out} already holds a run ({CHECKPOINT}); resume it (--resume) or choose "
                              f"another directory")
+
+    def context(self) -> StepContext:
+        """What the recipe's step (and end_iteration) is handed every iteration: this run's optimisers, fp16
+        GradScaler and (rank, world size)."""
+        return StepContext(opts=self.opts, scaler=self.scaler, shard=(self.rank, self.world_size))
 
     # ---- checkpoints ----
     def state(self) -> dict:
@@ -238,7 +242,7 @@ class Trainer:
         log = opened[0] if opened else None
         recipe.train(True)
         device, size = self.device, self.world_size
-        next_batch = self.next_batch
+        next_batch, ctx = self.next_batch, self.context()
 
         # mixed precision: the whole iteration (forward passes, losses, gradients) under autocast; the optimiser steps
         # update the fp32 parameters
@@ -253,8 +257,8 @@ class Trainer:
             while self.step < self.total:
                 lr = self._set_lr()
                 with autocast:
-                    values = recipe.step(next_batch, self.gen)
-                recipe.end_iteration()
+                    values = recipe.step(ctx, next_batch, self.gen)
+                recipe.end_iteration(ctx)
                 for k, v in values.items():
                     self._sums[k] = self._sums.get(k, 0.0) + v
                 self._count += 1

@@ -19,13 +19,15 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
     mmdgan       min_G max_f MMD^2(f(x), f(G(z))): f a weight-clipped MLP feature map (16-d), fused MMD on features,
                  bandwidths relative to the features' median distance (every step)
     improved     the fused minibatch-discrimination layer in D, G non-saturating (or feature matching: a flag)
-Each recipe's defaults (Recipe.defaults) are applied by TrainConfig.for_model under the user's explicit settings.
+Each recipe's defaults (Recipe.defaults, data_defaults) and the checks it makes of a configuration
+(Recipe.check_config) live here, not in fastgan.train.config (which holds the values): config_for(model, ...)
+puts the user's explicit settings over them, validate(cfg) checks a configuration for its recipe. Why each default
+value: docs/defaults.md.
 
 Networks: the paper's permutation-invariant MNIST MLPs (fastgan.nn.BiGANGenerator / BiGANEncoder /
 BiGANDiscriminator, and GANDiscriminator = the BiGAN D without z), hidden width cfg.hidden, G's output tanh for
 images in [-1, 1] and linear for 2-D mixtures; fused (fastgan ops) or the eager twins (cfg.backend='eager'). The
-paper's batch norm in hidden layer 2 is off for the 2-D mixtures by default (cfg.batch_norm): with it D normalises
-each batch, so it barely sees where a whole batch of samples sits, and G drifted off the data (0/8 modes).
+paper's batch norm in hidden layer 2 is off for the 2-D mixtures by default (cfg.batch_norm; docs/defaults.md).
 
 The generator-side gradient of an adversarial loss is taken in two stages: first the gradient w.r.t. the samples
 fed to D (through ops.input_grads: fastgan's D layers then skip their weight gradients, as torch's own ops do when
@@ -37,13 +39,44 @@ fresh forward through the updated D; update='simultaneous': all of it from one f
 from __future__ import annotations
 
 from ... import losses
+from ..config import TrainConfig
 from .adversarial import GAN, AutoEncoder, AutoEncoderL1, BiGAN, JointLatentRegressor, LatentRegressor
-from .base import ENCODER_OUT, MNIST_R1, Recipe, default_hidden
+from .base import DEFAULT_STEPS, ENCODER_OUT, MNIST_R1, Recipe, StepContext, default_hidden
 from .critic import LSGAN, WGAN, WGANGP, HingeGAN, _fgan
 from .moments import GMMN, MMDGAN, Improved
 
-__all__ = ["ENCODER_OUT", "MNIST_R1", "RECIPES", "Recipe", "default_hidden"]
+__all__ = ["DEFAULT_STEPS", "ENCODER_OUT", "MNIST_R1", "RECIPES", "Recipe", "StepContext", "config_for", "defaults_for",
+           "default_hidden", "recipe_class", "validate"]
 
 RECIPES = {r.name: r for r in (GAN, BiGAN, LatentRegressor, JointLatentRegressor, AutoEncoder, AutoEncoderL1,
                                WGAN, WGANGP, LSGAN, HingeGAN, *(_fgan(d) for d in losses.DIVERGENCES), GMMN, MMDGAN,
                                Improved)}
+
+
+def recipe_class(model: str) -> type[Recipe]:
+    """The recipe named `model` (RECIPES[model]), or the ValueError naming the known ones."""
+    if model not in RECIPES:
+        raise ValueError(f"model: expected one of {', '.join(sorted(RECIPES))}, got {model!r}")
+    return RECIPES[model]
+
+
+def defaults_for(model: str, data: str) -> dict:
+    """The TrainConfig fields `model` trains with on `data` unless the user sets them (Recipe.defaults_for)."""
+    return recipe_class(model).defaults_for(data)
+
+
+def config_for(model: str, **overrides) -> TrainConfig:
+    """A configuration for `model` with its recipe's defaults on the data (e.g. WGAN's RMSProp 5e-5, n_critic 5,
+    batch 64), then `overrides` on top (TrainConfig.with_defaults: None values are not overrides, an `extra` dict is
+    merged key by key, steps or epochs replace the recipe's steps). Not validated: validate(cfg) does that."""
+    data = overrides.get("data")
+    return TrainConfig.with_defaults(model, defaults_for(model, TrainConfig.data if data is None else data),
+                                     **overrides)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """cfg checked for training: a known model, what its recipe requires (Recipe.check_config: the update scheme,
+    the generator loss, its cfg.extra options), then the values' own checks (TrainConfig.validate). Returns cfg."""
+    recipe_class(cfg.model).check_config(cfg)
+    return cfg.validate()
+

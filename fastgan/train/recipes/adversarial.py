@@ -15,11 +15,9 @@ from .base import _MNIST_R1_DEFAULTS, Recipe
 
 
 class GAN(Recipe):
-    """On the 2-D mixtures (data_defaults) the paper's image settings drop modes (5000 steps: 0/8; 20-30k: 6-7/8):
-    there it trains with lr 2e-3, batch 512, alternating updates and the R1 penalty (gamma 0.1) on D, for 10000 steps
-    on gmm8 and 20000 on gmm25 (measured: gmm8 8/8 modes for seeds 0-2; gmm25 at 10000 steps 25, 25, 21 of 25 for
-    seeds 0-2, at 20000 25 for seed 2). cfg.extra['r1'] = gamma turns R1 on anywhere; on mnist5k it is on (gamma 1,
-    MNIST_R1) for every recipe with a cross-entropy D."""
+    """On the 2-D mixtures (data_defaults) it trains with lr 2e-3, batch 512, alternating updates and the R1 penalty
+    (gamma 0.1) on D, for 10000 steps on gmm8 and 20000 on gmm25 (measured: docs/defaults.md). cfg.extra['r1'] =
+    gamma turns R1 on anywhere; on mnist5k it is on (gamma 1, MNIST_R1) for every recipe with a cross-entropy D."""
     name = "gan"
     groups = {"D": ("D",), "G": ("G",)}
     options = ("r1",)
@@ -31,27 +29,27 @@ class GAN(Recipe):
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
                 "D": GANDiscriminator(x_dim, **self.kw)}
 
-    def step(self, next_batch, gen):
+    def step(self, ctx, next_batch, gen):
         G, D, kind = self.nets["G"], self.nets["D"], self.cfg.g_loss
         if self.cfg.update == "simultaneous":
             x = next_batch()
-            gz = G(self.latent(x.shape[0], gen))
+            gz = G(self.latent(ctx, x.shape[0], gen))
             l_real, l_fake = D(x), D(gz)
             d_loss = losses.gan_d_loss(l_real, l_fake)
             g_loss = losses.gan_g_loss(l_fake, kind)
-            g_d = self.grads(self.with_r1(d_loss, (x,)), self.params("D"), retain=True)
+            g_d = self.grads(ctx, self.with_r1(ctx, d_loss, (x,)), self.params("D"), retain=True)
             # every gradient before any update: they share D's graph
-            self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))
-            self.apply("D", g_d)
+            self.apply(ctx, "G", self.through_d(ctx, g_loss, (gz,), self.params("G")))
+            self.apply(ctx, "D", g_d)
         else:
-            x, d_loss, l_real, l_fake = self.d_steps(next_batch, gen)
-            gz = G(self.latent(x.shape[0], gen))
+            x, d_loss, l_real, l_fake = self.d_steps(ctx, next_batch, gen)
+            gz = G(self.latent(ctx, x.shape[0], gen))
             g_loss = losses.gan_g_loss(D(gz), kind)
-            self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))
+            self.apply(ctx, "G", self.through_d(ctx, g_loss, (gz,), self.params("G")))
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach(), **losses.d_accuracy(l_real, l_fake)}
 
-    def d_inputs(self, x, gen):
-        return (x,), (self.nets["G"](self.latent(x.shape[0], gen)),)
+    def d_inputs(self, ctx, x, gen):
+        return (x,), (self.nets["G"](self.latent(ctx, x.shape[0], gen)),)
 
     @torch.no_grad()
     def features(self, x):
@@ -64,6 +62,7 @@ class BiGAN(Recipe):
     name = "bigan"
     groups = {"D": ("D",), "GE": ("G", "E")}
     options = ("r1", "encoder_out")
+    inverse_g_loss = True
     data_defaults = _MNIST_R1_DEFAULTS
 
     def build(self, x_dim, z_dim):
@@ -71,31 +70,32 @@ class BiGAN(Recipe):
                 "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw),
                 "D": BiGANDiscriminator(x_dim, z_dim, **self.kw)}
 
-    def d_inputs(self, x, gen):
-        z = self.latent(x.shape[0], gen)
+    def d_inputs(self, ctx, x, gen):
+        z = self.latent(ctx, x.shape[0], gen)
         return (x, self.nets["E"](x)), (self.nets["G"](z), z)
 
     def _ge_loss(self, l_real, l_fake):
         return losses.bigan_ge_loss(l_real, l_fake, "minimax" if self.cfg.g_loss == "minimax" else "inverse")
 
-    def step(self, next_batch, gen):
+    def step(self, ctx, next_batch, gen):
         G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
         if self.cfg.update == "simultaneous":
             x = next_batch()
-            z = self.latent(x.shape[0], gen)
+            z = self.latent(ctx, x.shape[0], gen)
             gz, ex = G(z), E(x)
             l_real, l_fake = D(x, ex), D(gz, z)
             d_loss = losses.gan_d_loss(l_real, l_fake)
             ge_loss = self._ge_loss(l_real, l_fake)
-            g_d = self.grads(self.with_r1(d_loss, (x, ex)), self.params("D"), retain=True)
-            self.apply("GE", self.through_d(ge_loss, (gz, ex), self.params("GE")))  # every gradient before any update
-            self.apply("D", g_d)
+            g_d = self.grads(ctx, self.with_r1(ctx, d_loss, (x, ex)), self.params("D"), retain=True)
+            # every gradient before any update: they share D's graph
+            self.apply(ctx, "GE", self.through_d(ctx, ge_loss, (gz, ex), self.params("GE")))
+            self.apply(ctx, "D", g_d)
         else:
-            x, d_loss, l_real, l_fake = self.d_steps(next_batch, gen)
-            z = self.latent(x.shape[0], gen)
+            x, d_loss, l_real, l_fake = self.d_steps(ctx, next_batch, gen)
+            z = self.latent(ctx, x.shape[0], gen)
             gz, ex = G(z), E(x)
             ge_loss = self._ge_loss(D(x, ex), D(gz, z))
-            self.apply("GE", self.through_d(ge_loss, (gz, ex), self.params("GE")))
+            self.apply(ctx, "GE", self.through_d(ctx, ge_loss, (gz, ex), self.params("GE")))
         return {"loss_d": d_loss.detach(), "loss_ge": ge_loss.detach(), **losses.d_accuracy(l_real, l_fake)}
 
 
@@ -113,13 +113,13 @@ class LatentRegressor(GAN):
         return {**super().build(x_dim, z_dim),
                 "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw)}
 
-    def step(self, next_batch, gen):
+    def step(self, ctx, next_batch, gen):
         G, D, E = self.nets["G"], self.nets["D"], self.nets["E"]
         if self.cfg.update == "alternating":
-            x, d_loss, l_real, l_fake = self.d_steps(next_batch, gen)
+            x, d_loss, l_real, l_fake = self.d_steps(ctx, next_batch, gen)
         else:
             x = next_batch()
-        z = self.latent(x.shape[0], gen)
+        z = self.latent(ctx, x.shape[0], gen)
         gz = G(z)
         if self.cfg.update == "simultaneous":  # D's loss and G's from one forward
             l_real, l_fake = D(x), D(gz)
@@ -128,14 +128,15 @@ class LatentRegressor(GAN):
             l_fake_g = D(gz)
         g_loss = losses.gan_g_loss(l_fake_g, self.cfg.g_loss)
         reg = F.mse_loss(E(gz if self.joint else gz.detach()).float(), z.float())
-        g_d = (self.grads(self.with_r1(d_loss, (x,)), self.params("D"), retain=True)
+        g_d = (self.grads(ctx, self.with_r1(ctx, d_loss, (x,)), self.params("D"), retain=True)
                if self.cfg.update == "simultaneous" else None)  # R1 as in GAN's step and d_steps
-        g_e = self.grads(reg, self.params("E"), retain=True)
+        g_e = self.grads(ctx, reg, self.params("E"), retain=True)
         weight = float(self.cfg.extra.get("reg_weight", 1.0))
-        self.apply("G", self.through_d(g_loss, (gz,), self.params("G"), extra=weight * reg if self.joint else None))
-        self.apply("E", g_e)
+        self.apply(ctx, "G", self.through_d(ctx, g_loss, (gz,), self.params("G"),
+                                            extra=weight * reg if self.joint else None))
+        self.apply(ctx, "E", g_e)
         if g_d is not None:
-            self.apply("D", g_d)
+            self.apply(ctx, "D", g_d)
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach(), "loss_reg": reg.detach(),
                 **losses.d_accuracy(l_real, l_fake)}
 
@@ -165,12 +166,12 @@ class AutoEncoder(Recipe):
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
                 "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw)}
 
-    def step(self, next_batch, gen):
+    def step(self, ctx, next_batch, gen):
         x = next_batch()
         rec = self.nets["G"](self.nets["E"](x))
         rec = rec.float()  # the reconstruction loss in fp32 under autocast
         loss = F.mse_loss(rec, x) if self.p == 2 else F.l1_loss(rec, x)
-        self.apply("GE", self.grads(loss, self.params("GE")))
+        self.apply(ctx, "GE", self.grads(ctx, loss, self.params("GE")))
         return {"loss_rec": loss.detach()}
 
 

@@ -1,5 +1,9 @@
-"""The recipe base class (networks, optimiser groups, the two-stage gradients, R1, sharding) and shared defaults."""
+"""The recipe base class (networks, optimiser groups, the two-stage gradients, R1, sharding), the step context the
+trainer hands it, and the defaults and checks a recipe applies to a TrainConfig (docs/defaults.md: why each value)."""
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
@@ -9,17 +13,26 @@ from ...penalties import gradient_penalty
 from ..distributed import all_reduce_mean_
 
 ENCODER_OUT = "linear"  # E's output activation (cfg.extra['encoder_out']): 'linear' (the paper's) or 'tanh'
-# The R1 weight on the cross-entropy D of gan / bigan / lr / jlr on mnist5k (4,000 training images): without it D
-# overfits and wins on some seeds (alternating updates, 5000 steps: bigan seed 2 FD 1383, gan seed 1 FD 1075);
-# bigan seed 2 with gamma 1: FD 14.7, 1NN 87.3 %; gamma 10: FD 20.5, 1NN 87.5 %
+DEFAULT_STEPS = 5000  # a run's length when neither the user nor the recipe's data_defaults set steps or epochs
+# The R1 weight on the cross-entropy D of gan / bigan / lr / jlr on mnist5k (measured: docs/defaults.md)
 MNIST_R1 = 1.0
 _MNIST_R1_DEFAULTS = {"mnist5k": dict(extra={"r1": MNIST_R1})}  # data_defaults of gan / bigan / lr / jlr
 
 
+@dataclass(frozen=True)
+class StepContext:
+    """What the trainer hands a recipe with every iteration (Recipe.step and the helpers it calls): the run's
+    optimisers, fp16 loss scaler and data-parallel shard. The recipe's own state is its configuration (cfg) and its
+    networks; nothing else is set on it from outside."""
+
+    opts: Mapping[str, torch.optim.Optimizer]  # one optimiser per recipe group (Recipe.groups)
+    scaler: torch.amp.GradScaler | None = None  # the fp16 GradScaler (cfg.precision='fp16'), else None
+    shard: tuple[int, int] = (0, 1)  # (rank, world size) under torch.distributed
+
+
 def default_hidden(split) -> int:
     """The hidden width when cfg.hidden is None: the paper's 1024 for MNIST-sized inputs (>= 784), 512 for smaller
-    images (digits: a 1024-wide BiGAN diverged there in 3000 steps, classifier FD 336; 512 reached 8.1 in 6000), 128 for
-    2-D mixtures."""
+    images (digits; measured: docs/defaults.md), 128 for 2-D mixtures."""
     if split.image_shape is None:
         return 128
     return 1024 if split.dim >= 784 else 512
@@ -33,19 +46,45 @@ class Recipe:
     adversarial = True
     defaults: dict = {}  # TrainConfig fields this model trains with unless the user sets them
     data_defaults: dict = {}  # ... and on top of those on particular data: {data spec: {field: value}}
-    alternating_only = False
+    alternating_only = False  # refuses update='simultaneous'
+    inverse_g_loss = False  # takes g_loss='inverse' (BiGAN's objective Lambda)
     options: tuple[str, ...] = ()  # the cfg.extra keys this class reads (a recipe takes those of its bases too)
 
     @classmethod
     def known_options(cls) -> list[str]:
         return sorted({k for c in cls.__mro__ for k in vars(c).get("options", ())})
 
-    def __init__(self, cfg, split, device):
-        self.cfg, self.split, self.device = cfg, split, torch.device(device)
-        unknown = sorted(set(cfg.extra) - set(self.known_options()))
+    @classmethod
+    def defaults_for(cls, data: str) -> dict:
+        """The TrainConfig fields this recipe trains with on `data` unless the user sets them (steps: the data's,
+        else DEFAULT_STEPS)."""
+        on_data = cls.data_defaults.get(str(data).lower(), {})
+        extra = {**cls.defaults.get("extra", {}), **on_data.get("extra", {})}
+        return {"steps": DEFAULT_STEPS, **cls.defaults, **on_data, **({"extra": extra} if extra else {})}
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """What this recipe requires of a configuration: the update scheme, the generator loss and the cfg.extra
+        options it takes. recipes.validate runs it before the values' own checks (TrainConfig.validate), so that the
+        recipe's requirement is the message (wgan with update='simultaneous' fails on the update, not on the
+        n_critic 5 it brings)."""
+        if cfg.update == "simultaneous" and cls.alternating_only:
+            raise ValueError(f"update: the {cls.name!r} recipe trains with update='alternating'")
+        if cfg.g_loss == "inverse" and not cls.inverse_g_loss:
+            raise ValueError("g_loss: 'inverse' is the BiGAN objective Lambda; GAN generators take 'ns' or 'minimax'")
+        if not isinstance(cfg.extra, dict):
+            raise TypeError(f"extra: expected a dict, got {type(cfg.extra).__name__}")
+        unknown = sorted(set(cfg.extra) - set(cls.known_options()))
         if unknown:
-            raise ValueError(f"extra: {self.name} takes no option {', '.join(map(repr, unknown))} (its options: "
-                             f"{', '.join(map(repr, self.known_options())) or 'none'})")
+            raise ValueError(f"extra: {cls.name} takes no option {', '.join(map(repr, unknown))} (its options: "
+                             f"{', '.join(map(repr, cls.known_options())) or 'none'})")
+        encoder_out = cfg.extra.get("encoder_out", ENCODER_OUT)
+        if encoder_out not in ("linear", "tanh"):
+            raise ValueError(f"extra['encoder_out']: expected 'linear' or 'tanh', got {encoder_out!r}")
+
+    def __init__(self, cfg, split, device):
+        self.check_config(cfg)
+        self.cfg, self.split, self.device = cfg, split, torch.device(device)
         self.hidden = cfg.hidden or default_hidden(split)
         eager = cfg.backend == "eager"
         impl = None if cfg.backend in ("fastgan", "eager") else cfg.backend
@@ -56,91 +95,89 @@ class Recipe:
         self.op_impl = "reference" if eager else impl
         self.out_act = "tanh" if split.image_shape is not None else "linear"
         self.encoder_out = cfg.extra.get("encoder_out", ENCODER_OUT)
-        if self.encoder_out not in ("linear", "tanh"):
-            raise ValueError(f"extra['encoder_out']: expected 'linear' or 'tanh', got {self.encoder_out!r}")
         self.nets = {k: v.to(self.device) for k, v in self.build(split.dim, cfg.z_dim).items()}
-        self.opts: dict[str, torch.optim.Optimizer] = {}  # set by the trainer
-        self.shard = (0, 1)  # (rank, world size): set by the trainer under torch.distributed
-        self.scaler = None  # the fp16 GradScaler (cfg.precision='fp16'): set by the trainer
-
-    @classmethod
-    def defaults_for(cls, data: str) -> dict:
-        """The TrainConfig fields this recipe trains with on `data` unless the user sets them."""
-        on_data = cls.data_defaults.get(str(data).lower(), {})
-        extra = {**cls.defaults.get("extra", {}), **on_data.get("extra", {})}
-        return {**cls.defaults, **on_data, **({"extra": extra} if extra else {})}
 
     def build(self, x_dim: int, z_dim: int) -> dict:
         raise NotImplementedError
 
-    # ---- gradients (scaled by the fp16 GradScaler when there is one) ----
-    def scaled(self, loss):
-        return loss if self.scaler is None else self.scaler.scale(loss.float())  # 2^16 x an fp16 loss overflows
+    # ---- gradients (scaled by the step context's fp16 GradScaler when there is one) ----
+    @staticmethod
+    def scaled(ctx: StepContext, loss):
+        return loss if ctx.scaler is None else ctx.scaler.scale(loss.float())  # 2^16 x an fp16 loss overflows
 
-    def grads(self, loss, params, retain=False):
-        return torch.autograd.grad(self.scaled(loss), params, retain_graph=retain)
+    def grads(self, ctx: StepContext, loss, params, retain=False):
+        return torch.autograd.grad(self.scaled(ctx, loss), params, retain_graph=retain)
 
-    def through_d(self, loss, samples: tuple, params, extra=None):
+    def through_d(self, ctx: StepContext, loss, samples: tuple, params, extra=None):
         """The gradients of `loss` w.r.t. `params` of the networks that made `samples` (the tensors fed to D), in two
         stages: d loss / d samples through input_grads (D's fastgan layers skip their weight GEMMs), then the
         backward of the generating networks from there; `extra`, a scalar loss reaching the params directly, is
         added."""
-        g = input_grads(self.scaled(loss), samples, retain_graph=True)
+        g = input_grads(self.scaled(ctx, loss), samples, retain_graph=True)
         if extra is not None:
-            samples, g = (*samples, extra), (*g, self.scaled(torch.ones_like(extra)))
+            samples, g = (*samples, extra), (*g, self.scaled(ctx, torch.ones_like(extra)))
         return torch.autograd.grad(samples, params, g)
 
     def params(self, group: str) -> list:
         return [p for name in self.groups[group] for p in self.nets[name].parameters()]
 
-    def latent(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        """z ~ U(-1, 1)^z_dim (the paper's latent for permutation-invariant MNIST). Under torch.distributed: this
-        rank's slice of the global batch's draw (the same draw on every rank), as a one-process run would see it."""
-        return self.uniform(n, self.cfg.z_dim, gen) * 2 - 1
+    def latent(self, ctx: StepContext, n: int, gen: torch.Generator) -> torch.Tensor:
+        """z ~ U(-1, 1)^z_dim (the paper's latent for permutation-invariant MNIST) for a training step. Under
+        torch.distributed: this rank's slice (ctx.shard) of the global batch's draw (the same draw on every rank), as
+        a one-process run would see it."""
+        return self._uniform(n, self.cfg.z_dim, gen, ctx.shard) * 2 - 1
 
-    def uniform(self, n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
+    def prior(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """n draws of z ~ U(-1, 1)^z_dim outside a training step (evaluation): the whole draw, on any rank."""
+        return self._uniform(n, self.cfg.z_dim, gen, (0, 1)) * 2 - 1
+
+    def uniform(self, ctx: StepContext, n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
         """U(0, 1) of shape (n, dim): under torch.distributed this rank's slice of the global batch's draw."""
-        rank, size = self.shard
+        return self._uniform(n, dim, gen, ctx.shard)
+
+    def _uniform(self, n: int, dim: int, gen: torch.Generator, shard: tuple[int, int]) -> torch.Tensor:
+        rank, size = shard
         u = torch.rand(n * size, dim, generator=gen, device=self.device)
         return u[rank * n:(rank + 1) * n] if size > 1 else u
 
-    def apply(self, group: str, grads) -> None:
+    def apply(self, ctx: StepContext, group: str, grads) -> None:
         """Set the group's gradients (averaged across ranks under torch.distributed) and step its optimiser."""
-        if self.shard[1] > 1:
+        if ctx.shard[1] > 1:
             grads = [g.clone() for g in grads]
             all_reduce_mean_(grads)
         for p, g in zip(self.params(group), grads):
             p.grad = g
-        if self.scaler is None:
-            self.opts[group].step()
+        if ctx.scaler is None:
+            ctx.opts[group].step()
             return
         # unscales, skips the step if a gradient is not finite; the scale is updated once every gradient computed
         # with it has been applied: after each step when updates alternate, at the end of the iteration
         # (end_iteration) when every gradient comes from one forward pass
-        self.scaler.step(self.opts[group])
+        ctx.scaler.step(ctx.opts[group])
         if self.cfg.update == "alternating":
-            self.scaler.update()
+            ctx.scaler.update()
 
-    def end_iteration(self) -> None:
+    def end_iteration(self, ctx: StepContext) -> None:
         """Called by the trainer after each step(): the fp16 scale update of a simultaneous iteration."""
-        if self.scaler is not None and self.cfg.update == "simultaneous":
-            self.scaler.update()
+        if ctx.scaler is not None and self.cfg.update == "simultaneous":
+            ctx.scaler.update()
 
     def train(self, mode: bool = True) -> None:
         for net in self.nets.values():
             net.train(mode)
 
-    def step(self, next_batch, gen) -> dict:
-        """One training iteration; next_batch() -> a (B, D) batch on the device. Returns {name: detached scalar}."""
+    def step(self, ctx: StepContext, next_batch, gen) -> dict:
+        """One training iteration; next_batch() -> a (B, D) batch on the device, gen: the latents' generator.
+        Returns {name: detached scalar}."""
         raise NotImplementedError
 
     # ---- the discriminator's side of an adversarial recipe (D: cross-entropy on real vs fake inputs) ----
-    def d_inputs(self, x: torch.Tensor, gen: torch.Generator) -> tuple[tuple, tuple]:
+    def d_inputs(self, ctx: StepContext, x: torch.Tensor, gen: torch.Generator) -> tuple[tuple, tuple]:
         """D's real and fake inputs for the data batch x: ((x,), (G(z),)) for a GAN, ((x, E(x)), (G(z), z)) for a
         BiGAN."""
         raise NotImplementedError
 
-    def with_r1(self, d_loss, real: tuple):
+    def with_r1(self, ctx: StepContext, d_loss, real: tuple):
         """d_loss + the R1 penalty gamma / 2 E|grad D(real)|^2 on D's real inputs (Mescheder et al. 2018; for a
         BiGAN the joint (x, E(x))) when cfg.extra['r1'] = gamma > 0; the eager twin takes the generic double
         backward."""
@@ -148,19 +185,19 @@ class Recipe:
         if gamma <= 0:
             return d_loss
         return d_loss + gradient_penalty(self.nets["D"], real if len(real) > 1 else real[0], kind="r1", weight=gamma,
-                                         scaler=self.scaler, fused=False if self.kw["eager"] else None)
+                                         scaler=ctx.scaler, fused=False if self.kw["eager"] else None)
 
-    def d_steps(self, next_batch, gen):
+    def d_steps(self, ctx: StepContext, next_batch, gen):
         """cfg.n_critic steps of D on fresh batches against the generating networks' inputs (no graph into them);
         returns the last batch, D's loss and its logits on real and fake."""
         D = self.nets["D"]
         for _ in range(self.cfg.n_critic):
             x = next_batch()
             with torch.no_grad():
-                real, fake = self.d_inputs(x, gen)
+                real, fake = self.d_inputs(ctx, x, gen)
             l_real, l_fake = D(*real), D(*fake)
             d_loss = losses.gan_d_loss(l_real, l_fake)
-            self.apply("D", self.grads(self.with_r1(d_loss, real), self.params("D")))
+            self.apply(ctx, "D", self.grads(ctx, self.with_r1(ctx, d_loss, real), self.params("D")))
         return x, d_loss, l_real, l_fake
 
     # ---- what evaluation reads (eval mode, no grad) ----

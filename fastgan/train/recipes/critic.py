@@ -18,9 +18,7 @@ class CriticGAN(Recipe):
     groups = {"D": ("D",), "G": ("G",)}
     defaults = dict(update="alternating")
     alternating_only = True
-    # the 2-D mixtures: the paper's image settings (lr 2e-4, batch 128) left lsgan at 6/8 and the others at 0-2/8 in
-    # 5000 steps; with lr 2e-3 and batch 512: lsgan 8, hinge 7, fgan KL / Pearson / JS / GAN 8 (measured, seed 0)
-    data_defaults = {k: dict(lr=2e-3, batch_size=512) for k in ("gmm8", "gmm25")}
+    data_defaults = {k: dict(lr=2e-3, batch_size=512) for k in ("gmm8", "gmm25")}  # measured: docs/defaults.md
 
     def build(self, x_dim, z_dim):
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw), "D": self.critic(x_dim)}
@@ -36,7 +34,7 @@ class CriticGAN(Recipe):
         """The critic's outputs on x."""
         return self.nets["D"](x)
 
-    def critic_loss(self, x, gz, gen):
+    def critic_loss(self, ctx, x, gz, gen):
         return self.objective(self.d(x), self.d(gz))[0]
 
     def generator_loss(self, x, gz):
@@ -45,18 +43,18 @@ class CriticGAN(Recipe):
     def after_critic_step(self):
         pass
 
-    def step(self, next_batch, gen):
+    def step(self, ctx, next_batch, gen):
         G = self.nets["G"]
         for _ in range(self.cfg.n_critic):
             x = next_batch()
             with torch.no_grad():
-                gz = G(self.latent(x.shape[0], gen))
-            d_loss = self.critic_loss(x, gz, gen)
-            self.apply("D", self.grads(d_loss, self.params("D")))
+                gz = G(self.latent(ctx, x.shape[0], gen))
+            d_loss = self.critic_loss(ctx, x, gz, gen)
+            self.apply(ctx, "D", self.grads(ctx, d_loss, self.params("D")))
             self.after_critic_step()
-        gz = G(self.latent(x.shape[0], gen))
+        gz = G(self.latent(ctx, x.shape[0], gen))
         g_loss = self.generator_loss(x, gz)
-        self.apply("G", self.through_d(g_loss, (gz,), self.params("G")))
+        self.apply(ctx, "G", self.through_d(ctx, g_loss, (gz,), self.params("G")))
         return {"loss_d": d_loss.detach(), "loss_g": g_loss.detach()}
 
     @torch.no_grad()
@@ -89,7 +87,7 @@ class _Clipped:
 class WGAN(_Clipped, CriticGAN):
     name = "wgan"
     defaults = dict(update="alternating", optimizer="rmsprop", lr=5e-5, n_critic=5, batch_size=64)
-    data_defaults: dict = {}  # the paper's on the mixtures too: lr 5e-4 / batch 512 did no better (0/8; see issue 8)
+    data_defaults: dict = {}  # the paper's on the mixtures too (measured: docs/defaults.md)
 
     def objective(self, v_real, v_fake):
         return losses.wasserstein_losses(v_real, v_fake)
@@ -99,17 +97,17 @@ class WGANGP(CriticGAN):
     name = "wgan-gp"
     options = ("gp_weight",)
     defaults = dict(update="alternating", lr=1e-4, beta1=0.0, beta2=0.9, n_critic=5)
-    data_defaults = {k: dict(lr=1e-3, batch_size=512) for k in ("gmm8", "gmm25")}  # gmm8: 8/8 (5000 steps)
+    data_defaults = {k: dict(lr=1e-3, batch_size=512) for k in ("gmm8", "gmm25")}  # docs/defaults.md
 
     def objective(self, v_real, v_fake):
         return losses.wasserstein_losses(v_real, v_fake)
 
-    def critic_loss(self, x, gz, gen):
+    def critic_loss(self, ctx, x, gz, gen):
         # the interpolation draws come from the trainer's generator too (one seed sets everything)
         weight = float(self.cfg.extra.get("gp_weight", 10.0))
         fused = False if self.kw["eager"] else None  # the eager twin: the textbook double backward
-        eps = self.uniform(x.shape[0], 1, gen)[:, 0]  # this rank's slice of the global batch's draw
-        return wgan_critic_loss(self.nets["D"], x, gz, weight=weight, eps=eps, fused=fused, scaler=self.scaler).loss
+        eps = self.uniform(ctx, x.shape[0], 1, gen)[:, 0]  # this rank's slice of the global batch's draw
+        return wgan_critic_loss(self.nets["D"], x, gz, weight=weight, eps=eps, fused=fused, scaler=ctx.scaler).loss
 
 
 class LSGAN(CriticGAN):

@@ -36,8 +36,7 @@ class GMMN(Recipe):
     options = ("bandwidth_factors",)
     adversarial = False
     defaults = dict(lr=1e-3, batch_size=256)
-    # the mixtures' modes (std 0.02-0.05) are ~100x narrower than the data's median distance: kernels that wide
-    # cannot place samples on them (4/8 modes, 6 % high-quality); factors down to 0.01: 8/8, 68 % (gmm8, 5000 steps)
+    # the mixtures' modes are ~100x narrower than the data's median distance: smaller factors (docs/defaults.md)
     data_defaults = {k: dict(batch_size=512, extra={"bandwidth_factors": [0.01, 0.03, 0.1, 0.3, 1.0]})
                      for k in ("gmm8", "gmm25")}
 
@@ -46,10 +45,11 @@ class GMMN(Recipe):
         self.bandwidths = tuple(m * f for f in _bandwidth_factors(self.cfg))
         return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw)}
 
-    def step(self, next_batch, gen):
+    def step(self, ctx, next_batch, gen):
         x = next_batch()
-        loss = mmd2(self.nets["G"](self.latent(x.shape[0], gen)), x, bandwidths=self.bandwidths, impl=self.op_impl)
-        self.apply("G", self.grads(loss, self.params("G")))
+        loss = mmd2(self.nets["G"](self.latent(ctx, x.shape[0], gen)), x, bandwidths=self.bandwidths,
+                    impl=self.op_impl)
+        self.apply(ctx, "G", self.grads(ctx, loss, self.params("G")))
         return {"mmd2": loss.detach()}
 
     @torch.no_grad()
@@ -63,9 +63,9 @@ class MMDGAN(_Clipped, CriticGAN):
 
     Bandwidths follow the features (the median heuristic, every step): the Gaussian kernel runs on the features
     divided by their pooled median pairwise distance m (detached, a 0-d tensor: no host sync), with bandwidths
-    cfg.extra['bandwidth_factors'] (0.25 ... 4) — the same as bandwidths factor x m on the raw features. The paper's
-    fixed bandwidths 1 ... 16 are ~100x wider than the spread of a feature map whose weights are clipped to 0.01:
-    every kernel value was ~1, the MMD ~0 and its gradient noise (0/8 modes on gmm8)."""
+    cfg.extra['bandwidth_factors'] (0.25 ... 4) — the same as bandwidths factor x m on the raw features. Not the
+    paper's fixed bandwidths 1 ... 16: ~100x wider than the spread of a feature map clipped to 0.01 (measured:
+    docs/defaults.md)."""
 
     name = "mmdgan"
     options = ("bandwidth_factors", "features")
@@ -81,7 +81,7 @@ class MMDGAN(_Clipped, CriticGAN):
         m = median_distance(fx, fg).clamp_min(torch.finfo(fx.dtype).tiny)
         return mmd2(fx / m, fg / m, bandwidths=self.bandwidths, impl=self.op_impl)
 
-    def critic_loss(self, x, gz, gen):
+    def critic_loss(self, ctx, x, gz, gen):
         return -self._mmd(x, gz)
 
     def generator_loss(self, x, gz):
@@ -109,23 +109,22 @@ class ImprovedDiscriminator(torch.nn.Module):
 class Improved(CriticGAN):
     """Salimans et al. 2016: D with minibatch discrimination and the cross-entropy loss; G trained with the
     non-saturating loss (their recommendation for sample quality), or by feature matching with
-    cfg.extra['feature_matching'] = True (--feature-matching): |E f(x) - E f(G(z))|^2 with f = D's last hidden layer.
-    Feature matching moves D's mean features, not the samples: 0/8 modes on gmm8 (it suits semi-supervised
-    learning, the paper's use of it). cfg.extra['r1'] = gamma: the R1 penalty on D, through the minibatch layer's
-    second derivative (fastgan::minibatch_disc_backward2)."""
+    cfg.extra['feature_matching'] = True (--feature-matching): |E f(x) - E f(G(z))|^2 with f = D's last hidden layer
+    (it suits semi-supervised learning, the paper's use of it; why it is not the default: docs/defaults.md).
+    cfg.extra['r1'] = gamma: the R1 penalty on D, through the minibatch layer's second derivative
+    (fastgan::minibatch_disc_backward2)."""
 
     name = "improved"
     options = ("feature_matching", "r1")
-    # gmm8: lr 1e-3, batch 256 and R1 (gamma 0.1) on D: 8/8 modes, 70 % high-quality (seed 0, 5000 steps); the
-    # paper's settings gave 5/8 (6.8 %). gmm25 keeps the paper's (not measured with these)
+    # gmm8 only: gmm25 keeps the paper's settings (measured: docs/defaults.md)
     data_defaults = {"gmm8": dict(lr=1e-3, batch_size=256, extra={"r1": 0.1})}
 
     def critic(self, x_dim):
         return ImprovedDiscriminator(x_dim, self.hidden, impl=self.kw["impl"], eager=self.kw["eager"],
                                      mbd_impl=self.op_impl)
 
-    def critic_loss(self, x, gz, gen):
-        return self.with_r1(losses.gan_d_loss(self.nets["D"](x), self.nets["D"](gz)), (x,))
+    def critic_loss(self, ctx, x, gz, gen):
+        return self.with_r1(ctx, losses.gan_d_loss(self.nets["D"](x), self.nets["D"](gz)), (x,))
 
     def generator_loss(self, x, gz):
         D = self.nets["D"]

@@ -13,21 +13,17 @@ saved output's sign: no pre-activation is saved.
 """
 from __future__ import annotations
 
-from typing import Optional  # noqa: F401  (the Triton op's annotations are resolved at module scope)
-
 import torch
 
-from .. import _checks, _ext
+from .. import _checks
 from ..activations import ACTIVATIONS, get_act
-from ..backend import resolve
 from . import reference
-from ._namespaces import OpNamespaces
-from .bias_act import _ops as _act_ops
+from .fused_act import OP as ACT_OP
+from .registry import declare
 from .weight_grads import weight_grads_skipped
 
-__all__ = ["joint_linear"]
+__all__ = ["joint_linear", "check_act", "OP"]
 
-_IMPLEMENTED = frozenset({"reference", "cpp", "cuda", "triton"})
 _ACTS = ("linear", "relu", "lrelu")
 
 
@@ -84,15 +80,11 @@ def joint_linear(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weigh
                                   for t in (x, z, weight, z_weight))
         bias = bias.to(ac) if isinstance(bias, torch.Tensor) and bias.is_floating_point() else bias
     alpha, gain = _check_args(x, z, weight, z_weight, bias, act, alpha, gain)
-    backend = resolve(impl, x.device, "joint_linear", _IMPLEMENTED)
-    if backend == "reference":
-        return reference.joint_linear(x, z, weight, z_weight, bias, act, alpha, gain)
-    return _ops(backend).joint_linear(x, z, weight, z_weight, bias, act, alpha, gain)
+    return OP.run(impl, x.device, x, z, weight, z_weight, bias, act, alpha, gain)
 
 
-def _register(ns_name: str, with_fake: bool) -> None:
-    ns = getattr(torch.ops, ns_name)
-    act_ns = _act_ops("triton" if ns_name == "fastgan_triton" else "cpp")  # bias_act_backward of the backend
+def _autograd(ns, ns_name: str) -> None:
+    act_ns = ACT_OP.namespace("triton" if ns_name == "fastgan_triton" else "cpp")  # bias_act_backward of the backend
 
     if ns_name == "fastgan_triton":
         def mm(a, b):  # a @ b with the joint kernel (act linear, no z range): differentiable through this op again
@@ -100,11 +92,6 @@ def _register(ns_name: str, with_fake: bool) -> None:
                                    "linear", 0.0, 1.0)
     else:
         mm = torch.mm
-
-    if with_fake:
-        @torch.library.register_fake(f"{ns_name}::joint_linear")
-        def _(x, z, weight, z_weight, bias, act, alpha, gain):
-            return x.new_empty((x.shape[0], weight.shape[0]))
 
     def setup(ctx, inputs, output):
         x, z, weight, z_weight, bias, act, alpha, gain = inputs
@@ -128,23 +115,17 @@ def _register(ns_name: str, with_fake: bool) -> None:
     torch.library.register_autograd(f"{ns_name}::joint_linear", backward, setup_context=setup)
 
 
-def _define_triton_ops() -> None:
-    from torch.library import triton_op
-
+def _triton() -> dict:
     from .._triton.joint_linear import matmul_act  # a bare name: torch finds the kernel behind a triton_op by it
 
-    @triton_op("fastgan_triton::joint_linear", mutates_args=())
-    def _fwd(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weight: torch.Tensor,
-             bias: Optional[torch.Tensor], act: str, alpha: float, gain: float) -> torch.Tensor:
+    def fwd(x, z, weight, z_weight, bias, act, alpha, gain):
         return matmul_act(x, weight.t(), z, z_weight.t(), bias, ACTIVATIONS[act].id, alpha, gain)
 
-
-_ops = OpNamespaces(_define_triton_ops, _register)
-
-
-def _init() -> None:
-    if _ext.load() is not None:
-        _register("fastgan", with_fake=True)
+    return {"joint_linear": fwd}
 
 
-_init()
+OP = declare("joint_linear", kernels=("joint_linear",), backends=("reference", "cpp", "cuda", "triton"),
+             reference=reference.joint_linear,
+             fakes={"joint_linear": lambda x, z, weight, z_weight, bias, act, alpha, gain:
+                    x.new_empty((x.shape[0], weight.shape[0]))},
+             autograd=_autograd, triton=_triton)

@@ -1,7 +1,7 @@
 """Fused bias + activation + gain + clamp: the public function, fake kernels and autograd of the op on every backend.
 
 The C++ ops (torch.ops.fastgan.*, CPU and CUDA kernels) and the Triton ops (torch.ops.fastgan_triton.*) share one
-autograd structure, registered by `_register`:
+autograd structure, registered by `_autograd` for both namespaces (fastgan/ops/registry.py):
 
     bias_act            forward; saves y (activations whose derivative is a function of the output, fp32/fp64)
                         or x (otherwise, and always for fp16/bf16 so the gradient is as exact as the forward)
@@ -11,18 +11,15 @@ autograd structure, registered by `_register`:
 """
 from __future__ import annotations
 
-from typing import Optional  # noqa: F401  (the Triton ops' annotations are resolved at module scope)
-
 import torch
 
-from .. import _checks, _ext
+from .. import _checks
 from ..activations import ACTIVATIONS, get_act
-from ..backend import resolve
 from . import reference
-from ._namespaces import OpNamespaces
+from .registry import declare
 from .weight_grads import weight_grads_skipped
 
-__all__ = ["bias_act"]
+__all__ = ["bias_act", "output_slope_ops", "OP"]
 
 _EXACT_Y = (torch.float32, torch.float64)
 
@@ -57,10 +54,7 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
             and b.is_floating_point() and x.is_floating_point():
         b = b.to(x.dtype)  # autocast: a pointwise op follows its input (fp32 math inside); the fp32 bias is cast
     spec, dim, alpha, gain, clamp = _resolve_args(x, b, dim, act, alpha, gain, clamp)
-    backend = resolve(impl, x.device, "bias_act")
-    if backend == "reference":
-        return reference.bias_act(x, b, dim, spec.name, alpha, gain, clamp)
-    return _ops(backend).bias_act(x, b, dim, spec.name, alpha, gain, clamp)
+    return OP.run(impl, x.device, x, b, dim, spec.name, alpha, gain, clamp)
 
 
 def _bias_shape(ndim: int, dim: int) -> list[int]:
@@ -77,26 +71,22 @@ def _ref_is_y(act: str, alpha: float, gain: float, dtype: torch.dtype) -> bool:
     return ACTIVATIONS[act].y_ok and alpha >= 0 and gain != 0 and dtype in _EXACT_Y
 
 
-def _register(ns_name: str, with_fake: bool) -> None:
-    ns = getattr(torch.ops, ns_name)
+def _fake_bwd(ref, bias_grad, dim):
+    c = ref.shape[dim] if bias_grad else 0
+    return torch.empty_like(ref), ref.new_empty([c])
+
+
+_FAKES = {
+    "bias_act": lambda x, b, dim, act, alpha, gain, clamp: torch.empty_like(x),
+    "bias_act_backward": lambda grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, bias_grad:
+        _fake_bwd(ref, bias_grad, dim),
+    "bias_act_backward2": lambda grad_grad, grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, bias_grad:
+        _fake_bwd(ref, bias_grad, dim),
+}
+
+
+def _autograd(ns, ns_name: str) -> None:
     q = f"{ns_name}::"
-
-    if with_fake:
-        @torch.library.register_fake(q + "bias_act")
-        def _(x, b, dim, act, alpha, gain, clamp):
-            return torch.empty_like(x)
-
-        def _fake_bwd(ref, bias_grad, dim):
-            c = ref.shape[dim] if bias_grad else 0
-            return torch.empty_like(ref), ref.new_empty([c])
-
-        @torch.library.register_fake(q + "bias_act_backward")
-        def _(grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, bias_grad):
-            return _fake_bwd(ref, bias_grad, dim)
-
-        @torch.library.register_fake(q + "bias_act_backward2")
-        def _(grad_grad, grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, bias_grad):
-            return _fake_bwd(ref, bias_grad, dim)
 
     # ---- forward ----
     def fwd_setup(ctx, inputs, output):
@@ -160,44 +150,27 @@ def _register(ns_name: str, with_fake: bool) -> None:
 
     torch.library.register_autograd(q + "bias_act_backward", bwd_backward, setup_context=bwd_setup)
 
-    # ---- second derivative: the end of the chain ----
-    def bwd2_setup(ctx, inputs, output):
-        pass
 
-    def bwd2_backward(ctx, *grads):
-        raise NotImplementedError(
-            "fastgan.bias_act: third-order derivatives are not implemented (fastgan::bias_act_backward2 has no "
-            "backward); use impl='reference' if you need them"
-        )
-
-    torch.library.register_autograd(q + "bias_act_backward2", bwd2_backward, setup_context=bwd2_setup)
-
-
-def _define_triton_ops() -> None:
-    from torch.library import triton_op
-
+def _triton() -> dict:
     # bare names: torch finds the kernels behind a triton_op (for its compile-cache keys) only through them
     from .._triton.bias_act import backward as tk_backward
     from .._triton.bias_act import forward as tk_forward
 
-    @triton_op("fastgan_triton::bias_act", mutates_args=())
-    def _fwd(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
-             clamp: float) -> torch.Tensor:
+    def fwd(x, b, dim, act, alpha, gain, clamp):
         return tk_forward(x, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp)
 
-    @triton_op("fastgan_triton::bias_act_backward", mutates_args=())
-    def _bwd(grad: torch.Tensor, ref: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
-             gain: float, clamp: float, ref_is_y: bool, bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def bwd(grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, bias_grad):
         return tk_backward(None, grad, ref, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp, ref_is_y, bias_grad)
 
-    @triton_op("fastgan_triton::bias_act_backward2", mutates_args=())
-    def _bwd2(grad_grad: torch.Tensor, grad: torch.Tensor, ref: torch.Tensor, b: Optional[torch.Tensor], dim: int,
-              act: str, alpha: float, gain: float, clamp: float, ref_is_y: bool,
-              bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def bwd2(grad_grad, grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, bias_grad):
         return tk_backward(grad_grad, grad, ref, b, dim, ACTIVATIONS[act].id, alpha, gain, clamp, ref_is_y, bias_grad)
 
+    return {"bias_act": fwd, "bias_act_backward": bwd, "bias_act_backward2": bwd2}
 
-_ops = OpNamespaces(_define_triton_ops, _register)
+
+OP = declare("bias_act", kernels=("bias_act", "bias_act_backward", "bias_act_backward2"),
+             backends=("reference", "cpp", "cuda", "triton"), reference=reference.bias_act, fakes=_FAKES,
+             autograd=_autograd, triton=_triton, last="bias_act_backward2")
 
 
 def output_slope_ops(impl: str | None, device, acts, dtype: torch.dtype):
@@ -205,14 +178,6 @@ def output_slope_ops(impl: str | None, device, acts, dtype: torch.dtype):
     namespace of the raw ops (`bias_act`, `bias_act_backward`, no autograd of their own) that `impl` resolves to on
     `device`, when every (act, alpha, gain) of `acts` has its derivative exactly from the output in `dtype`; else None
     (the reference backend, or a slope that needs the input: compose torch ops instead)."""
-    backend = resolve(impl, device, "bias_act")
+    backend = OP.resolve(impl, device)
     exact = all(_ref_is_y(act, alpha, gain, dtype) for act, alpha, gain in acts)
-    return _ops(backend) if backend != "reference" and exact else None
-
-
-def _init_cpp() -> None:
-    if _ext.load() is not None:
-        _register("fastgan", with_fake=True)
-
-
-_init_cpp()
+    return OP.namespace(backend) if backend != "reference" and exact else None
