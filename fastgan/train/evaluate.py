@@ -5,6 +5,7 @@
 - generation: fastgan.metrics.generation_metrics on N_SAMPLES samples G(z) with z from a generator seeded by `seed`
   (MMD^2 to the test split always; classifier Frechet distance and score for labelled data; mode coverage and
   high-quality fraction for the 2-D mixtures);
+- what only the recipe measures (recipe.evaluation: e.g. a VAE's test ELBO), with its pictures;
 - pictures under `out`: samples.png (a grid of images, or a scatter plot over the data for 2-D), and
   reconstructions.png (test images and G(E(x)) in alternating rows) for models with an encoder.
 """
@@ -36,6 +37,8 @@ def evaluate(recipe, split, out=None, seed: int = 0) -> dict:
             tr = _chunked(recipe.features, split.train_x, dev)
             te = _chunked(recipe.features, split.test_x, dev)
             res["1nn_accuracy"] = ev.one_nn_accuracy(tr, split.train_y, te, split.test_y)
+        with torch.no_grad():
+            res.update(recipe.evaluation(split, lambda fn, x: _chunked(fn, x, dev), None if out is None else Path(out)))
         if "G" not in recipe.nets:
             return res
         gen = torch.Generator(device=dev).manual_seed(seed + 2)

@@ -7,9 +7,6 @@ import torch.nn.functional as F
 from ... import losses
 from ...nn import (
     BiGANDiscriminator,
-    BiGANEncoder,
-    BiGANGenerator,
-    GANDiscriminator,
 )
 from .base import _MNIST_R1_DEFAULTS, Recipe
 
@@ -26,8 +23,7 @@ class GAN(Recipe):
                      **_MNIST_R1_DEFAULTS}
 
     def build(self, x_dim, z_dim):
-        return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
-                "D": GANDiscriminator(x_dim, **self.kw)}
+        return {"G": self.generator(z_dim, x_dim), "D": self.discriminator(x_dim)}
 
     def step(self, ctx, next_batch, gen):
         G, D, kind = self.nets["G"], self.nets["D"], self.cfg.g_loss
@@ -66,8 +62,7 @@ class BiGAN(Recipe):
     data_defaults = _MNIST_R1_DEFAULTS
 
     def build(self, x_dim, z_dim):
-        return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
-                "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw),
+        return {"G": self.generator(z_dim, x_dim), "E": self.encoder(x_dim, z_dim),
                 "D": BiGANDiscriminator(x_dim, z_dim, **self.kw)}
 
     def d_inputs(self, ctx, x, gen):
@@ -110,8 +105,7 @@ class LatentRegressor(GAN):
     options = ("encoder_out",)
 
     def build(self, x_dim, z_dim):
-        return {**super().build(x_dim, z_dim),
-                "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw)}
+        return {**super().build(x_dim, z_dim), "E": self.encoder(x_dim, z_dim)}
 
     def step(self, ctx, next_batch, gen):
         G, D, E = self.nets["G"], self.nets["D"], self.nets["E"]
@@ -163,8 +157,7 @@ class AutoEncoder(Recipe):
     p = 2
 
     def build(self, x_dim, z_dim):
-        return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw),
-                "E": BiGANEncoder(x_dim, z_dim, out_act=self.encoder_out, **self.kw)}
+        return {"G": self.generator(z_dim, x_dim), "E": self.encoder(x_dim, z_dim)}
 
     def step(self, ctx, next_batch, gen):
         x = next_batch()

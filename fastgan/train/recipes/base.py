@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ... import losses
+from ...nn import BiGANEncoder, BiGANGenerator, GANDiscriminator
 from ...ops.weight_grads import input_grads
 from ...penalties import gradient_penalty
 from ..distributed import all_reduce_mean_
@@ -99,6 +100,19 @@ class Recipe:
 
     def build(self, x_dim: int, z_dim: int) -> dict:
         raise NotImplementedError
+
+    # ---- the networks a recipe builds (fused, or the eager twins under cfg.backend='eager'; self.kw) ----
+    def generator(self, z_dim: int, x_dim: int, out_act: str | None = None) -> torch.nn.Module:
+        """G: z (N, z_dim) -> x (N, x_dim); out_act defaults to the data's (tanh for images, linear for 2-D)."""
+        return BiGANGenerator(z_dim, x_dim, out_act=out_act or self.out_act, **self.kw)
+
+    def encoder(self, x_dim: int, z_dim: int, out_act: str | None = None) -> torch.nn.Module:
+        """E: x (N, x_dim) -> (N, z_dim); out_act defaults to cfg.extra['encoder_out'] (ENCODER_OUT)."""
+        return BiGANEncoder(x_dim, z_dim, out_act=out_act or self.encoder_out, **self.kw)
+
+    def discriminator(self, x_dim: int) -> torch.nn.Module:
+        """D: x (N, x_dim) -> one logit per row (N,); D.features(x) its last hidden layer."""
+        return GANDiscriminator(x_dim, **self.kw)
 
     # ---- gradients (scaled by the step context's fp16 GradScaler when there is one) ----
     @staticmethod
@@ -209,6 +223,12 @@ class Recipe:
     def features(self, x: torch.Tensor) -> torch.Tensor | None:
         """The learned representation of x for the 1NN protocol: E(x) (None if the model has no encoder)."""
         return self.nets["E"](x) if "E" in self.nets else None
+
+    def evaluation(self, split, features, out) -> dict:
+        """Metrics (and pictures into `out`, a Path or None) that only this recipe has, added to evaluate()'s
+        results; `features(fn, x)` applies fn to x in chunks on the recipe's device (CPU results). Networks are in
+        eval mode and gradients off while it runs."""
+        return {}
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:

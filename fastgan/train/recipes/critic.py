@@ -5,7 +5,6 @@ import torch
 
 from ... import _checks, losses
 from ...nn import (
-    BiGANGenerator,
     MLPCritic,
 )
 from ...penalties import wgan_critic_loss
@@ -21,7 +20,7 @@ class CriticGAN(Recipe):
     data_defaults = {k: dict(lr=2e-3, batch_size=512) for k in ("gmm8", "gmm25")}  # measured: docs/defaults.md
 
     def build(self, x_dim, z_dim):
-        return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw), "D": self.critic(x_dim)}
+        return {"G": self.generator(z_dim, x_dim), "D": self.critic(x_dim)}
 
     def critic(self, x_dim):
         return MLPCritic(x_dim, hidden=(self.hidden, self.hidden), impl=self.kw["impl"], eager=self.kw["eager"])

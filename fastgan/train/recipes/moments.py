@@ -6,7 +6,6 @@ import torch
 from ... import losses
 from ...nn import (
     BiGANEncoder,
-    BiGANGenerator,
     LinearAct,
     MinibatchDiscrimination,
 )
@@ -43,7 +42,7 @@ class GMMN(Recipe):
     def build(self, x_dim, z_dim):
         m = median_bandwidth(self.split.train_x[:2000])
         self.bandwidths = tuple(m * f for f in _bandwidth_factors(self.cfg))
-        return {"G": BiGANGenerator(z_dim, x_dim, out_act=self.out_act, **self.kw)}
+        return {"G": self.generator(z_dim, x_dim)}
 
     def step(self, ctx, next_batch, gen):
         x = next_batch()
