@@ -15,6 +15,10 @@ from a fresh forward through the updated D; results before 2026-12-02 measured t
 Floor: the GEMM FLOPs of the eager step (counted with torch.utils.flop_counter's formulas,
 fastgan.benchmarking.GemmFlops, on the eager twin's step: the work any implementation of these networks does) at the
 GEMM rate measured in this run.
+
+Group `train-step-gan-dcgan-B128` (issue 18): `gan --arch dcgan`, the DCGAN-style conv G and D (fastgan.nn.dcgan,
+base width 32: 32-64-128-256, batch norm as the recipe trains them) on the same 28 x 28 rows padded to 32 x 32;
+see test_train_step_gan_dcgan for its floor and prediction.
 """
 from __future__ import annotations
 
@@ -34,9 +38,10 @@ QUICK = {"model": ("bigan", "wgan-gp")}  # --fastgan-quick: the BiGAN and WGAN-G
 WARMUP = 3
 
 
-def make_recipe(model: str, impl: str, device):
+def make_recipe(model: str, impl: str, device, **cfg):
     backend = "eager" if impl in ("eager", "compile") else impl.removeprefix("fastgan-")
-    cfg = config_for(model, steps=1, hidden=H, z_dim=Z, batch_size=B, backend=backend, device=str(device))
+    cfg = config_for(model, **{"steps": 1, "hidden": H, "z_dim": Z, "batch_size": B, "backend": backend,
+                               "device": str(device), **cfg})
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(4 * B, X, generator=gen) * 2 - 1
     split = DataSplit("bench", x, None, x[:B], None, image_shape=(28, 28))
@@ -51,14 +56,15 @@ def make_recipe(model: str, impl: str, device):
 _FLOPS = {}
 
 
-def step_flops(model: str, device) -> int:
-    if model not in _FLOPS:
-        recipe, ctx, x = make_recipe(model, "eager", device)
+def step_flops(model: str, device, **cfg) -> int:
+    key = (model, *sorted(cfg.items()))
+    if key not in _FLOPS:
+        recipe, ctx, x = make_recipe(model, "eager", device, **cfg)
         gen = torch.Generator(device=device).manual_seed(1)
         with GemmFlops() as counter:
             recipe.step(ctx, lambda: x, gen)
-        _FLOPS[model] = counter.total
-    return _FLOPS[model]
+        _FLOPS[key] = counter.total
+    return _FLOPS[key]
 
 
 @pytest.mark.parametrize("model", sorted(RECIPES))
@@ -74,3 +80,32 @@ def test_train_step(measure, device, impl, model):
     measure(run, group=f"train-step-{model}-B{B}", warmup=WARMUP, compile_fails="the step",
             floor_s=lambda: flop_floor_s(step_flops(model, device), device), items=B, unit="samples", model=model,
             B=B, hidden=H, gflops=lambda: step_flops(model, device) / 1e9, floor="eager step's GEMM FLOPs / gemm_rate")
+
+
+DCGAN = dict(arch="dcgan", hidden=None)  # hidden None: the conv nets' default base width (recipes.base.DCGAN_BASE)
+
+
+def test_train_step_gan_dcgan(measure, device, impl):
+    """One `gan --arch dcgan` iteration (a D step on real and fake, then G through the updated D), B 128, z 50.
+
+    Floor: the step's convolution and GEMM FLOPs (GemmFlops counts convolutions too: 30.8 GFLOP, 5.8x the MLP gan
+    step's 5.3) at the measured GEMM rate. Prediction (written before the first run): fastgan ~1.0x eager
+    (0.95-1.1x). bias_act saves one pass per layer at most: in the forward the eager conv adds its bias inside the
+    conv kernel and the activation is one more pass either way; in the backward fastgan's pass yields the bias
+    gradient with the input gradient, where eager's conv backward reduces the gradient once more for its bias; with
+    batch norm (the recipe's default on images) the hidden layers have no bias at all. Those passes move ~16 k floats
+    per image per net (~10 MB per step), milliseconds against a step of a few hundred ms of 5 x 5 convolutions on
+    small channel counts (im2col GEMMs of K = 25 C_in, below the GEMM rate: expect 20-40 % of the floor).
+    torch.compile: near eager too (it fuses batch norm and activation passes of the same small size)."""
+    recipe, ctx, x = make_recipe("gan", impl, device, **DCGAN)
+    gen = torch.Generator(device=device).manual_seed(1)
+
+    def run():
+        out = recipe.step(ctx, lambda: x, gen)
+        sync(device)
+        return out
+
+    measure(run, group=f"train-step-gan-dcgan-B{B}", warmup=WARMUP, compile_fails="the step",
+            floor_s=lambda: flop_floor_s(step_flops("gan", device, **DCGAN), device), items=B, unit="samples",
+            model="gan", arch="dcgan", B=B, base=recipe.base, gflops=lambda: step_flops("gan", device, **DCGAN) / 1e9,
+            floor="eager step's conv + GEMM FLOPs / gemm_rate")

@@ -2,11 +2,13 @@
 
     fastgan train MODEL [...]    train a model (bigan, gan, the Table-1 baselines lr, jlr, ae-l2, ae-l1, and wgan,
                                  wgan-gp, lsgan, hinge, fgan-<KL|RKL|Pearson|Hellinger|JS|GAN>, gmmn, mmdgan,
-                                 improved) on
+                                 improved, the encoder family vae, beta-vae, aae, wae-mmd, wae-gan) on
                                  --data digits | mnist5k | mnist:PATH | gmm8 | gmm25; checkpoints, metrics, PNGs and
-                                 results.json in --out; --resume continues a run bit-identically (CPU)
+                                 results.json in --out; --resume continues a run bit-identically (CPU);
+                                 --arch dcgan: DCGAN-style conv nets on image data (dcgan = gan --arch dcgan)
     fastgan eval DIR             evaluate a run directory's checkpoint (1NN accuracy, generation metrics, PNGs)
-    fastgan table1 [...]         the BiGAN paper's Table 1: six models trained alike, 1NN accuracy in their features
+    fastgan table1 [...]         the BiGAN paper's Table 1 (six models) and the encoder family, trained alike, 1NN
+                                 accuracy in their features
     fastgan info                 what was built and which backend runs where
     fastgan demo [--quick]       the fused bias+activation layer of a StyleGAN-style network (32x256x32x32 fp32,
                                  lrelu, bias, gain sqrt 2, clamp 256): checks it against the reference, then times
@@ -99,8 +101,8 @@ def _config(args, model):
     from .train.recipes import config_for
 
     steps, epochs = args.steps, args.epochs  # neither: the recipe's default on the data (config_for)
-    explicit = {k: getattr(args, k) for k in ("batch_size", "lr", "update", "n_critic", "g_loss", "optimizer")
-                if getattr(args, k) is not None}  # the rest: the recipe's defaults (recipes.config_for)
+    explicit = {k: getattr(args, k) for k in ("batch_size", "lr", "update", "n_critic", "g_loss", "optimizer", "arch")
+                if getattr(args, k, None) is not None}  # the rest: the recipe's defaults (recipes.config_for)
     return config_for(model, data=args.data, steps=steps, epochs=epochs, hidden=args.hidden, z_dim=args.z_dim,
                       backend=args.backend, precision=args.precision, seed=args.seed, device=args.device,
                       out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
@@ -113,6 +115,11 @@ def _extra(args) -> dict:
     extra = {} if args.r1 is None else {"r1": args.r1}
     if getattr(args, "feature_matching", False):
         extra["feature_matching"] = True
+    if getattr(args, "codes", None) is not None:
+        extra["codes"] = args.codes
+    for key, name in (("beta", "beta"), ("lambda", "lam")):
+        if getattr(args, name, None) is not None:
+            extra[key] = getattr(args, name)
     return extra
 
 
@@ -124,12 +131,16 @@ def _print_results(res: dict, out) -> None:
     labels = {"1nn_accuracy": "1NN test accuracy in the learned features", "mmd2": "MMD^2 to held-out data",
               "fd": "classifier Frechet distance (generated vs test)", "fd_real": "  (train vs test, the floor)",
               "classifier_score": "classifier score", "modes_covered": "modes covered",
-              "high_quality": "high-quality samples"}
+              "high_quality": "high-quality samples",
+              "infogan_cat_accuracy": "InfoGAN categorical code vs labels (best one-to-one pairing)",
+              "rec_mse": "reconstruction error on test (MSE per dimension)",
+              "test_elbo": "test ELBO (nats per image)", "test_kl": "  its KL term",
+              "mmd2_prior": "MMD^2 of the test codes vs N(0, I)"}
     for k, label in labels.items():
         if res.get(k) is None:
             continue
         v = res[k]
-        if k == "1nn_accuracy" or k == "high_quality":
+        if k in ("1nn_accuracy", "high_quality", "infogan_cat_accuracy"):
             v = f"{100 * v:.2f} %"
         elif k == "modes_covered":
             v = f"{v} / {res['n_modes']}"
@@ -140,7 +151,7 @@ def _print_results(res: dict, out) -> None:
         from pathlib import Path
 
         names = [n for n in ("checkpoint.pt", "metrics.jsonl", "results.json", "samples.png", "reconstructions.png",
-                             "curves.png")
+                             "codes.png", "curves.png")
                  if (Path(out) / n).exists()]
         print(f"run directory: {out} ({', '.join(names)})")
 
@@ -195,7 +206,7 @@ def _table1(args) -> int:
     rows = run_table1(_config(args, "bigan"), seeds=args.seeds, resume=args.resume)
     print(format_table(rows, paper=PAPER_MNIST))
     best = max(r["1nn_accuracy"] for k, r in rows.items() if k != "raw input")
-    print(f"BiGAN {100 * rows['BiGAN']['1nn_accuracy']:.2f} % vs the best of the six {100 * best:.2f} % "
+    print(f"BiGAN {100 * rows['BiGAN']['1nn_accuracy']:.2f} % vs the best of all methods {100 * best:.2f} % "
           f"(paper %: one run each on full MNIST, 60k / 10k)")
     return 0
 
@@ -211,7 +222,11 @@ def _train_args(p, steps_default_note: str) -> None:
     p.add_argument("--optimizer", default=None, choices=("adam", "rmsprop"))
     p.add_argument("--hidden", type=int, default=None,
                    help="hidden width (default: 1024 for MNIST, 512 digits, 128 2-D)")
-    p.add_argument("--z-dim", type=int, default=50)
+    p.add_argument("--z-dim", type=int, default=None,
+                   help="the latent size (default: the model's; 50, the encoder family 8 on images, 2 on 2-D)")
+    p.add_argument("--arch", default=None, choices=("mlp", "dcgan"),
+                   help="the nets on the data side: mlp (the paper's, default) | dcgan (conv G / D / E, images "
+                        "padded to 32x32; --hidden is then their base width, default 32)")
     p.add_argument("--backend", default="fastgan", help="fastgan (auto) | cpp | triton | cuda | eager (the twins)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="fp32 (default); bf16 / fp16 autocast (fp16 with a GradScaler)")
@@ -220,10 +235,18 @@ def _train_args(p, steps_default_note: str) -> None:
     p.add_argument("--g-loss", default=None, choices=("ns", "minimax", "inverse"),
                    help="GAN G: ns (non-saturating) | minimax; BiGAN G/E: ns = inverse (Lambda) | minimax")
     p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
-                   help="gan, bigan, lr, jlr, improved: the R1 penalty weight on D (bigan: on the joint "
+                   help="gan, bigan, lr, jlr, improved, infogan: the R1 penalty weight on D (bigan: on the joint "
                         "(x, E(x))); default 0, 1 on mnist5k (gan: 0.1 on gmm8 / gmm25; improved: 0.1 on gmm8)")
     p.add_argument("--feature-matching", action="store_true",
                    help="improved: train G by feature matching instead of the non-saturating loss")
+    p.add_argument("--codes", default=None, metavar="SPEC",
+                   help="infogan: the latent codes, comma-separated cat:K (a K-valued categorical code) and one "
+                        "cont:N (N continuous U(-1, 1) codes); default cat:10,cont:2")
+    p.add_argument("--beta", type=float, default=None,
+                   help="beta-vae: the weight of the KL term (a finite number > 0; default 4)")
+    p.add_argument("--lambda", type=float, default=None, dest="lam", metavar="LAMBDA",
+                   help="wae-mmd, wae-gan: the weight of the latent penalty (a finite number > 0; default 10 for "
+                        "wae-mmd, 1 for wae-gan)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="run directory")
@@ -267,7 +290,7 @@ def main(argv=None) -> int:
     e = sub.add_parser("eval", help="evaluate a run directory")
     e.add_argument("run", help="the run directory (holding checkpoint.pt)")
     e.set_defaults(fn=_eval)
-    tb = sub.add_parser("table1", help="the BiGAN paper's Table 1 (six models, 1NN accuracy)")
+    tb = sub.add_parser("table1", help="the BiGAN paper's Table 1 and the encoders (1NN accuracy)")
     _train_args(tb, "per model, default 5000")
     tb.add_argument("--seeds", type=_seed_list, default=None, metavar="S,S,...",
                     help="train every method once per seed and report mean +- std (default: --seed alone)")

@@ -223,7 +223,7 @@ def test_bad_checkpoints_are_refused_before_loading(tmp_path):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(model="vae"), "model: expected one of"),
+    (dict(model="vqvae"), "model: expected one of"),
     (dict(steps=3, epochs=2), "steps / epochs"),
     (dict(batch_size=0), "batch_size"),
     (dict(backend="numpy"), "backend: expected one of"),

@@ -2,6 +2,7 @@
 and pictures (pictures.py).
 
     one_nn_accuracy(train_f, train_y, test_f, test_y)  1-NN classification accuracy of features (e.g. BiGAN codes)
+    matched_accuracy(pred, labels)                    cluster ids vs labels under the best one-to-one pairing
     frechet_distance(f1, f2)                          FID-style distance of Gaussians fitted to two feature sets
     get_classifier(name, x, y)                        FeatureClassifier (MLP) trained once per data set, cached on disk
     classifier_score(probs)                           the Inception-score analogue, exp E KL(p(y|x) || p(y))
@@ -23,13 +24,14 @@ from .scores import (
     classifier_score,
     frechet_distance,
     generation_metrics,
+    matched_accuracy,
     mmd_to_heldout,
     mode_coverage,
     one_nn_accuracy,
 )
 
 __all__ = [
-    "one_nn_accuracy", "frechet_distance", "FeatureClassifier", "train_classifier", "get_classifier",
-    "classifier_score", "mode_coverage", "mmd_to_heldout", "generation_metrics", "save_image_grid", "save_scatter",
-    "read_metrics", "save_curves",
+    "one_nn_accuracy", "matched_accuracy", "frechet_distance", "FeatureClassifier", "train_classifier",
+    "get_classifier", "classifier_score", "mode_coverage", "mmd_to_heldout", "generation_metrics", "save_image_grid",
+    "save_scatter", "read_metrics", "save_curves",
 ]

@@ -26,6 +26,25 @@ def one_nn_accuracy(train_f, train_y, test_f, test_y) -> float:
     return float(np.mean(knn.predict(xte) == yte))
 
 
+def matched_accuracy(pred, labels) -> float:
+    """The accuracy of cluster ids `pred` (N,) against class `labels` (N,) under the one-to-one pairing of cluster
+    ids with labels that agrees on the most rows (the Hungarian algorithm, scipy's linear_sum_assignment, on their
+    contingency table): an unsupervised classifier's accuracy, e.g. an InfoGAN's categorical code. Ids and labels
+    are any integers; with unequal numbers of each, rows of an unpaired id or label count as wrong."""
+    from scipy.optimize import linear_sum_assignment
+
+    y = _labels(labels, "labels", len(labels), "labels")
+    p = _labels(pred, "pred", y.shape[0], "labels")
+    if y.shape[0] == 0:
+        raise ValueError("labels: expected at least one row, got 0")
+    ids, p = np.unique(p, return_inverse=True)
+    classes, y = np.unique(y, return_inverse=True)
+    table = np.zeros((ids.shape[0], classes.shape[0]), dtype=np.int64)
+    np.add.at(table, (p, y), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / y.shape[0])
+
+
 def _sqrtm_product(s1: np.ndarray, s2: np.ndarray, eps: float) -> np.ndarray:
     """The real part of sqrtm(s1 s2); a singular product (rank-deficient covariances) is regularised with eps I."""
     from scipy.linalg import LinAlgWarning, sqrtm

@@ -1,7 +1,16 @@
 """Modules built on fastgan ops."""
 from .bias_act import BiasAct
 from .bigan import BiGANDiscriminator, BiGANEncoder, BiGANGenerator, GANDiscriminator, MLPCritic
-from .dcgan import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
+from .dcgan import (
+    DCGANDiscriminator,
+    DCGANEncoder,
+    DCGANFeatures,
+    DCGANGenerator,
+    FlatImageAdapter,
+    crop_images,
+    image_geometry,
+    pad_images,
+)
 from .joint_linear import EagerJointLinear, JointLinear
 from .layers import ConvAct, EagerAct, LinearAct, make_act, torch_act
 from .minibatch import MinibatchDiscrimination, MinibatchStdDev
@@ -16,8 +25,10 @@ __all__ = [
     "BiGANGenerator",
     "DCGANDiscriminator",
     "DCGANEncoder",
+    "DCGANFeatures",
     "DCGANGenerator",
     "EagerJointLinear",
+    "FlatImageAdapter",
     "GANDiscriminator",
     "JointLinear",
     "LinearAct",
@@ -25,6 +36,9 @@ __all__ = [
     "MinibatchStdDev",
     "MLPCritic",
     "MMDLoss",
+    "crop_images",
+    "image_geometry",
     "make_act",
+    "pad_images",
     "torch_act",
 ]

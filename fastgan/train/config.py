@@ -10,11 +10,13 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["BACKENDS", "PRECISIONS", "TrainConfig", "lr_factor"]
+__all__ = ["ARCHS", "BACKENDS", "PRECISIONS", "TrainConfig", "lr_factor"]
 
 # 'fastgan' = the fused nets with the automatic kernel choice; cpp / triton / cuda = the fused nets on that kernel
 # backend; 'eager' = the nets' eager twins (plain torch ops, the same parameters): the like-for-like baseline
 BACKENDS = ("fastgan", "cpp", "triton", "cuda", "eager")
+# the networks on the data side: the paper's MLPs, or DCGAN-style conv nets (images only; recipes/base.py)
+ARCHS = ("mlp", "dcgan")
 # the training step's arithmetic: fp32; bf16 / fp16 autocast (GEMMs in half precision with fp32 accumulation, fastgan's
 # pointwise ops in fp32 inside, parameters and optimiser states fp32); fp16 with one dynamic GradScaler
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -40,6 +42,7 @@ class TrainConfig:
     z_dim: int = 50                 # latent U(-1, 1)^z_dim
     hidden: int | None = None       # hidden width of every net (None: recipes.default_hidden)
     batch_norm: bool | None = None  # the paper's BN in hidden layer 2 (None: on for images, off for 2-D mixtures)
+    arch: str = "mlp"               # mlp | dcgan (conv G / D / E on image data; width: hidden = their base)
     backend: str = "fastgan"
     precision: str = "fp32"         # fp32 | bf16 (autocast) | fp16 (autocast + one GradScaler)
     g_loss: str = "ns"              # GAN generator: ns | minimax; BiGAN G/E: inverse | minimax (ns means inverse)
@@ -85,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"beta1 / beta2: expected values in [0, 1), got {self.beta1}, {self.beta2}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch: expected one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.precision not in PRECISIONS:

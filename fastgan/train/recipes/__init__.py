@@ -19,6 +19,17 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
     mmdgan       min_G max_f MMD^2(f(x), f(G(z))): f a weight-clipped MLP feature map (16-d), fused MMD on features,
                  bandwidths relative to the features' median distance (every step)
     improved     the fused minibatch-discrimination layer in D, G non-saturating (or feature matching: a flag)
+  info.py:
+    infogan      G(z, c) with categorical and continuous codes c (--codes, default cat:10,cont:2), a head Q on D's
+                 trunk; D + Q and G each minimise their GAN loss + the mutual-information term L_I (Chen et al. 2016)
+  the encoder family (autoencoding.py): an encoder E, a decoder G, the prior N(0, I), z_dim 8 on images
+    vae          Gaussian E (mean, log-variance), reparameterisation, Bernoulli decoder on images (Gaussian on 2-D),
+                 the negative ELBO (Kingma & Welling 2014)
+    beta-vae     the same with the KL term weighted by beta (--beta, default 4; Higgins et al. 2017)
+    aae          reconstruction phase (MSE), then a latent adversary D_z: N(0, I) vs E(x) (Makhzani et al. 2016)
+    wae-mmd      squared l2 cost + lambda (--lambda, 10) x the fused unbiased MMD^2 of E(x) vs N(0, I), IMQ kernel
+                 over the paper's scales (Tolstikhin et al. 2018)
+    wae-gan      the same cost + lambda (1) x a latent adversary's non-saturating loss
 Each recipe's defaults (Recipe.defaults, data_defaults) and the checks it makes of a configuration
 (Recipe.check_config) live here, not in fastgan.train.config (which holds the values): config_for(model, ...)
 puts the user's explicit settings over them, validate(cfg) checks a configuration for its recipe. Why each default
@@ -28,6 +39,8 @@ Networks: the paper's permutation-invariant MNIST MLPs (fastgan.nn.BiGANGenerato
 BiGANDiscriminator, and GANDiscriminator = the BiGAN D without z), hidden width cfg.hidden, G's output tanh for
 images in [-1, 1] and linear for 2-D mixtures; fused (fastgan ops) or the eager twins (cfg.backend='eager'). The
 paper's batch norm in hidden layer 2 is off for the 2-D mixtures by default (cfg.batch_norm; docs/defaults.md).
+cfg.arch='dcgan' (images only): the nets on the data side are fastgan.nn.dcgan's conv nets on the flat rows
+(Recipe.conv_net, FlatImageAdapter: padded to 32x32), base width cfg.hidden or DCGAN_BASE; critics batch-norm-free.
 
 The generator-side gradient of an adversarial loss is taken in two stages: first the gradient w.r.t. the samples
 fed to D (through ops.input_grads: fastgan's D layers then skip their weight gradients, as torch's own ops do when
@@ -41,8 +54,10 @@ from __future__ import annotations
 from ... import losses
 from ..config import TrainConfig
 from .adversarial import GAN, AutoEncoder, AutoEncoderL1, BiGAN, JointLatentRegressor, LatentRegressor
+from .autoencoding import AAE, VAE, WAEGAN, WAEMMD, BetaVAE
 from .base import DEFAULT_STEPS, ENCODER_OUT, MNIST_R1, Recipe, StepContext, default_hidden
 from .critic import LSGAN, WGAN, WGANGP, HingeGAN, _fgan
+from .info import InfoGAN
 from .moments import GMMN, MMDGAN, Improved
 
 __all__ = ["DEFAULT_STEPS", "ENCODER_OUT", "MNIST_R1", "RECIPES", "Recipe", "StepContext", "config_for", "defaults_for",
@@ -50,7 +65,7 @@ __all__ = ["DEFAULT_STEPS", "ENCODER_OUT", "MNIST_R1", "RECIPES", "Recipe", "Ste
 
 RECIPES = {r.name: r for r in (GAN, BiGAN, LatentRegressor, JointLatentRegressor, AutoEncoder, AutoEncoderL1,
                                WGAN, WGANGP, LSGAN, HingeGAN, *(_fgan(d) for d in losses.DIVERGENCES), GMMN, MMDGAN,
-                               Improved)}
+                               Improved, InfoGAN, VAE, BetaVAE, AAE, WAEMMD, WAEGAN)}
 
 
 def recipe_class(model: str) -> type[Recipe]:

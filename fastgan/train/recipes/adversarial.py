@@ -5,9 +5,6 @@ import torch
 import torch.nn.functional as F
 
 from ... import losses
-from ...nn import (
-    BiGANDiscriminator,
-)
 from .base import _MNIST_R1_DEFAULTS, Recipe
 
 
@@ -63,7 +60,7 @@ class BiGAN(Recipe):
 
     def build(self, x_dim, z_dim):
         return {"G": self.generator(z_dim, x_dim), "E": self.encoder(x_dim, z_dim),
-                "D": BiGANDiscriminator(x_dim, z_dim, **self.kw)}
+                "D": self.joint_discriminator(x_dim, z_dim)}
 
     def d_inputs(self, ctx, x, gen):
         z = self.latent(ctx, x.shape[0], gen)

@@ -8,9 +8,21 @@ from dataclasses import dataclass
 import torch
 
 from ... import losses
-from ...nn import BiGANEncoder, BiGANGenerator, GANDiscriminator
+from ...nn import (
+    BiGANDiscriminator,
+    BiGANEncoder,
+    BiGANGenerator,
+    DCGANDiscriminator,
+    DCGANEncoder,
+    DCGANFeatures,
+    DCGANGenerator,
+    FlatImageAdapter,
+    GANDiscriminator,
+    image_geometry,
+)
 from ...ops.weight_grads import input_grads
 from ...penalties import gradient_penalty
+from ..config import ARCHS
 from ..distributed import all_reduce_mean_
 
 ENCODER_OUT = "linear"  # E's output activation (cfg.extra['encoder_out']): 'linear' (the paper's) or 'tanh'
@@ -18,6 +30,10 @@ DEFAULT_STEPS = 5000  # a run's length when neither the user nor the recipe's da
 # The R1 weight on the cross-entropy D of gan / bigan / lr / jlr on mnist5k (measured: docs/defaults.md)
 MNIST_R1 = 1.0
 _MNIST_R1_DEFAULTS = {"mnist5k": dict(extra={"r1": MNIST_R1})}  # data_defaults of gan / bigan / lr / jlr
+# --arch dcgan: the conv nets' base width (channels of D's first conv, G's last hidden deconv; widths base, 2 base,
+# 4 base, 8 base) when cfg.hidden is None; cfg.hidden, when given, is the base. 32 (not DCGAN's 64): a 2-core CPU
+# trains it in minutes (docs/models/dcgan.md)
+DCGAN_BASE = 32
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,8 @@ class Recipe:
     alternating_only = False  # refuses update='simultaneous'
     inverse_g_loss = False  # takes g_loss='inverse' (BiGAN's objective Lambda)
     options: tuple[str, ...] = ()  # the cfg.extra keys this class reads (a recipe takes those of its bases too)
+    archs: tuple[str, ...] = ARCHS  # the cfg.arch values it takes: a recipe that cannot take 'dcgan' says ("mlp",)
+    arch_note = ""  # ... and why, for the error
 
     @classmethod
     def known_options(cls) -> list[str]:
@@ -82,6 +100,9 @@ class Recipe:
         encoder_out = cfg.extra.get("encoder_out", ENCODER_OUT)
         if encoder_out not in ("linear", "tanh"):
             raise ValueError(f"extra['encoder_out']: expected 'linear' or 'tanh', got {encoder_out!r}")
+        if cfg.arch in ARCHS and cfg.arch not in cls.archs:  # an unknown arch: TrainConfig.validate's message
+            raise ValueError(f"arch: the {cls.name!r} recipe takes arch {' or '.join(map(repr, cls.archs))}, not "
+                             f"{cfg.arch!r}" + (f" ({cls.arch_note})" if cls.arch_note else ""))
 
     def __init__(self, cfg, split, device):
         self.check_config(cfg)
@@ -96,23 +117,78 @@ class Recipe:
         self.op_impl = "reference" if eager else impl
         self.out_act = "tanh" if split.image_shape is not None else "linear"
         self.encoder_out = cfg.extra.get("encoder_out", ENCODER_OUT)
+        self.image = None  # --arch dcgan: ((C, H, W), S) of the data's images (nn.image_geometry)
+        if cfg.arch == "dcgan":
+            if split.image_shape is None:
+                raise ValueError(f"arch: 'dcgan' builds conv nets for images; data {cfg.data!r} has none (rows of "
+                                 f"{split.dim} values, no image shape): use arch 'mlp'")
+            try:
+                self.image = image_geometry(split.image_shape, split.dim)
+            except ValueError as e:
+                raise ValueError(f"arch: 'dcgan' on data {cfg.data!r}: {e}") from None
+        self.base = cfg.hidden or DCGAN_BASE  # the conv nets' width (DCGAN_BASE)
+        self.conv_kw = dict(base=self.base, impl=impl, eager=eager, batch_norm=bn)
         self.nets = {k: v.to(self.device) for k, v in self.build(split.dim, cfg.z_dim).items()}
 
     def build(self, x_dim: int, z_dim: int) -> dict:
         raise NotImplementedError
 
     # ---- the networks a recipe builds (fused, or the eager twins under cfg.backend='eager'; self.kw) ----
+    # cfg.arch 'mlp': the paper's MLPs (self.kw). 'dcgan': a net whose input or output is the data (x_dim = the
+    # data's row length) is a DCGAN-style conv net on the flat rows (conv_net); any other (e.g. an adversary on
+    # latent codes) stays an MLP.
     def generator(self, z_dim: int, x_dim: int, out_act: str | None = None) -> torch.nn.Module:
         """G: z (N, z_dim) -> x (N, x_dim); out_act defaults to the data's (tanh for images, linear for 2-D)."""
+        if self.convolutional(x_dim):
+            return self.conv_net("G", z_dim, out_act=out_act or self.out_act)
         return BiGANGenerator(z_dim, x_dim, out_act=out_act or self.out_act, **self.kw)
 
     def encoder(self, x_dim: int, z_dim: int, out_act: str | None = None) -> torch.nn.Module:
         """E: x (N, x_dim) -> (N, z_dim); out_act defaults to cfg.extra['encoder_out'] (ENCODER_OUT)."""
+        if self.convolutional(x_dim):
+            return self.conv_net("E", z_dim, out_act=out_act or self.encoder_out)
         return BiGANEncoder(x_dim, z_dim, out_act=out_act or self.encoder_out, **self.kw)
 
     def discriminator(self, x_dim: int) -> torch.nn.Module:
-        """D: x (N, x_dim) -> one logit per row (N,); D.features(x) its last hidden layer."""
+        """D: x (N, x_dim) -> one logit per row (N,); D.features(x) its last hidden layer (for the conv D: its last
+        conv layer, flattened)."""
+        if self.convolutional(x_dim):
+            return self.conv_net("D")
         return GANDiscriminator(x_dim, **self.kw)
+
+    def joint_discriminator(self, x_dim: int, z_dim: int) -> torch.nn.Module:
+        """A BiGAN's D(x, z) -> one logit per row (N,): z injected at every layer of the MLP; in the conv D, z meets
+        the conv features in one joint hidden layer (DCGANDiscriminator's joint mode)."""
+        if self.convolutional(x_dim):
+            return self.conv_net("D", z_dim)
+        return BiGANDiscriminator(x_dim, z_dim, **self.kw)
+
+    def convolutional(self, x_dim: int) -> bool:
+        """Whether the net on the data side of width x_dim is a conv net (cfg.arch 'dcgan', x_dim the data's)."""
+        return self.image is not None and x_dim == self.split.dim
+
+    def conv_net(self, kind: str, z_dim: int | None = None, out_act: str | None = None,
+                 batch_norm: bool | None = None) -> torch.nn.Module:
+        """A DCGAN-style net (fastgan.nn.dcgan, width self.base) on the data's flat image rows (FlatImageAdapter:
+        padded to S x S with -1, G's output cropped back): kind 'G' z (N, z_dim) -> rows, 'E' rows -> (N, z_dim),
+        'D' rows -> logits (z_dim given: a joint D(x, z)), 'features' rows -> the conv trunk's features.
+        out_act: G's (default tanh) or E's (default linear); batch_norm: None = the run's (cfg.batch_norm; on for
+        images by default), False for a critic that must be batch-norm-free."""
+        if self.image is None:
+            raise ValueError(f"arch: conv nets need arch 'dcgan' on image data, got arch {self.cfg.arch!r}")
+        (c, _, _), size = self.image
+        kw = {**self.conv_kw, **({} if batch_norm is None else {"batch_norm": bool(batch_norm)})}
+        if kind == "G":
+            net = DCGANGenerator(z_dim, c, size, out_act=out_act or "tanh", **kw)
+        elif kind == "E":
+            net = DCGANEncoder(c, size, z_dim, out_act=out_act or "linear", **kw)
+        elif kind == "D":
+            net = DCGANDiscriminator(c, size, z_dim=z_dim, **kw)
+        elif kind == "features":
+            net = DCGANFeatures(c, size, **kw)
+        else:
+            raise ValueError(f"kind: expected 'G', 'E', 'D' or 'features', got {kind!r}")
+        return FlatImageAdapter(net, self.split.image_shape)
 
     # ---- gradients (scaled by the step context's fp16 GradScaler when there is one) ----
     @staticmethod

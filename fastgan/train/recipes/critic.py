@@ -23,6 +23,11 @@ class CriticGAN(Recipe):
         return {"G": self.generator(z_dim, x_dim), "D": self.critic(x_dim)}
 
     def critic(self, x_dim):
+        """The batch-norm-free critic: an MLPCritic, or under --arch dcgan the DCGAN D without batch norm (whatever
+        cfg.batch_norm says: a gradient penalty and weight clipping are per-sample constraints that batch statistics
+        would couple across the batch; the WGAN-GP critic's penalty then takes the generic double backward)."""
+        if self.convolutional(x_dim):
+            return self.conv_net("D", batch_norm=False)
         return MLPCritic(x_dim, hidden=(self.hidden, self.hidden), impl=self.kw["impl"], eager=self.kw["eager"])
 
     def objective(self, v_real, v_fake):

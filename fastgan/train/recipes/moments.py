@@ -72,8 +72,13 @@ class MMDGAN(_Clipped, CriticGAN):
     data_defaults: dict = {}
 
     def critic(self, x_dim):
+        """The feature map: an MLP encoder to cfg.extra['features'] (16) units, batch-norm-free; under --arch dcgan
+        the DCGAN E (the MMD GAN paper's conv feature map), batch-norm-free too."""
         self.bandwidths = _bandwidth_factors(self.cfg)
-        return BiGANEncoder(x_dim, int(self.cfg.extra.get("features", 16)), **{**self.kw, "batch_norm": False})
+        features = int(self.cfg.extra.get("features", 16))
+        if self.convolutional(x_dim):
+            return self.conv_net("E", features, out_act="linear", batch_norm=False)
+        return BiGANEncoder(x_dim, features, **{**self.kw, "batch_norm": False})
 
     def _mmd(self, x, gz):
         fx, fg = self.d(x), self.d(gz)
@@ -89,16 +94,23 @@ class MMDGAN(_Clipped, CriticGAN):
 
 class ImprovedDiscriminator(torch.nn.Module):
     """x -> lrelu hidden -> lrelu hidden (the features f) -> minibatch discrimination [f, o(f)] -> logit: the
-    discriminator of the Improved-GAN techniques, on fastgan's fused layers."""
+    discriminator of the Improved-GAN techniques, on fastgan's fused layers. `trunk` (a module with features(x) and
+    n_features, e.g. the DCGAN conv trunk on flat images) replaces the two hidden layers (hidden is then unused)."""
 
-    def __init__(self, x_dim, hidden, impl=None, eager=False, kernels=50, kernel_dim=5, mbd_impl=None):
+    def __init__(self, x_dim, hidden, impl=None, eager=False, kernels=50, kernel_dim=5, mbd_impl=None, trunk=None):
         super().__init__()
-        self.fc1 = LinearAct(x_dim, hidden, act="lrelu", alpha=0.2, gain=1.0, impl=impl, eager=eager)
-        self.fc2 = LinearAct(hidden, hidden, act="lrelu", alpha=0.2, gain=1.0, impl=impl, eager=eager)
+        self.trunk = trunk
+        if trunk is None:
+            self.fc1 = LinearAct(x_dim, hidden, act="lrelu", alpha=0.2, gain=1.0, impl=impl, eager=eager)
+            self.fc2 = LinearAct(hidden, hidden, act="lrelu", alpha=0.2, gain=1.0, impl=impl, eager=eager)
+        else:
+            hidden = trunk.n_features
         self.mbd = MinibatchDiscrimination(hidden, kernels, kernel_dim, impl=mbd_impl)
         self.out = LinearAct(hidden + kernels, 1, impl=impl, eager=eager)
 
     def features(self, x):
+        if self.trunk is not None:
+            return self.trunk.features(x)
         return self.fc2(self.fc1(x))
 
     def forward(self, x):
@@ -119,8 +131,11 @@ class Improved(CriticGAN):
     data_defaults = {"gmm8": dict(lr=1e-3, batch_size=256, extra={"r1": 0.1})}
 
     def critic(self, x_dim):
+        """The MLP D, or under --arch dcgan the DCGAN conv trunk (batch-norm-free, like the MLP's layers) under the
+        minibatch-discrimination head."""
+        trunk = self.conv_net("features", batch_norm=False) if self.convolutional(x_dim) else None
         return ImprovedDiscriminator(x_dim, self.hidden, impl=self.kw["impl"], eager=self.kw["eager"],
-                                     mbd_impl=self.op_impl)
+                                     mbd_impl=self.op_impl, trunk=trunk)
 
     def critic_loss(self, ctx, x, gz, gen):
         return self.with_r1(ctx, losses.gan_d_loss(self.nets["D"](x), self.nets["D"](gz)), (x,))
