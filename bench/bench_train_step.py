@@ -19,6 +19,18 @@ GEMM rate measured in this run.
 Group `train-step-gan-dcgan-B128` (issue 18): `gan --arch dcgan`, the DCGAN-style conv G and D (fastgan.nn.dcgan,
 base width 32: 32-64-128-256, batch norm as the recipe trains them) on the same 28 x 28 rows padded to 32 x 32;
 see test_train_step_gan_dcgan for its floor and prediction.
+
+`train-step-began-B128` (issue 18; from the RECIPES parametrisation): BEGAN's alternating iteration on the MLPs with
+the recipe's defaults (batch norm in hidden layer 2 of every net, as on images): a D step (G(z) without grad; the
+autoencoder D = dec(enc(.)), 784-1024-1024-50-1024-1024-784, on the real and the fake batch; D's gradients; the k_t
+update, a few 0-d tensor ops, no host sync), then G's step through the updated D. Floor: the eager step's GEMM FLOPs
+(9.3 GFLOP counted: ~4.7 G multiply-adds) at the measured GEMM rate. Prediction (written before the first run): eager
+at 55-70 % of the floor like ae-l1 and gan (2026-12-01); fastgan 1.05-1.2x eager (hidden layer 1 of each of the three
+nets has its bias and activation in one bias_act pass, forward and backward; after the batch norm only the
+activation is fused; the GEMMs are the same); torch.compile 0.9-1.1x eager. Measured (--fastgan-quick, 2-core AMD
+EPYC, 18 rounds): eager 52.9 ms, 49.5 % of the 26.2 ms floor; fastgan-cpp 0.91x eager, compile 0.88x: the
+prediction missed on fastgan's side, as for bigan and the f-GANs in the 2026-12-01 results (eager's addmm takes the
+bias inside the GEMM, so fusing it into bias_act saves no pass here).
 """
 from __future__ import annotations
 
@@ -34,7 +46,7 @@ from fastgan.train.trainer import make_optimizers
 
 OP = tuple(OPS)  # a recipe's step may run any op (mmdgan: kernel_sum; improved: minibatch_discrimination)
 B, X, Z, H = 128, 784, 50, 1024
-QUICK = {"model": ("bigan", "wgan-gp")}  # --fastgan-quick: the BiGAN and WGAN-GP steps
+QUICK = {"model": ("bigan", "wgan-gp", "began")}  # --fastgan-quick: the BiGAN, WGAN-GP and BEGAN steps
 WARMUP = 3
 
 

@@ -117,7 +117,7 @@ def _extra(args) -> dict:
         extra["feature_matching"] = True
     if getattr(args, "codes", None) is not None:
         extra["codes"] = args.codes
-    for key, name in (("beta", "beta"), ("lambda", "lam")):
+    for key, name in (("beta", "beta"), ("lambda", "lam"), ("gamma", "gamma"), ("margin", "margin")):
         if getattr(args, name, None) is not None:
             extra[key] = getattr(args, name)
     return extra
@@ -135,7 +135,8 @@ def _print_results(res: dict, out) -> None:
               "infogan_cat_accuracy": "InfoGAN categorical code vs labels (best one-to-one pairing)",
               "rec_mse": "reconstruction error on test (MSE per dimension)",
               "test_elbo": "test ELBO (nats per image)", "test_kl": "  its KL term",
-              "mmd2_prior": "MMD^2 of the test codes vs N(0, I)"}
+              "mmd2_prior": "MMD^2 of the test codes vs N(0, I)",
+              "m_global_first": "BEGAN M_global, first logged", "m_global_last": "  last logged (m_global.png)"}
     for k, label in labels.items():
         if res.get(k) is None:
             continue
@@ -151,7 +152,7 @@ def _print_results(res: dict, out) -> None:
         from pathlib import Path
 
         names = [n for n in ("checkpoint.pt", "metrics.jsonl", "results.json", "samples.png", "reconstructions.png",
-                             "codes.png", "curves.png")
+                             "codes.png", "m_global.png", "curves.png")
                  if (Path(out) / n).exists()]
         print(f"run directory: {out} ({', '.join(names)})")
 
@@ -247,6 +248,10 @@ def _train_args(p, steps_default_note: str) -> None:
     p.add_argument("--lambda", type=float, default=None, dest="lam", metavar="LAMBDA",
                    help="wae-mmd, wae-gan: the weight of the latent penalty (a finite number > 0; default 10 for "
                         "wae-mmd, 1 for wae-gan)")
+    p.add_argument("--gamma", type=float, default=None,
+                   help="began: the diversity ratio gamma in (0, 1] that k_t steers L(G(z)) / L(x) to (default 0.5)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="ebgan: the energy margin m > 0 up to which D raises a fake's energy (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="run directory")

@@ -8,6 +8,17 @@ from fastgan.train import RECIPES, Trainer, config_for
 TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False)
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# Losses whose gradient is ill-conditioned at this test point: BEGAN's l1 (its gradient is sign(D(v) - v), every entry
+# the same size, and at initialisation G(z) and D(G(z)) are both near 0, so many fake residuals change sign under any
+# rounding) and EBGAN's margin hinge and pull-away term (the fakes' codes are nearly parallel at initialisation).
+# Measured: even fp32 itself, at the parameters and batch rounded to bf16, has cosine 0.985 (began D), 0.988 (began G),
+# 0.976 (ebgan G) to the fp32 gradient -- the loss's own conditioning, not autocast's; under autocast (every
+# intermediate rounded too) the minima are ebgan bf16 0.9655, fp16 0.9987; began bf16 0.9426, fp16 0.9931.
+# The gradient norms of these recipes are held to the same bounds as every recipe's (NORM_RATIO).
+KINKED = {"ebgan": {"bf16": 0.95, "fp16": 0.997}, "began": {"bf16": 0.93, "fp16": 0.99}}
+# |half gradient| / |fp32 gradient| of every group: measured 0.919 (ebgan bf16 G) to 1.062 (began bf16 G) over all
+# recipes; a missing or double unscaling, or a loss term dropped under autocast, moves it far outside
+NORM_RATIO = (0.85, 1.15)
 
 
 def first_grads(model, precision, device="cpu", init_scale=2.0 ** 16):
@@ -53,7 +64,8 @@ def test_half_precision_gradients_follow_fp32(model, precision, min_cosine, devi
     direction (cosine), set from the measured minima (bf16 0.9923, fp16 0.99988 over all recipes on these nets): an
     end-to-end gradient through three half-precision GEMMs and a real-minus-fake cancellation has relative errors up
     to ~12 % (bf16) that no per-op tolerance describes; a wrong scale, dtype or unscaling gives cosines far lower or
-    non-finite numbers."""
+    non-finite numbers; the norms must agree too (the cosine cannot see a scale)."""
+    min_cosine = KINKED.get(model, {}).get(precision, min_cosine)
     ref = first_grads(model, "fp32", device)
     got = first_grads(model, precision, device)
     assert [g for g, _ in got] == [g for g, _ in ref]
@@ -61,6 +73,8 @@ def test_half_precision_gradients_follow_fp32(model, precision, min_cosine, devi
         assert torch.isfinite(a).all(), f"{model} {group}: non-finite gradient"
         cos = torch.nn.functional.cosine_similarity(a, b, dim=0).item()
         assert cos >= min_cosine, f"{model} {group}: cosine {cos:.5f} to the fp32 gradient"
+        ratio = (a.norm() / b.norm()).item()
+        assert NORM_RATIO[0] <= ratio <= NORM_RATIO[1], f"{model} {group}: norm ratio {ratio:.4f} to fp32's"
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -19,6 +19,9 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
     mmdgan       min_G max_f MMD^2(f(x), f(G(z))): f a weight-clipped MLP feature map (16-d), fused MMD on features,
                  bandwidths relative to the features' median distance (every step)
     improved     the fused minibatch-discrimination layer in D, G non-saturating (or feature matching: a flag)
+  the energy family (energy.py): D an autoencoder, its reconstruction error the energy
+    ebgan        D: mean squared error of real + margin hinge on fake; G: fake energy + the pull-away term (0.1)
+    began        D: l1 loss of real - k_t x l1 loss of fake, k_t by proportional control (gamma 0.5); M_global logged
   info.py:
     infogan      G(z, c) with categorical and continuous codes c (--codes, default cat:10,cont:2), a head Q on D's
                  trunk; D + Q and G each minimise their GAN loss + the mutual-information term L_I (Chen et al. 2016)
@@ -57,6 +60,7 @@ from .adversarial import GAN, AutoEncoder, AutoEncoderL1, BiGAN, JointLatentRegr
 from .autoencoding import AAE, VAE, WAEGAN, WAEMMD, BetaVAE
 from .base import DEFAULT_STEPS, ENCODER_OUT, MNIST_R1, Recipe, StepContext, default_hidden
 from .critic import LSGAN, WGAN, WGANGP, HingeGAN, _fgan
+from .energy import BEGAN, EBGAN
 from .info import InfoGAN
 from .moments import GMMN, MMDGAN, Improved
 
@@ -65,7 +69,7 @@ __all__ = ["DEFAULT_STEPS", "ENCODER_OUT", "MNIST_R1", "RECIPES", "Recipe", "Ste
 
 RECIPES = {r.name: r for r in (GAN, BiGAN, LatentRegressor, JointLatentRegressor, AutoEncoder, AutoEncoderL1,
                                WGAN, WGANGP, LSGAN, HingeGAN, *(_fgan(d) for d in losses.DIVERGENCES), GMMN, MMDGAN,
-                               Improved, InfoGAN, VAE, BetaVAE, AAE, WAEMMD, WAEGAN)}
+                               Improved, EBGAN, BEGAN, InfoGAN, VAE, BetaVAE, AAE, WAEMMD, WAEGAN)}
 
 
 def recipe_class(model: str) -> type[Recipe]:

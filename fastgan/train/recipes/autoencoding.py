@@ -31,7 +31,7 @@ from torch import nn
 from ... import losses
 from ...nn import GANDiscriminator
 from ...ops.mmd import median_bandwidth, mmd2
-from .base import Recipe
+from .base import POSITIVE, Recipe, extra_number
 
 __all__ = ["AAE", "BetaVAE", "VAE", "WAEGAN", "WAEMMD", "WAE_SCALES", "codes_mmd2"]
 
@@ -45,12 +45,6 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
     """fp16 / bf16 as fp32 (losses in fp32 under autocast); fp32 and fp64 unchanged."""
     return t.float() if t.dtype in _HALF else t
 
-
-def _positive(cfg, key: str, default: float) -> float:
-    v = cfg.extra.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"extra[{key!r}]: expected a finite number > 0, got {v!r}")
-    return float(v)
 
 
 def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -200,11 +194,11 @@ class BetaVAE(VAE):
     @classmethod
     def check_config(cls, cfg):
         super().check_config(cfg)
-        _positive(cfg, "beta", cls.BETA)
+        extra_number(cfg, "beta", cls.BETA, POSITIVE)
 
     @property
     def beta(self) -> float:
-        return _positive(self.cfg, "beta", self.BETA)
+        return extra_number(self.cfg, "beta", self.BETA, POSITIVE)
 
 
 class _LatentAdversary(_Encoding):
@@ -274,7 +268,7 @@ class WAEGAN(_LatentAdversary):
     @classmethod
     def check_config(cls, cfg):
         super().check_config(cfg)
-        _positive(cfg, "lambda", cls.LAMBDA)
+        extra_number(cfg, "lambda", cls.LAMBDA, POSITIVE)
 
     def step(self, ctx, next_batch, gen):
         G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
@@ -283,7 +277,7 @@ class WAEGAN(_LatentAdversary):
         ex = E(x)
         rec = squared_error(G(ex), x)
         adv = losses.gan_g_loss(D(ex), self.cfg.g_loss)
-        lam = _positive(self.cfg, "lambda", self.LAMBDA)
+        lam = extra_number(self.cfg, "lambda", self.LAMBDA, POSITIVE)
         self.apply(ctx, "GE", self.through_d(ctx, lam * adv, (ex,), self.params("GE"), extra=rec))
         return {"loss_rec": rec.detach(), "loss_d": d_loss.detach(), "loss_e": adv.detach(),
                 **losses.d_accuracy(l_real, l_fake)}
@@ -299,7 +293,7 @@ class WAEMMD(_Encoding):
     @classmethod
     def check_config(cls, cfg):
         super().check_config(cfg)
-        _positive(cfg, "lambda", cls.LAMBDA)
+        extra_number(cfg, "lambda", cls.LAMBDA, POSITIVE)
 
     def build(self, x_dim, z_dim):
         # the IMQ kernel of fastgan.mmd2 is s^2 / (s^2 + r^2): s = sqrt(C) gives the paper's C / (C + r^2)
@@ -315,7 +309,7 @@ class WAEMMD(_Encoding):
         ex = self.nets["E"](x)
         rec = squared_error(self.nets["G"](ex), x)
         mmd = self.penalty(ex, self.latent(ctx, x.shape[0], gen))
-        loss = rec + _positive(self.cfg, "lambda", self.LAMBDA) * mmd
+        loss = rec + extra_number(self.cfg, "lambda", self.LAMBDA, POSITIVE) * mmd
         self.apply(ctx, "GE", self.grads(ctx, loss, self.params("GE")))
         return {"loss": loss.detach(), "loss_rec": rec.detach(), "mmd2": mmd.detach()}
 

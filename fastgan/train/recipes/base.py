@@ -2,6 +2,7 @@
 trainer hands it, and the defaults and checks a recipe applies to a TrainConfig (docs/defaults.md: why each value)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,6 +46,20 @@ class StepContext:
     opts: Mapping[str, torch.optim.Optimizer]  # one optimiser per recipe group (Recipe.groups)
     scaler: torch.amp.GradScaler | None = None  # the fp16 GradScaler (cfg.precision='fp16'), else None
     shard: tuple[int, int] = (0, 1)  # (rank, world size) under torch.distributed
+
+
+POSITIVE = (lambda v: v > 0, "a finite number > 0")
+NON_NEGATIVE = (lambda v: v >= 0, "a finite number >= 0")
+
+
+def extra_number(cfg, key: str, default: float, check=NON_NEGATIVE) -> float:
+    """cfg.extra[key] (or `default`) as a float; a ValueError naming extra[key] unless it is a finite real number
+    (not a bool) that passes check = (predicate, what is expected)."""
+    ok, expected = check
+    v = cfg.extra.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+        raise ValueError(f"extra[{key!r}]: expected {expected}, got {v!r}")
+    return float(v)
 
 
 def default_hidden(split) -> int:

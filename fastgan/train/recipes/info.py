@@ -52,7 +52,7 @@ from torch import nn
 from ... import losses
 from ... import metrics as ev
 from ...nn import LinearAct, make_act
-from .base import _MNIST_R1_DEFAULTS, Recipe
+from .base import _MNIST_R1_DEFAULTS, POSITIVE, Recipe, extra_number
 
 __all__ = ["CODES", "Codes", "InfoGAN", "QHead", "parse_codes"]
 
@@ -113,13 +113,6 @@ def parse_codes(spec) -> Codes:
     return Codes(tuple(cats), n_cont or 0)
 
 
-def _weight(cfg, key: str, default: float = 1.0, positive: bool = False) -> float:
-    v = cfg.extra.get(key, default)
-    if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
-            or (positive and v == 0)):
-        raise ValueError(f"extra[{key!r}]: expected a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
-    return float(v)
-
 
 class QHead(nn.Module):
     """Q's own layers on D's last hidden layer: h (N, in_dim) -> width units, lrelu 0.2 (with batch_norm: no bias,
@@ -173,15 +166,16 @@ class InfoGAN(Recipe):
     @classmethod
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
-        codes = parse_codes(cfg.extra.get("codes", CODES))
-        if not codes.dim:
-            raise ValueError("extra['codes'] (--codes): no code given")
-        _weight(cfg, "info_weight"), _weight(cfg, "cont_weight"), _weight(cfg, "g_lr_scale", G_LR_SCALE, True)
+        parse_codes(cfg.extra.get("codes", CODES))
+        for key in ("info_weight", "cont_weight"):
+            extra_number(cfg, key, 1.0)
+        extra_number(cfg, "g_lr_scale", G_LR_SCALE, POSITIVE)
 
     def build(self, x_dim, z_dim):
         self.codes = parse_codes(self.cfg.extra.get("codes", CODES))
-        self.info_weight, self.cont_weight = _weight(self.cfg, "info_weight"), _weight(self.cfg, "cont_weight")
-        self.g_lr_scale = _weight(self.cfg, "g_lr_scale", G_LR_SCALE, True)
+        self.info_weight = extra_number(self.cfg, "info_weight", 1.0)
+        self.cont_weight = extra_number(self.cfg, "cont_weight", 1.0)
+        self.g_lr_scale = extra_number(self.cfg, "g_lr_scale", G_LR_SCALE, POSITIVE)
         G = self.generator(z_dim + self.codes.dim, x_dim)
         D = self.discriminator(x_dim)
         Q = QHead(_trunk_width(D, x_dim), self.codes.dim, batch_norm=self.kw["batch_norm"], impl=self.kw["impl"],
