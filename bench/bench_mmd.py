@@ -13,6 +13,10 @@ GEMM rate, plus one exp per bandwidth at the measured exp rate: floor = 6 d P / 
 It is the floor of the straightforward method, not a bound on every method: on the CPU fastgan's vectorised exp is
 faster than torch.exp (the rate measured) and, for bandwidths in a geometric progression, 3 of the 5 exponentials
 become squarings, so "% floor" can exceed 100%.
+
+One case of the polynomial kernel, `mmd2-poly-n1000-d256-fwd`: KID's computation per subset (the unbiased MMD^2 with
+(x.y / d + 1)^3 of two sets of 1000 feature vectors, forward only, fp32 here; fastgan.metrics.kid runs it in fp64).
+Floor: the distinct pairs' dot products, 2 d P flops at the GEMM rate (the cube is a few multiplications per pair).
 """
 from __future__ import annotations
 
@@ -62,3 +66,29 @@ def test_mmd2(measure, device, impl, n, d):
     measure(run, group=f"mmd2-n{n}-d{d}-fwd+bwd", warmup=WARMUP,
             floor_s=lambda: floor_s(n, n, d, len(bandwidths), device), items=2 * n, unit="samples", n=n, m=n, d=d,
             kernel="gaussian", bandwidths=list(bandwidths), mode="fwd+bwd", floor="6 d P / gemm_rate + 5 P / exp_rate")
+
+
+POLY_CASE = (1000, 256)
+
+
+def make_poly_op(impl: str):
+    kw = dict(kernel="poly", bandwidths=(1.0 / POLY_CASE[1],), estimator="unbiased")
+    if impl == "eager":
+        return lambda x, y: mmd2_functional(x, y, **kw)
+    if impl == "compile":
+        f = torch.compile(mmd2_functional, dynamic=False)
+        return lambda x, y: f(x, y, **kw)
+    return lambda x, y: fastgan.mmd2(x, y, impl=impl.removeprefix("fastgan-"), **kw)
+
+
+def test_mmd2_poly(measure, device, impl):
+    n, d = POLY_CASE
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(n, d, generator=gen, device=device)
+    y = torch.randn(n, d, generator=gen, device=device) * 1.1 + 0.1
+    op = make_poly_op(impl)
+    run = make_step(lambda: op(x, y), "fwd", [x, y], None, device)
+    pairs = n * (n + 1) / 2 * 2 + n * n
+    measure(run, group=f"mmd2-poly-n{n}-d{d}-fwd", warmup=WARMUP, floor_s=lambda: flop_floor_s(2 * d * pairs, device),
+            items=2 * n, unit="samples", n=n, m=n, d=d, kernel="poly", bandwidths=[1.0 / d], mode="fwd",
+            floor="2 d P / gemm_rate")

@@ -16,7 +16,8 @@
 #                            weight-gradient skip on device threads, AMP, the penalty tests             (~40 s)
 #   4. tests, triton   90 s  every op test on the triton backend (-k triton; cold cache: compiles)   (~80 s)
 #   5. benchmark       90 s  python -m bench run --quick --device cuda: every op at its quick shape, the BiGAN and
-#                            WGAN-GP steps; eager, torch.compile, cuda, triton; nvidia-ml-py telemetry  (~80 s)
+#                            WGAN-GP steps (not the BEGAN or bring-your-own-model cases: CPU-suite only);
+#                            eager, torch.compile, cuda, triton; nvidia-ml-py telemetry  (~80 s)
 #   6. auto table       5 s  bench/auto_table.py: the measured per-op choice of auto on CUDA tensors -> gpu-auto.md
 #   then everything is copied to $OUT: logs, junit XML, results JSON, the Markdown report and plots, gpu-auto.md.
 # Worst case: 15 + 210 + 60 + 60 + 90 + 90 + 5 = 530 s; expected ~6 minutes.
@@ -87,7 +88,7 @@ EOF
   fi
   step tests-train 60 "${PYTEST[@]}" "${TESTS_TRAIN[@]}" --junitxml="$OUT/tests-train.xml"
   step tests-triton 90 "${PYTEST[@]}" "${TESTS_OPS[@]}" -k triton --junitxml="$OUT/tests-triton.xml"
-  step bench 90 python -m bench run --quick --device cuda --out "$OUT/bench"
+  step bench 90 python -m bench run --quick --device cuda -k "not byo and not began" --out "$OUT/bench"
 fi
 
 res=$(ls -t "$OUT"/bench/*-quick.json 2>/dev/null | head -n 1)

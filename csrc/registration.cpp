@@ -19,17 +19,20 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "joint_linear(Tensor x, Tensor z, Tensor weight, Tensor z_weight, Tensor? bias, str act, float alpha, "
       "float gain) -> Tensor");
-  // The building block of MMD: (S, dS/dx, dS/dy) with S = sum_ij sum_s weights[s] k_s(|x_i - y_j|^2), kernel in
-  // {gaussian, rq, imq} (csrc/include/fastgan/pair_kernels.h), without the n x m kernel matrix. y = None: the self-sum
-  // over x (diagonal: include the pairs (i, i)). The gradients are computed in the same pass when grad_x / grad_y,
-  // else returned empty. S has x's dtype, or fp32 for fp16 / bf16 x.
+  // The building block of MMD: (S, dS/dx, dS/dy) with S = sum_ij sum_s weights[s] k_s(x_i, y_j), kernel in
+  // {gaussian, rq, imq, laplacian, laplacian_l1} of |x_i - y_j|, or poly = (bandwidths[s] x_i.y_j + offset)^degree
+  // (csrc/include/fastgan/pair_kernels.h; degree and offset: poly only), without the n x m kernel matrix. y = None:
+  // the self-sum over x (diagonal: include the pairs (i, i)). The gradients are computed in the same pass when
+  // grad_x / grad_y, else returned empty. S has x's dtype, or fp32 for fp16 / bf16 x.
   m.def(
       "kernel_sum(Tensor x, Tensor? y, str kernel, float[] bandwidths, float[] weights, bool diagonal, bool grad_x, "
-      "bool grad_y) -> (Tensor, Tensor, Tensor)");
-  // Its second derivative: (d/dx, d/dy) of <u, dS/dx> + <v, dS/dy> (self-sum: y = v = None; v None: zero).
+      "bool grad_y, int degree=3, float offset=1.) -> (Tensor, Tensor, Tensor)");
+  // Its second derivative: (d/dx, d/dy) of <u, dS/dx> + <v, dS/dy> (self-sum: y = v = None; v None: zero). diagonal
+  // as in kernel_sum (the pairs (i, i) of a self-sum contribute only for poly: the other kernels' vanish there).
   m.def(
       "kernel_sum_backward2(Tensor x, Tensor? y, Tensor u, Tensor? v, str kernel, float[] bandwidths, "
-      "float[] weights, bool grad_x, bool grad_y) -> (Tensor, Tensor)");
+      "float[] weights, bool grad_x, bool grad_y, bool diagonal=True, int degree=3, float offset=1.) -> "
+      "(Tensor, Tensor)");
   // Minibatch discrimination (Salimans et al. 2016): o[i, k] = sum_j exp(-|m[i, k] - r[j, k]|_1) for m (B, K, C),
   // r = m (ref None: pairs within the batch; exclude_self drops j = i) or ref (R, K, C). Never forms B x B x K x C.
   m.def("minibatch_disc(Tensor m, Tensor? ref, bool exclude_self) -> Tensor");

@@ -15,6 +15,7 @@ from . import nn, ops  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
 from .allocator import allocator_info, tune_cpu_allocator  # noqa: E402
 from .backend import backend_info, current_backend, use_backend  # noqa: E402
+from .nn.fusion import FuseReport, fuse  # noqa: E402
 from .ops import (  # noqa: E402
     bias_act,
     input_grads,
@@ -42,6 +43,8 @@ __all__ = [
     "mmd2",
     "mmd_test",
     "current_backend",
+    "fuse",
+    "FuseReport",
     "gradient_penalty",
     "input_grads",
     "wgan_critic_loss",

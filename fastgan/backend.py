@@ -61,8 +61,13 @@ def _check_impl(impl, arg="impl") -> str:
     return impl
 
 
+@torch.compiler.assume_constant_result
 def current_backend() -> str:
-    """The backend in force here: the innermost use_backend scope, else FASTGAN_BACKEND, else 'auto'."""
+    """The backend in force here: the innermost use_backend scope, else FASTGAN_BACKEND, else 'auto'.
+
+    Under torch.compile it is read once, when the graph is traced, and its value is baked into the graph (a
+    ContextVar read would break the graph at every fastgan op): a compiled function keeps the backend that was in
+    force when it was compiled; pass impl= explicitly, or compile again, to change it."""
     v = _scoped.get()
     if v is not None:
         return v

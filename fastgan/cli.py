@@ -7,6 +7,7 @@
                                  results.json in --out; --resume continues a run bit-identically (CPU);
                                  --arch dcgan: DCGAN-style conv nets on image data (dcgan = gan --arch dcgan)
     fastgan eval DIR             evaluate a run directory's checkpoint (1NN accuracy, generation metrics, PNGs)
+    fastgan plot DIR [--out PNG] redraw a run's training curves (DIR/curves.png) from DIR/metrics.jsonl
     fastgan table1 [...]         the BiGAN paper's Table 1 (six models) and the encoder family, trained alike, 1NN
                                  accuracy in their features
     fastgan info                 what was built and which backend runs where
@@ -101,7 +102,8 @@ def _config(args, model):
     from .train.recipes import config_for
 
     steps, epochs = args.steps, args.epochs  # neither: the recipe's default on the data (config_for)
-    explicit = {k: getattr(args, k) for k in ("batch_size", "lr", "update", "n_critic", "g_loss", "optimizer", "arch")
+    explicit = {k: getattr(args, k) for k in ("batch_size", "lr", "update", "n_critic", "g_loss", "optimizer", "arch",
+                                              "ema", "ema_rampup")
                 if getattr(args, k, None) is not None}  # the rest: the recipe's defaults (recipes.config_for)
     return config_for(model, data=args.data, steps=steps, epochs=epochs, hidden=args.hidden, z_dim=args.z_dim,
                       backend=args.backend, precision=args.precision, seed=args.seed, device=args.device,
@@ -113,6 +115,8 @@ def _config(args, model):
 def _extra(args) -> dict:
     """Recipe options given on the command line (TrainConfig.extra)."""
     extra = {} if args.r1 is None else {"r1": args.r1}
+    if getattr(args, "r1_every", None) is not None:
+        extra["r1_every"] = args.r1_every
     if getattr(args, "feature_matching", False):
         extra["feature_matching"] = True
     if getattr(args, "codes", None) is not None:
@@ -130,6 +134,9 @@ def _print_results(res: dict, out) -> None:
               f"({res['train_time_s']:.1f} s of training, backend {res['backend']})")
     labels = {"1nn_accuracy": "1NN test accuracy in the learned features", "mmd2": "MMD^2 to held-out data",
               "fd": "classifier Frechet distance (generated vs test)", "fd_real": "  (train vs test, the floor)",
+              "kid": "classifier KID (generated vs test)", "kid_std": "  its std over subsets",
+              "precision": "precision (generated inside the test manifold, k = 3)",
+              "recall": "recall (test inside the generated manifold, k = 3)",
               "classifier_score": "classifier score", "modes_covered": "modes covered",
               "high_quality": "high-quality samples",
               "infogan_cat_accuracy": "InfoGAN categorical code vs labels (best one-to-one pairing)",
@@ -141,7 +148,7 @@ def _print_results(res: dict, out) -> None:
         if res.get(k) is None:
             continue
         v = res[k]
-        if k in ("1nn_accuracy", "high_quality", "infogan_cat_accuracy"):
+        if k in ("1nn_accuracy", "high_quality", "infogan_cat_accuracy", "precision", "recall"):
             v = f"{100 * v:.2f} %"
         elif k == "modes_covered":
             v = f"{v} / {res['n_modes']}"
@@ -184,9 +191,34 @@ def _eval(args) -> int:
     state = ckpt.load(run / "checkpoint.pt")
     cfg = dataclasses.replace(TrainConfig.from_dict(state["config"]), out=str(run), progress=False)
     trainer = Trainer(cfg, resume=True)
-    res = evaluate(trainer.recipe, trainer.split, out=run, seed=cfg.seed)
+    res = evaluate(trainer.recipe, trainer.split, out=run, seed=cfg.seed, ema=trainer.ema)
     print(f"{cfg.model} on {cfg.data}, step {trainer.step} of {trainer.total}")
     _print_results(res, run)
+    return 0
+
+
+def _plot(args) -> int:
+    from .metrics import read_metrics, save_curves
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run: {run} is not a directory (a run directory holding metrics.jsonl)")
+    path = run / "metrics.jsonl"
+    try:
+        lines = read_metrics(path)  # a missing file: FileNotFoundError naming it
+    except ValueError as e:
+        raise ValueError(f"run: {path} is not a metrics log (one JSON object per line): {e}") from None
+    if not lines:
+        raise ValueError(f"run: {path} is empty (no metrics line logged yet)")
+    label, title = run.name, run.name
+    try:  # the trainer's label and title, when the run's config.json says them
+        c = json.loads((run / "config.json").read_text())
+        label, title = c["model"], f"{c['model']} on {c['data']} ({c['backend']}, seed {c['seed']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    out = Path(args.out) if args.out else run / "curves.png"
+    save_curves({label: lines}, out, title=title)
+    print(f"curves: {out} ({len(lines)} metrics lines, steps {lines[0].get('step')} to {lines[-1].get('step')})")
     return 0
 
 
@@ -236,8 +268,17 @@ def _train_args(p, steps_default_note: str) -> None:
     p.add_argument("--g-loss", default=None, choices=("ns", "minimax", "inverse"),
                    help="GAN G: ns (non-saturating) | minimax; BiGAN G/E: ns = inverse (Lambda) | minimax")
     p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
-                   help="gan, bigan, lr, jlr, improved, infogan: the R1 penalty weight on D (bigan: on the joint "
-                        "(x, E(x))); default 0, 1 on mnist5k (gan: 0.1 on gmm8 / gmm25; improved: 0.1 on gmm8)")
+                   help="gan, bigan, lr, jlr, infogan, improved, lsgan, hinge, fgan-*: the R1 penalty weight on D's "
+                        "real inputs (bigan: the joint (x, E(x))); default 0; 1 on mnist5k for gan, bigan, lr, jlr, "
+                        "infogan (gan: 0.1 on gmm8 / gmm25; improved: 0.1 on gmm8)")
+    p.add_argument("--r1-every", type=int, default=None, metavar="K",
+                   help="lazy R1 (StyleGAN2): the penalty, weighted K x GAMMA, on every K-th step of D only "
+                        "(default 1: every step)")
+    p.add_argument("--ema", type=float, default=None, metavar="KIMG",
+                   help="evaluate and sample from a moving average of G with this half-life in thousands of images "
+                        "(StyleGAN2-ADA's ema_kimg; default 0 = off); buffers copied from G")
+    p.add_argument("--ema-rampup", type=float, default=None, metavar="R",
+                   help="with --ema: the half-life is at most R x the images seen so far (default 0.05; 0 = none)")
     p.add_argument("--feature-matching", action="store_true",
                    help="improved: train G by feature matching instead of the non-saturating loss")
     p.add_argument("--codes", default=None, metavar="SPEC",
@@ -295,6 +336,10 @@ def main(argv=None) -> int:
     e = sub.add_parser("eval", help="evaluate a run directory")
     e.add_argument("run", help="the run directory (holding checkpoint.pt)")
     e.set_defaults(fn=_eval)
+    pl = sub.add_parser("plot", help="redraw a run's training curves from its metrics.jsonl")
+    pl.add_argument("run", help="the run directory (holding metrics.jsonl)")
+    pl.add_argument("--out", default=None, metavar="PNG", help="where to write the PNG (default RUN/curves.png)")
+    pl.set_defaults(fn=_plot)
     tb = sub.add_parser("table1", help="the BiGAN paper's Table 1 and the encoders (1NN accuracy)")
     _train_args(tb, "per model, default 5000")
     tb.add_argument("--seeds", type=_seed_list, default=None, metavar="S,S,...",

@@ -26,6 +26,15 @@ The laplacian kernels (3: euclidean, 4: l1; p = 1 / s) take their distances from
 block per feature chunk, exact at zero distance, where their gradient is defined as 0) and accumulate the gradient as
 sum_j c_ij f(a_i - b_j) directly (f = identity / dist or sign); first order only.
 
+The poly kernel (5: p = the scale g of the dot product, k = (g t + OFF)^DEG of t = a_i.b_j, DEG a constexpr) is a
+function of the dot product, not of the distance: its rows are not centred (it is not translation invariant), the
+tile's argument is the dot product itself, and its gradients have no row-sum terms:
+
+    MODE 1    g_i = fac1 (C b)_i                         C = sum_s w_s dk_s/dt
+    MODE 2    out_i = fac1 (C q)_i + fac2 (Q b)_i        Q_ij = (sum_s w_s d2k_s/dt2) (p_i.b_j + a_i.q_j)
+
+and the pairs (i, i) of a self-sum count in every mode when DIAG (their terms do not vanish).
+
 The mixture's parameters and weights are scalar kernel arguments (fp64, rounded in the kernel to the compute type),
 NS_MAX of them per launch: no tensor is built from Python numbers per call (a pageable host-to-device copy, a stream
 sync). A mixture of more bandwidths is summed over launches of NS_MAX bandwidths each (every output is linear in the
@@ -34,7 +43,7 @@ the host.
 
 Elementary functions: kernels/_math.py's _exp / _log (libdevice on the GPU, fp64 numpy under the interpreter).
 The kernel table is that of csrc/include/fastgan/pair_math.h: 0 gaussian (p = 1 / 2s^2), 1 rq (p = a),
-2 imq (p = s^2).
+2 imq (p = s^2), 3 / 4 laplacians (p = 1 / s), 5 poly (p = g).
 """
 from __future__ import annotations
 
@@ -51,7 +60,9 @@ from ._math import _exp, _log
 
 __all__ = ["kernel_sum", "kernel_sum_backward2", "KERNEL_IDS", "NS_MAX", "Config", "pick_config", "static_variants"]
 
-KERNEL_IDS = {"gaussian": 0, "rq": 1, "imq": 2, "laplacian": 3, "laplacian_l1": 4}
+KERNEL_IDS = {"gaussian": 0, "rq": 1, "imq": 2, "laplacian": 3, "laplacian_l1": 4, "poly": 5}
+DIRECT_IDS = (3, 4)  # the laplacians: distances from direct differences, first order only
+POLY = 5
 NS_MAX = 8  # bandwidths per launch (scalar arguments p0..p7, w0..w7); more are summed over launches
 MAX_SPLITS = 32  # column splits per row block (the partial buffers hold at most this many slices)
 H100_SMS = 132  # the SM count of the benchmark GPU (the static report, and CPU tensors under the interpreter)
@@ -63,12 +74,25 @@ _SPLITS_OVERRIDE: int | None = None
 
 
 @triton.jit
-def _mix_add(val, c, h, r2, p_arg, w_arg, KERNEL: tl.constexpr):
-    """(val, c, h) + (k, k', k'') of one bandwidth at r2 (unused ones are dead code the compiler drops).
-    p_arg, w_arg: fp64 scalar arguments (Python floats under the interpreter), rounded to the compute type here."""
+def _mix_add(val, c, h, r2, p_arg, w_arg, off_arg, KERNEL: tl.constexpr, DEG: tl.constexpr):
+    """(val, c, h) + (k, k', k'') of one bandwidth at r2 (poly: at the dot product; unused ones are dead code the
+    compiler drops). p_arg, w_arg, off_arg: fp64 scalar arguments (Python floats under the interpreter), rounded to
+    the compute type here."""
     p = tl.full([], p_arg, r2.dtype)
     w = tl.full([], w_arg, r2.dtype)
-    if KERNEL == 0:  # gaussian: k = e^(-p r2), k' = -p k, k'' = p^2 k
+    if KERNEL == 5:  # poly: b = p t + off; k = b^DEG, k' = DEG p b^(DEG-1), k'' = DEG (DEG-1) p^2 b^(DEG-2)
+        b = p * r2 + tl.full([], off_arg, r2.dtype)
+        e2 = tl.zeros_like(r2) + 1.0
+        for _ in tl.static_range(2, DEG):  # b^(DEG-2) by products (b may be negative); 1 for DEG < 2 (weight 0)
+            e2 = e2 * b
+        if DEG >= 2:
+            e1 = e2 * b
+        else:
+            e1 = tl.zeros_like(r2) + 1.0
+        val += w * (e1 * b)
+        c += (w * DEG * p) * e1
+        h += (w * (DEG * (DEG - 1)) * p * p) * e2
+    elif KERNEL == 0:  # gaussian: k = e^(-p r2), k' = -p k, k'' = p^2 k
         e = _exp(-p * r2)
         val += w * e
         c += (-w * p) * e
@@ -80,7 +104,7 @@ def _mix_add(val, c, h, r2, p_arg, w_arg, KERNEL: tl.constexpr):
         val += w * e
         c += (-0.5 * w) * et
         h += (w * (p + 1.0) / (4.0 * p)) * (et / t)
-    elif KERNEL >= 3:  # laplacians, of the distance t (euclidean: sqrt r2): k = e^(-p t), dk/dt = -p k
+    elif KERNEL == 3 or KERNEL == 4:  # laplacians, of the distance t (euclidean: sqrt r2): k = e^(-p t), dk/dt = -p k
         e = _exp(-p * (tl.sqrt(r2) if KERNEL == 3 else r2))
         val += w * e
         c += (-w * p) * e
@@ -95,27 +119,27 @@ def _mix_add(val, c, h, r2, p_arg, w_arg, KERNEL: tl.constexpr):
 
 
 @triton.jit
-def _mixture(r2, p0, p1, p2, p3, p4, p5, p6, p7, w0, w1, w2, w3, w4, w5, w6, w7, NS: tl.constexpr,
-             KERNEL: tl.constexpr):
+def _mixture(r2, p0, p1, p2, p3, p4, p5, p6, p7, w0, w1, w2, w3, w4, w5, w6, w7, off, NS: tl.constexpr,
+             KERNEL: tl.constexpr, DEG: tl.constexpr):
     """(k, k', k'') of the mixture of the first NS bandwidths at r2."""
     val = tl.zeros_like(r2)
     c = tl.zeros_like(r2)
     h = tl.zeros_like(r2)
-    val, c, h = _mix_add(val, c, h, r2, p0, w0, KERNEL)
+    val, c, h = _mix_add(val, c, h, r2, p0, w0, off, KERNEL, DEG)
     if NS > 1:
-        val, c, h = _mix_add(val, c, h, r2, p1, w1, KERNEL)
+        val, c, h = _mix_add(val, c, h, r2, p1, w1, off, KERNEL, DEG)
     if NS > 2:
-        val, c, h = _mix_add(val, c, h, r2, p2, w2, KERNEL)
+        val, c, h = _mix_add(val, c, h, r2, p2, w2, off, KERNEL, DEG)
     if NS > 3:
-        val, c, h = _mix_add(val, c, h, r2, p3, w3, KERNEL)
+        val, c, h = _mix_add(val, c, h, r2, p3, w3, off, KERNEL, DEG)
     if NS > 4:
-        val, c, h = _mix_add(val, c, h, r2, p4, w4, KERNEL)
+        val, c, h = _mix_add(val, c, h, r2, p4, w4, off, KERNEL, DEG)
     if NS > 5:
-        val, c, h = _mix_add(val, c, h, r2, p5, w5, KERNEL)
+        val, c, h = _mix_add(val, c, h, r2, p5, w5, off, KERNEL, DEG)
     if NS > 6:
-        val, c, h = _mix_add(val, c, h, r2, p6, w6, KERNEL)
+        val, c, h = _mix_add(val, c, h, r2, p6, w6, off, KERNEL, DEG)
     if NS > 7:
-        val, c, h = _mix_add(val, c, h, r2, p7, w7, KERNEL)
+        val, c, h = _mix_add(val, c, h, r2, p7, w7, off, KERNEL, DEG)
     return val, c, h
 
 
@@ -125,9 +149,10 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
                  p0: tl.float64, p1: tl.float64, p2: tl.float64, p3: tl.float64,
                  p4: tl.float64, p5: tl.float64, p6: tl.float64, p7: tl.float64,
                  w0: tl.float64, w1: tl.float64, w2: tl.float64, w3: tl.float64,
-                 w4: tl.float64, w5: tl.float64, w6: tl.float64, w7: tl.float64,
+                 w4: tl.float64, w5: tl.float64, w6: tl.float64, w7: tl.float64, off: tl.float64,
                  KERNEL: tl.constexpr, NS: tl.constexpr, MODE: tl.constexpr, SELF: tl.constexpr,
-                 DIAG: tl.constexpr, PREC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr):
+                 DIAG: tl.constexpr, PREC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
+                 DEG: tl.constexpr):
     # a (NA, D), b (NB, D), pu (NA, D), qv (NB, D): contiguous rows; na, nb, pa, qb: per-row vectors (|a|^2, |b|^2,
     # p.a, q.b). Outputs, one slice per split: val (SPLITS, NA) per-row sums; g, g2 (SPLITS, NA, D) (g2: scratch).
     pid_m = tl.program_id(0).to(tl.int64)
@@ -157,7 +182,7 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
         nb = tl.load(nb_ptr + cols, mask=col_ok, other=0.0)
         dot = tl.zeros([BM, BN], dtype=na.dtype)
         edot = tl.zeros([BM, BN], dtype=na.dtype)
-        if KERNEL >= 3:  # laplacians: distances from direct differences, exact at zero distance
+        if KERNEL == 3 or KERNEL == 4:  # laplacians: distances from direct differences, exact at zero distance
             for k0 in range(0, D, BD):
                 ks = k0 + tl.arange(0, BD)
                 k_ok = ks < D
@@ -168,7 +193,7 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
                     dot += tl.sum(tl.where(df < 0.0, -df, df), axis=2)
                 else:
                     dot += tl.sum(df * df, axis=2)
-        for k0 in range(0, D if KERNEL < 3 else 0, BD):
+        for k0 in range(0, 0 if (KERNEL == 3 or KERNEL == 4) else D, BD):
             ks = k0 + tl.arange(0, BD)
             k_ok = ks < D
             a = tl.load(a_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
@@ -180,17 +205,19 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
                 edot = tl.dot(pu, tl.trans(b), edot, input_precision=PREC)
                 edot = tl.dot(a, tl.trans(qv), edot, input_precision=PREC)
         if KERNEL >= 3:
-            r2 = dot  # the l1 distance, or the squared euclidean one
+            r2 = dot  # the l1 distance, or the squared euclidean one; poly: the dot product
         else:
             r2 = na[:, None] + nb[None, :] - 2.0 * dot
             r2 = tl.where(r2 < 0.0, 0.0, r2)  # NaN passes
         valid = row_ok[:, None] & col_ok[None, :]
         if SELF:
             same = rows[:, None] == cols[None, :]
-            r2 = tl.where(same, 0.0, r2)  # exactly 0 on the diagonal
+            if KERNEL != 5:
+                r2 = tl.where(same, 0.0, r2)  # exactly 0 on the diagonal
             if not DIAG:
                 valid = valid & (rows[:, None] != cols[None, :])
-        val, c, h = _mixture(r2, p0, p1, p2, p3, p4, p5, p6, p7, w0, w1, w2, w3, w4, w5, w6, w7, NS, KERNEL)
+        val, c, h = _mixture(r2, p0, p1, p2, p3, p4, p5, p6, p7, w0, w1, w2, w3, w4, w5, w6, w7, off, NS, KERNEL,
+                             DEG)
         if KERNEL == 3:  # d dist / d a = (a - b) / dist, and 0 at dist 0 (the least-norm subgradient)
             c = tl.where(r2 == 0.0, 0.0, c / tl.where(r2 == 0.0, 1.0, tl.sqrt(r2)))  # NaN propagates
         c = tl.where(valid, c, 0.0)
@@ -200,7 +227,10 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
             rsum1 += tl.sum(c, axis=1)
         if MODE == 2:
             qb = tl.load(qb_ptr + cols, mask=col_ok, other=0.0)
-            q = tl.where(valid, h * (pa[:, None] + qb[None, :] - edot), 0.0)
+            if KERNEL == 5:  # poly: q = h e, e = p_i.b_j + a_i.q_j
+                q = tl.where(valid, h * edot, 0.0)
+            else:
+                q = tl.where(valid, h * (pa[:, None] + qb[None, :] - edot), 0.0)
             rsum2 += tl.sum(q, axis=1)
         if MODE >= 1:
             # the slice holds the sums of the earlier tiles (none before the first); the last tile stores the
@@ -216,7 +246,7 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
                 m_b = col_ok[:, None] & k_ok[None, :]
                 b = tl.load(b_cols + ks[None, :], mask=m_b, other=0.0)
                 acc = tl.load(g_rows + ks[None, :], mask=row_ok[:, None] & (ks < d_more)[None, :], other=0.0)
-                if KERNEL >= 3:  # laplacians: g += sum_j c_ij f(a_i - b_j), f = sign (l1) or identity
+                if KERNEL == 3 or KERNEL == 4:  # laplacians: g += sum_j c_ij f(a_i - b_j), f = sign or identity
                     a = tl.load(a_rows + ks[None, :], mask=m_out, other=0.0)
                     df = a[:, None, :] - b[None, :, :]
                     if KERNEL == 4:
@@ -225,16 +255,23 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
                     out = tl.where(last, fac1 * acc, acc)
                 elif MODE == 1:  # g += C b
                     acc = tl.dot(c, b, acc, input_precision=PREC)
-                    a = tl.load(a_rows + ks[None, :], mask=row_ok[:, None] & (ks < d_last)[None, :], other=0.0)
-                    out = tl.where(last, fac1 * (rsum1[:, None] * a - acc), acc)
+                    if KERNEL == 5:  # poly: no row-sum term
+                        out = tl.where(last, fac1 * acc, acc)
+                    else:
+                        a = tl.load(a_rows + ks[None, :], mask=row_ok[:, None] & (ks < d_last)[None, :], other=0.0)
+                        out = tl.where(last, fac1 * (rsum1[:, None] * a - acc), acc)
                 else:  # g += C q, g2 += Q b
                     qv = tl.load(qv_cols + ks[None, :], mask=m_b, other=0.0)
                     acc = tl.dot(c, qv, acc, input_precision=PREC)
                     acc2 = tl.load(g2_rows + ks[None, :], mask=row_ok[:, None] & (ks < d_more)[None, :], other=0.0)
                     acc2 = tl.dot(q, b, acc2, input_precision=PREC)
-                    a = tl.load(a_rows + ks[None, :], mask=row_ok[:, None] & (ks < d_last)[None, :], other=0.0)
-                    pu = tl.load(pu_rows + ks[None, :], mask=row_ok[:, None] & (ks < d_last)[None, :], other=0.0)
-                    out = tl.where(last, fac1 * (rsum1[:, None] * pu - acc) + fac2 * (rsum2[:, None] * a - acc2), acc)
+                    if KERNEL == 5:  # poly: no row-sum terms
+                        out = tl.where(last, fac1 * acc + fac2 * acc2, acc)
+                    else:
+                        a = tl.load(a_rows + ks[None, :], mask=row_ok[:, None] & (ks < d_last)[None, :], other=0.0)
+                        pu = tl.load(pu_rows + ks[None, :], mask=row_ok[:, None] & (ks < d_last)[None, :], other=0.0)
+                        out = tl.where(last, fac1 * (rsum1[:, None] * pu - acc) + fac2 * (rsum2[:, None] * a - acc2),
+                                       acc)
                     tl.store(g2_rows + ks[None, :], acc2, mask=row_ok[:, None] & (ks < D - d_last)[None, :])
                 tl.store(g_rows + ks[None, :], out, mask=m_out)
     if MODE < 2:
@@ -283,7 +320,7 @@ def pick_config(NA: int, NB: int, D: int, dtype: torch.dtype, kernel_id: int, mo
     it; where none reaches it (tiny batches), the shape with the most programs. Row blocks alone that fill the GPU
     give one split: no partial buffer beyond the output."""
     ct = "fp64" if dtype == torch.float64 else "fp32"
-    family = "direct" if kernel_id >= 3 else "smooth"
+    family = "direct" if kernel_id in DIRECT_IDS else "smooth"
     cands = _INTERPRET_TILES if interpret else _TILES[(family, ct, mode == 2 and family == "smooth")]
     esize = 8 if ct == "fp64" else 4
     best = None
@@ -320,13 +357,14 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def _centred(x: torch.Tensor, y: torch.Tensor | None):
-    """x and y (or None) minus their common mean, contiguous, in the compute type (the cancellation guard)."""
+def _centred(x: torch.Tensor, y: torch.Tensor | None, centre: bool = True):
+    """x and y (or None) minus their common mean, contiguous, in the compute type (the cancellation guard);
+    centre=False (poly, not translation invariant): as given."""
     ct = _compute_dtype(x.dtype)
     xc = x.to(ct)
     yc = None if y is None else y.to(ct)
     cnt = x.shape[0] + (0 if y is None else y.shape[0])
-    if cnt:
+    if cnt and centre:
         mean = xc.sum(0) if y is None else xc.sum(0) + yc.sum(0)
         mean = mean / cnt
         xc = xc - mean
@@ -342,6 +380,8 @@ def _params(kernel: str, bandwidths, weights) -> tuple[list[tuple[list[float], l
         p = [float(s) for s in bandwidths]
     elif kernel == "imq":
         p = [s * s for s in bandwidths]
+    elif kernel == "poly":  # the scales of the dot product
+        p = [float(s) for s in bandwidths]
     else:  # laplacians
         p = [1.0 / s for s in bandwidths]
     w = [float(v) for v in weights]
@@ -357,7 +397,7 @@ def _scalars(ps: list[float], ws: list[float]) -> list[float]:
 
 
 def _launch(mode, a, b, na, nb, params, kernel_id, self_sum, diagonal, fac1=0.0, fac2=0.0, pu=None, qv=None,
-            pa=None, qb=None):
+            pa=None, qb=None, poly=(1, 0.0)):
     """(per-row value partials (splits, NA), the gradient (NA, D) or None) of one mixture chunk."""
     NA, D = a.shape
     NB = b.shape[0]
@@ -376,9 +416,9 @@ def _launch(mode, a, b, na, nb, params, kernel_id, self_sum, diagonal, fac1=0.0,
         wrap_triton(_pair_kernel)[_grid(NA, cfg)](
             a, b, na, nb, val, g, g2, pu if pu is not None else a, qv if qv is not None else b,
             pa if pa is not None else na, qb if qb is not None else nb, NA, NB, D, S, float(fac1), float(fac2),
-            *_scalars(ps, ws), KERNEL=int(kernel_id), NS=len(ps), MODE=int(mode), SELF=bool(self_sum),
-            DIAG=bool(diagonal), PREC="ieee", BM=cfg.bm, BN=cfg.bn, BD=cfg.bd, num_warps=cfg.num_warps,
-            num_stages=cfg.num_stages)
+            *_scalars(ps, ws), float(poly[1]), KERNEL=int(kernel_id), NS=len(ps), MODE=int(mode),
+            SELF=bool(self_sum), DIAG=bool(diagonal), PREC="ieee", BM=cfg.bm, BN=cfg.bn, BD=cfg.bd,
+            DEG=int(poly[0]) if kernel_id == POLY else 1, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if mode == 0:
         return val, None
     return val, (g[0] if S == 1 else g.sum(0))
@@ -392,23 +432,26 @@ def _add(acc, t):
     return t if acc is None else acc + t
 
 
-def kernel_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
+def kernel_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y, degree=3, offset=1.0):
     """(S, dS/dx or [0], dS/dy or [0]) as fastgan::kernel_sum (arguments checked by the caller)."""
     chunks, kid = _params(kernel, bandwidths, weights)
     self_sum = y is None
-    xc, yc = _centred(x, y)
+    xc, yc = _centred(x, y, centre=kid != POLY)
     b = xc if self_sum else yc
     nx = _row_dot(xc, xc)
     nb = nx if self_sum else _row_dot(yc, yc)
-    direct = kid >= 3  # laplacians: the gradient is accumulated as it is (no row-sum combination), factor 1 / 2
+    # laplacians and poly: the gradient is accumulated as it is (no row-sum combination), factor 1 / 2
+    direct = kid >= 3
+    poly = (degree, offset)
     value = gx = gy = None
     for params in chunks:
         rows, g = _launch(1 if grad_x else 0, xc, b, nx, nb, params, kid, self_sum, diagonal,
-                          fac1=(2.0 if self_sum else 1.0) if direct else (4.0 if self_sum else 2.0))
+                          fac1=(2.0 if self_sum else 1.0) if direct else (4.0 if self_sum else 2.0), poly=poly)
         value = _add(value, rows.sum(dtype=torch.float64))
         gx = _add(gx, g) if grad_x else None
         if grad_y and not self_sum:
-            gy = _add(gy, _launch(1, yc, xc, nb, nx, params, kid, False, True, fac1=1.0 if direct else 2.0)[1])
+            gy = _add(gy, _launch(1, yc, xc, nb, nx, params, kid, False, True, fac1=1.0 if direct else 2.0,
+                                  poly=poly)[1])
     half = x.dtype in (torch.float16, torch.bfloat16)  # the sum in fp32 for half inputs, as the C++ op
     value = value.to(torch.float32 if half else x.dtype)
     gx = gx.to(x.dtype) if grad_x else x.new_empty([0])
@@ -416,16 +459,17 @@ def kernel_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
     return value, gx, gy
 
 
-def kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y):
+def kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y, diagonal=True, degree=3,
+                         offset=1.0):
     """(d/dx, d/dy) of <u, dS/dx> + <v, dS/dy>, as fastgan::kernel_sum_backward2."""
     chunks, kid = _params(kernel, bandwidths, weights)
-    if kid >= 3:
+    if kid in DIRECT_IDS:
         raise NotImplementedError(f"fastgan.kernel_sum: second-order derivatives of the {kernel} kernel are not "
                                   "implemented (it is not twice differentiable at zero distance); use a smooth kernel "
-                                  "(gaussian, rq, imq) for gradient penalties through an MMD")
+                                  "(gaussian, rq, imq, poly) for gradient penalties through an MMD")
     self_sum = y is None
     ct = _compute_dtype(x.dtype)
-    xc, yc = _centred(x, y)
+    xc, yc = _centred(x, y, centre=kid != POLY)
     uc = u.to(ct).contiguous()
     if self_sum:
         yc, vc = xc, uc
@@ -433,14 +477,21 @@ def kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y
         vc = (v.to(ct) if v is not None else torch.zeros_like(yc)).contiguous()
     nx, ny = _row_dot(xc, xc), _row_dot(yc, yc)
     ux, vy = _row_dot(uc, xc), _row_dot(vc, yc)
-    f = 4.0 if self_sum else 2.0
+    poly = (degree, offset)
+    if kid == POLY:  # out = f (C q + Q b), f = 2 for a self-sum (its pairs (i, i) count when diagonal)
+        fx = fx2 = 2.0 if self_sum else 1.0
+        fy = fy2 = 1.0
+        diag_x = diagonal
+    else:  # a self-sum's pairs (i, i) contribute 0 analytically (u_i - u_i, x_i - x_i): left out, as the C++
+        fx = 4.0 if self_sum else 2.0
+        fx2, fy, fy2, diag_x = 2.0 * fx, 2.0, 4.0, False
     dx = dy = None
     for params in chunks:
         if grad_x:
-            # a self-sum's pairs (i, i) contribute 0 analytically (u_i - u_i, x_i - x_i): leave them out, as the C++
-            dx = _add(dx, _launch(2, xc, yc, nx, ny, params, kid, self_sum, False, f, 2.0 * f, uc, vc, ux, vy)[1])
+            dx = _add(dx, _launch(2, xc, yc, nx, ny, params, kid, self_sum, diag_x, fx, fx2, uc, vc, ux, vy,
+                                  poly=poly)[1])
         if grad_y and not self_sum:
-            dy = _add(dy, _launch(2, yc, xc, ny, nx, params, kid, False, True, 2.0, 4.0, vc, uc, vy, ux)[1])
+            dy = _add(dy, _launch(2, yc, xc, ny, nx, params, kid, False, True, fy, fy2, vc, uc, vy, ux, poly=poly)[1])
     dx = dx.to(x.dtype) if grad_x else x.new_empty([0])
     dy = dy.to(x.dtype) if (grad_y and not self_sum) else x.new_empty([0])
     return dx, dy
@@ -450,7 +501,7 @@ def kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y
 _PTR_ARGS = ("a_ptr", "b_ptr", "na_ptr", "nb_ptr", "val_ptr", "g_ptr", "g2_ptr", "pu_ptr", "qv_ptr", "pa_ptr",
              "qb_ptr")
 _SCALAR_ARGS = {"NA": "i32", "NB": "i32", "D": "i32", "SPLITS": "i32", "fac1": "fp32", "fac2": "fp32"} | {
-    f"{c}{i}": "fp64" for c in "pw" for i in range(NS_MAX)}  # (ints: i32 below 2^31, as the JIT types them)
+    f"{c}{i}": "fp64" for c in "pw" for i in range(NS_MAX)} | {"off": "fp64"}  # (ints: i32 below 2^31, as the JIT)
 _SIG = dict.fromkeys(_PTR_ARGS, "*fp32") | _SCALAR_ARGS
 # (n = m, d): the mmd2 calls of bench/bench_mmd.py, the trainers of bench/bench_train_step.py (gmmn: B = 128 on 784
 # MNIST pixels; mmdgan: B = 128 on 16 critic features) and batches of 256 and 512 (issue 16: 256-1024 fill an H100)
@@ -492,13 +543,14 @@ def static_variants(shapes=BENCH_SHAPES, sms: int = H100_SMS) -> Iterator[dict]:
     fp64 (gradcheck, not hot) at FP64_SHAPES. NS = 5: the trainers' and benchmarks' five bandwidths."""
     for dt, dtype, shp in (("fp32", torch.float32, shapes), ("fp64", torch.float64, FP64_SHAPES)):
         for kname, kid in KERNEL_IDS.items():
-            for mode, self_sum, diag, hot in _MODES:
-                if mode == 2 and kid >= 3:  # the laplacians are first order only
+            # (poly's biased self-sums keep their pairs (i, i) in the second order too: one more variant)
+            for mode, self_sum, diag, hot in _MODES + (((2, True, True, False),) if kid == POLY else ()):
+                if mode == 2 and kid in DIRECT_IDS:  # the laplacians are first order only
                     continue
                 for n, d in (shp if kid == 0 and mode < 2 else [sh for sh in shp if sh in OTHER_SHAPES]):
                     cfg = pick_config(n, n, d, dtype, kid, mode, sms=sms)
                     consts = dict(KERNEL=kid, NS=5, MODE=mode, SELF=self_sum, DIAG=diag, PREC="ieee", BM=cfg.bm,
-                                  BN=cfg.bn, BD=cfg.bd)
+                                  BN=cfg.bn, BD=cfg.bd, DEG=3 if kid == POLY else 1)
                     sig, consts, attrs = _jit_spec(consts, dict(NA=n, NB=n, D=d, SPLITS=cfg.splits))
                     sig = {k: (v.replace("*fp32", "*" + dt) if v.startswith("*") else v) for k, v in sig.items()}
                     name = (f"mmd {dt} {kname} mode={mode} {'self' if self_sum else 'cross'}"

@@ -7,6 +7,8 @@
 - cuda: only with a GPU (the tests exist and skip without one).
 Each run draws a fresh random seed (printed at the start, and with every failure); FASTGAN_TEST_SEED=N repeats one.
 """
+import contextlib
+import datetime
 import os
 import random
 import zlib
@@ -75,11 +77,28 @@ def device_of():
     return lambda impl: torch.device(IMPL_DEVICE[impl])
 
 
-def tcp_init() -> str:
-    """A torch.distributed TCP rendezvous address on a free loopback port, for multi-process tests (the file://
-    store aborted a rank at exit about 1 run in 6: "terminate called without an active exception")."""
-    import socket
+@contextlib.contextmanager
+def rendezvous():
+    """A rendezvous for multi-process tests: this process runs a TCPStore server on a loopback port the OS assigns as
+    it binds (port 0), and keeps it listening until the block ends; yields the (host, port) that join() takes.
+    The old way -- bind port 0, close it, hand the number to rank 0 to bind again seconds later -- left a window in
+    which any outgoing connection could take the port (issue 20's "1 run in 10" failure of a 2-process test); a
+    file:// store aborted a rank at exit about 1 run in 6 ("terminate called without an active exception")."""
+    import torch.distributed as dist
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
+                          timeout=datetime.timedelta(seconds=120))
+    try:
+        yield ("127.0.0.1", store.port)
+    finally:
+        del store
+
+
+def join(addr, rank: int, world_size: int, timeout_s: float = 120.0) -> None:
+    """init_process_group (gloo) for `rank` of `world_size` through the rendezvous() at addr; a rank that waits
+    longer than timeout_s for the others fails instead of hanging the suite."""
+    import torch.distributed as dist
+
+    timeout = datetime.timedelta(seconds=timeout_s)
+    store = dist.TCPStore(addr[0], addr[1], is_master=False, timeout=timeout)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size, timeout=timeout)

@@ -5,6 +5,7 @@ takes dcgan runs an iteration on digits with conv nets (fused and eager twin); t
 compute the same gradients in float64 (1e-10); a dcgan run resumes bit-identically and refuses another arch; the
 errors (dcgan on 2-D data, an unknown arch, a recipe that takes mlp only) name `arch`."""
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -184,6 +185,9 @@ def test_cli_trains_and_evaluates_dcgan(tmp_path, capsys):
                      "--batch-size", "16", "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "classifier Frechet distance" in text and "1NN test accuracy" in text
+    assert "classifier KID (generated vs test)" in text and "recall (test inside the generated manifold" in text
+    res = json.loads((out / "results.json").read_text())
+    assert {"kid", "kid_std", "precision", "recall"} <= set(res) and 0.0 <= res["precision"] <= 1.0
     assert (out / "samples.png").is_file()
     assert TrainConfig.from_dict(ckpt.load(out / "checkpoint.pt")["config"]).arch == "dcgan"
 

@@ -114,3 +114,22 @@ def test_an_op_without_a_backend_raises_when_asked_and_auto_skips_it(fresh_backe
         backend.resolve("triton", "cpu", "some_op", cpp_only) if backend.triton_interpreter() else \
             backend.resolve("triton", "cuda", "some_op", cpp_only)
     assert backend.resolve("auto", "cpu", "some_op", frozenset({"reference"})) == "reference"
+
+
+def test_the_backend_in_force_does_not_break_a_compiled_graph():
+    """impl=None reads current_backend() (a ContextVar): under torch.compile it is read once at tracing, so a fastgan
+    op in a compiled function costs no graph break, inside a use_backend scope or not."""
+    b = torch.randn(8, dtype=torch.float64)
+
+    def f(x):
+        return fastgan.bias_act(x, b, act="lrelu") * 2
+
+    x = torch.randn(4, 8, dtype=torch.float64)
+    torch._dynamo.reset()
+    assert torch._dynamo.explain(f)(x).graph_break_count == 0
+    with fastgan.use_backend("cpp"):
+        torch._dynamo.reset()
+        assert torch._dynamo.explain(f)(x).graph_break_count == 0
+        compiled = torch.compile(f, backend="eager", fullgraph=True)
+        torch.testing.assert_close(compiled(x), f(x), rtol=1e-12, atol=1e-12)
+    torch._dynamo.reset()

@@ -26,3 +26,10 @@ def test_demo_quick():
 def test_bad_arguments():
     out = run("demo", "--device", "tpu")
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_plot_errors_name_the_run_directory(tmp_path):
+    out = run("plot", str(tmp_path / "missing"))
+    assert out.returncode == 2 and "is not a directory" in out.stderr
+    out = run("plot", str(tmp_path))
+    assert out.returncode == 2 and "metrics.jsonl not found" in out.stderr

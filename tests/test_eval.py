@@ -246,7 +246,7 @@ def test_generation_metrics_labelled(digits):
     clf = fe.FeatureClassifier(64, 10)
     clf.reset_parameters(torch.Generator().manual_seed(0))
     out = fe.generation_metrics(split.test_x, split, classifier=clf)
-    assert set(out) == {"mmd2", "fd", "classifier_score", "fd_real"}
+    assert set(out) == {"mmd2", "fd", "classifier_score", "fd_real", "kid", "kid_std", "precision", "recall"}
     assert out["fd"] == pytest.approx(0.0, abs=1e-6) and out["mmd2"] == pytest.approx(0.0, abs=1e-9)
     assert out["fd_real"] > 0 and 1.0 <= out["classifier_score"] <= 10.0
     noise = fe.generation_metrics(torch.rand(300, 64) * 2 - 1, split, classifier=clf)

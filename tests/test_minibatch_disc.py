@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import IMPL_DEVICE, close, impl_params, tcp_init
+from conftest import IMPL_DEVICE, close, impl_params, join, rendezvous
 
 import fastgan
 from fastgan import backend
@@ -229,7 +229,7 @@ def test_errors(impl):
 def _two_rank_worker(rank, path, f_all, state, out_dir):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=path, rank=rank, world_size=2)
+    join(path, rank, 2)
     try:
         layer = MinibatchDiscrimination(8, kernels=4, kernel_dim=3, global_batch=True)
         layer.load_state_dict(state)
@@ -250,7 +250,8 @@ def test_global_batch_two_ranks(tmp_path):
     torch.manual_seed(0)
     ref_layer = MinibatchDiscrimination(8, kernels=4, kernel_dim=3)
     f_all = torch.randn(10, 8)
-    mp.spawn(_two_rank_worker, args=(tcp_init(), f_all, ref_layer.state_dict(), str(tmp_path)), nprocs=2)
+    with rendezvous() as addr:
+        mp.spawn(_two_rank_worker, args=(addr, f_all, ref_layer.state_dict(), str(tmp_path)), nprocs=2)
     res = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     f = f_all.clone().requires_grad_(True)
     out = ref_layer(f)
@@ -263,7 +264,7 @@ def test_global_batch_two_ranks(tmp_path):
 def _uneven_worker(rank, path, out_dir):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=path, rank=rank, world_size=2)
+    join(path, rank, 2)
     try:
         layer = MinibatchDiscrimination(4, kernels=2, kernel_dim=2, global_batch=True)
         try:
@@ -281,7 +282,8 @@ def _uneven_worker(rank, path, out_dir):
 def test_global_batch_uneven_sizes_raise_on_every_rank(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_uneven_worker, args=(tcp_init(), str(tmp_path)), nprocs=2)
+    with rendezvous() as addr:
+        mp.spawn(_uneven_worker, args=(addr, str(tmp_path)), nprocs=2)
     for r in range(2):
         text = (tmp_path / f"rank{r}.txt").read_text()
         assert "global_batch needs the same batch size on every rank, got [3, 4]" in text

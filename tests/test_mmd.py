@@ -148,10 +148,16 @@ def test_opcheck(impl):
     op, op2 = ns.kernel_sum.default, ns.kernel_sum_backward2.default
     for args in ((x, y, "gaussian", [1.0, 2.0], [1.0, 1.0], True, True, True),
                  (x, None, "imq", [1.0], [2.0], False, True, False),
-                 (x.detach(), y.detach(), "rq", [0.5], [1.0], True, False, False)):
+                 (x.detach(), y.detach(), "rq", [0.5], [1.0], True, False, False),
+                 (x, y, "poly", [0.5, 0.2], [1.0, 1.0], True, True, True, 3, 1.0),  # + degree, offset
+                 (x, None, "poly", [1.0], [2.0], True, True, False, 2, 0.0),
+                 (x.detach(), y.detach(), "poly", [0.5], [1.0], True, False, False, 1, 3.0)):
         check(op, args)
     for args in ((x.detach(), y.detach(), u, v, "gaussian", [1.0], [1.0], True, True),
-                 (x.detach(), None, u, None, "rq", [1.0, 2.0], [1.0, 0.5], True, False)):
+                 (x.detach(), None, u, None, "rq", [1.0, 2.0], [1.0, 0.5], True, False),
+                 (x.detach(), y.detach(), u, v, "poly", [0.3], [1.0], True, True, True, 3, 1.0),  # + diagonal, ...
+                 (x.detach(), None, u, None, "poly", [1.0, 0.5], [1.0, 0.5], True, False, True, 4, 0.5),
+                 (x.detach(), None, u, None, "poly", [1.0], [1.0], True, False, False, 2, 1.0)):
         check(op2, args)
 
 
@@ -295,7 +301,7 @@ def test_errors(impl):
         (lambda: torch.ops.fastgan.kernel_sum(x, y, "gaussian", [1.0], [], True, False, False), ValueError,
          "weights: expected 1 weights"),
         (lambda: torch.ops.fastgan.kernel_sum(x, y, "cauchy", [1.0], [1.0], True, False, False), ValueError,
-         "kernel: expected 'gaussian', 'rq', 'imq', 'laplacian' or 'laplacian_l1'"),
+         "kernel: expected 'gaussian', 'rq', 'imq', 'laplacian', 'laplacian_l1' or 'poly'"),
     ]
     for fn, exc, msg in cases:
         with pytest.raises(exc, match=msg):

@@ -151,6 +151,52 @@ def test_errors():
     assert fastgan.gradient_penalty(critic, x, kind="r1").item() >= 0  # r1 needs no fake
 
 
+@pytest.mark.parametrize("kw, match", [
+    (dict(weight=-1.0), r"weight: expected a finite number >= 0, got -1\.0"),
+    (dict(weight=float("inf")), "weight: expected a finite number >= 0, got inf"),
+    (dict(weight=float("nan")), "weight: expected a finite number >= 0, got nan"),
+    (dict(weight=True), "weight: expected a finite number >= 0, got True"),
+    (dict(weight="10"), "weight: expected a finite number >= 0, got '10'"),
+    (dict(center=float("nan")), "center: expected a finite number, got nan"),
+    (dict(center=-float("inf")), "center: expected a finite number, got -inf"),
+])
+@pytest.mark.parametrize("fn", ["gradient_penalty", "wgan_critic_loss", "wgan_critic_loss(fused=True)"])
+def test_weight_and_center_are_checked_on_every_path(fn, kw, match):
+    """A negative weight (a reward for steep critics) or a non-finite one is an error naming it, on the generic path
+    and on wgan_critic_loss's fused MLP pass (which takes them as they are)."""
+    critic = MLPCritic(4, hidden=(8,))
+    x, y = torch.randn(3, 4), torch.randn(3, 4)
+    call = fastgan.gradient_penalty if fn == "gradient_penalty" else fastgan.wgan_critic_loss
+    extra = dict(fused=True) if "fused=True" in fn else {}
+    with pytest.raises(ValueError, match=match):
+        call(critic, x, y, **kw, **extra)
+    call(critic, x, y, weight=0.0, **extra)  # 0 is allowed: no penalty
+
+
+def test_r1_from_outputs_equals_the_penalty_and_checks_its_arguments():
+    """r1_from_outputs (one critic forward shared with a loss) = gradient_penalty(kind='r1', fused=False): value and
+    parameter gradients (fp64, 1e-12), on a joint critic D(x, z)."""
+    from fastgan.penalties import r1_from_outputs
+
+    torch.manual_seed(0)
+    critic = BiGANDiscriminator(6, 3, hidden=8).double()
+    x, z = torch.randn(5, 6, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    exp = fastgan.gradient_penalty(critic, (x, z), kind="r1", weight=0.3, fused=False)
+    pts = (x.clone().requires_grad_(True), z.clone().requires_grad_(True))
+    got = r1_from_outputs(critic(*pts), pts, 0.3)
+    close(got, exp, torch.float64, "r1")
+    params = list(critic.parameters())
+    kw = dict(allow_unused=True, materialize_grads=True)  # the output bias does not reach the input gradient
+    for a, b in zip(torch.autograd.grad(got, params, **kw), torch.autograd.grad(exp, params, **kw)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="weight: expected a finite number >= 0"):
+        r1_from_outputs(critic(*pts), pts, -0.3)
+    with pytest.raises(ValueError, match="inputs: every input must require grad"):
+        r1_from_outputs(critic(x, z), (x, z), 0.3)
+    with pytest.raises(ValueError, match=r"out: expected the critic's outputs with the inputs' batch size 5"):
+        r1_from_outputs(critic(*pts).sum(), pts, 0.3)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=lambda d: str(d).split(".")[-1])
 @pytest.mark.parametrize("act", ["lrelu", "relu"])
 @pytest.mark.parametrize("kind", ["wgan-gp", "r1", "r2"])

@@ -67,12 +67,16 @@ def test_fused_and_eager_twin_compute_the_same_gradients(model, monkeypatch):
 
 @pytest.mark.parametrize("model, update", [(m, u) for m in ("gan", "bigan", "lr", "jlr")
                                            for u in ("simultaneous", "alternating")]
-                         + [("improved", "alternating")])  # improved: a critic-family recipe, alternating only
+                         # the critic family, alternating only
+                         + [(m, "alternating") for m in ("improved", "lsgan", "hinge", "fgan-JS")])
 def test_r1_fused_and_eager_twin_gradients(model, update, monkeypatch):
-    """The R1 penalty's double backward through fastgan's D layers vs the eager twin's, both update modes; for the
-    BiGAN on the joint input (x, E(x)) of D(x, z) (the joint_linear op's second derivative), for improved through
-    the minibatch-discrimination layer's."""
+    """The R1 penalty's double backward through fastgan's D layers vs the eager twin's, both update modes, from the
+    one forward over the real batch that the loss takes too (Recipe.real_logits); for the BiGAN on the joint input
+    (x, E(x)) of D(x, z) (the joint_linear op's second derivative), for improved through the minibatch-discrimination
+    layer's, for lsgan / hinge / f-GAN through the MLPCritic's bias_act. Lazy R1 on its penalty step: the same."""
     _assert_twin_gradients_equal(model, monkeypatch, update=update, extra={"r1": 0.7})
+    if model in ("bigan", "hinge"):
+        _assert_twin_gradients_equal(model, monkeypatch, update=update, extra={"r1": 0.7, "r1_every": 3})
 
 
 @pytest.mark.parametrize("model", ["gan", "bigan", "lr", "jlr"])
@@ -126,7 +130,16 @@ def test_same_seed_same_run_and_seeds_differ(tmp_path):
 @pytest.mark.parametrize("model, precision", [("bigan", "fp32"), ("bigan", "fp16"), ("wgan-gp", "fp16")])
 def test_resume_in_process_is_bit_identical(model, precision, tmp_path, monkeypatch):
     """fp16: the GradScaler's state (scale, growth tracker) is in the checkpoint too."""
-    kw = dict(model=model, steps=12, ckpt_every=4, log_every=3, precision=precision)
+    _assert_resume_is_bit_identical(model, precision, tmp_path, monkeypatch)
+
+
+def test_resume_with_g_averaged_is_bit_identical(tmp_path, monkeypatch):
+    """--ema: G's moving average (batch-norm buffers included) is in the checkpoint too."""
+    _assert_resume_is_bit_identical("gan", "fp32", tmp_path, monkeypatch, ema=0.1)
+
+
+def _assert_resume_is_bit_identical(model, precision, tmp_path, monkeypatch, ema=0.0):
+    kw = dict(model=model, steps=12, ckpt_every=4, log_every=3, precision=precision, ema=ema)
     full = Trainer(tiny(**kw, out=str(tmp_path / "full")))
     full.run()
     cfg = tiny(**kw, out=str(tmp_path / "cut"))
@@ -152,6 +165,11 @@ def test_resume_in_process_is_bit_identical(model, precision, tmp_path, monkeypa
         a, b = full.opts[name].state_dict()["state"], resumed.opts[name].state_dict()["state"]
         assert all(torch.equal(a[i]["exp_avg_sq"], b[i]["exp_avg_sq"]) for i in a)
     assert metric_lines(tmp_path / "full" / "metrics.jsonl") == metric_lines(tmp_path / "cut" / "metrics.jsonl")
+    if ema:
+        a, b = full.ema.state_dict(), resumed.ema.state_dict()
+        assert a.keys() == b.keys() and any("running_mean" in k for k in a)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert not torch.equal(a["out.weight"], full.recipe.nets["G"].out.weight)  # an average, not a copy
     if precision == "fp16":
         assert full.scaler.state_dict() == resumed.scaler.state_dict()
         assert "loss_scale" in metric_lines(tmp_path / "cut" / "metrics.jsonl")[-1]
@@ -290,17 +308,19 @@ def test_recipe_defaults_on_the_mixtures():
         config_for("gan", extra=[1])
     with pytest.raises(ValueError, match=r"extra: wgan takes no option 'r1' \(its options: 'clip'\)"):
         Trainer(tiny(model="wgan", steps=1, extra={"r1": 1.0}))  # a recipe's unknown option is refused, not ignored
-    with pytest.raises(ValueError, match=r"extra: lsgan takes no option 'bogus', 'r1' \(its options: none\)"):
+    with pytest.raises(ValueError, match=r"extra: lsgan takes no option 'bogus' \(its options: 'r1', 'r1_every'\)"):
         Trainer(tiny(model="lsgan", steps=1, extra={"r1": 1.0, "bogus": 2}))
+    with pytest.raises(ValueError, match=r"extra: aae takes no option 'bogus', 'r1' \(its options: none\)"):
+        Trainer(tiny(model="aae", steps=1, extra={"r1": 1.0, "bogus": 2}))
     with pytest.raises(ValueError, match="steps / epochs: give exactly one"):
         TrainConfig(model="gan").validate()  # the dataclass itself has no default length
     t = Trainer(tiny(model="gan", data="gmm8", steps=2, extra={"r1": 0.5}))
-    d_loss = t.recipe.with_r1(t.context(), torch.zeros(()), (t.train_x[:8],))
+    _, d_loss = t.recipe.real_logits(t.context(), (t.train_x[:8],))  # (D's logits, the R1 penalty)
     assert d_loss.item() > 0 and d_loss.requires_grad
     t = Trainer(tiny(model="bigan", steps=2, extra={"r1": 0.5}))
     x = t.train_x[:8]
     ex = t.recipe.nets["E"](x)
-    d_loss = t.recipe.with_r1(t.context(), torch.zeros(()), (x, ex))  # the joint penalty: its gradient in x and in E(x)
+    _, d_loss = t.recipe.real_logits(t.context(), (x, ex))  # the joint penalty: its gradient in x and in E(x)
     xs, zs = x.clone().requires_grad_(), ex.detach().requires_grad_()
     gx, gz = torch.autograd.grad(t.recipe.nets["D"](xs, zs).sum(), [xs, zs])  # D's input gradients
     want = 0.25 * ((gx ** 2).sum(1) + (gz ** 2).sum(1)).mean()

@@ -3,7 +3,7 @@ on features, feature matching with minibatch discrimination), and short training
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tcp_init
+from conftest import join, rendezvous
 
 import fastgan
 from fastgan import losses
@@ -84,16 +84,17 @@ def test_short_runs_reduce_nothing_to_nan(model):
 
 
 # ---- data parallel (fastgan.train.distributed): 2 gloo processes on loopback vs one process, same global batch ----
-def _record_grads(model, data, out_path, run_dir):
+def _record_grads(model, data, out_path, run_dir, kw=None):
     """Two training iterations in float64, a checkpoint after the first (mid metrics interval); saves every (group,
-    averaged gradients) the recipe applies and the checkpoint's partial metric sums."""
+    averaged gradients) the recipe applies, the checkpoint's partial metric sums and G's moving average (kw:
+    further TrainConfig fields, e.g. ema)."""
     from fastgan.train import checkpoint as ckpt
 
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        t = Trainer(config_for(model, steps=2, **{**TINY, "data": data, "batch_size": 32},
-                                          out=str(run_dir), ckpt_every=1, log_every=2))
+        t = Trainer(config_for(model, steps=2, **{**TINY, "data": data, "batch_size": 32, **(kw or {})},
+                               out=str(run_dir), ckpt_every=1, log_every=2))
         t.train_x = t.train_x.double()
         got, acc = [], []
         apply, save = t.recipe.apply, ckpt.save
@@ -112,30 +113,41 @@ def _record_grads(model, data, out_path, run_dir):
             t.run()
         finally:
             ckpt.save = save
-        torch.save({"grads": got, "acc": acc[:1]}, out_path)
+        torch.save({"grads": got, "acc": acc[:1], "ema": t.ema.state_dict() if t.ema is not None else None},
+                   out_path)
     finally:
         torch.set_default_dtype(old)
 
 
-def _ddp_worker(rank, init, model, data, out_dir):
+def _ddp_worker(rank, init, model, data, out_dir, kw):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    join(init, rank, 2)
     try:
-        _record_grads(model, data, f"{out_dir}/rank{rank}.pt", f"{out_dir}/run")
+        _record_grads(model, data, f"{out_dir}/rank{rank}.pt", f"{out_dir}/run", kw)
         dist.barrier()
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("model, data", [("gan", "gmm8"), ("bigan", "digits"), ("lsgan", "gmm8"),
-                                         ("wgan-gp", "gmm8")])
-def test_two_processes_match_one_process_on_the_global_batch(tmp_path, model, data):
+@pytest.mark.parametrize("model, data, kw", [("gan", "gmm8", None), ("bigan", "digits", None), ("lsgan", "gmm8", None),
+                                             ("wgan-gp", "gmm8", None),
+                                             # G's average (its batch norm: global statistics) and lazy R1
+                                             ("gan", "digits", dict(ema=0.05, ema_rampup=0.0,
+                                                                    extra={"r1": 0.5, "r1_every": 2}))])
+def test_two_processes_match_one_process_on_the_global_batch(tmp_path, model, data, kw):
     import torch.multiprocessing as mp
 
-    _record_grads(model, data, tmp_path / "single.pt", tmp_path / "single")
-    mp.spawn(_ddp_worker, args=(tcp_init(), model, data, str(tmp_path)), nprocs=2)
+    _record_grads(model, data, tmp_path / "single.pt", tmp_path / "single", kw)
+    with rendezvous() as addr:
+        mp.spawn(_ddp_worker, args=(addr, model, data, str(tmp_path), kw), nprocs=2)
     single = torch.load(tmp_path / "single.pt", weights_only=True)
+    if kw and kw.get("ema"):  # every rank holds the same average (bit for bit), the one-process run's (1e-10)
+        averages = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True)["ema"] for r in range(2)]
+        assert any("running_var" in k for k in single["ema"])
+        for k, v in single["ema"].items():
+            assert torch.equal(averages[0][k], averages[1][k]), k
+            torch.testing.assert_close(averages[0][k], v, rtol=1e-10, atol=1e-10, msg=lambda m: f"ema {k}: {m}")
     # the checkpoint's partial metric sums (mid interval) are the mean over ranks, as one process has them: the
     # first metrics line after a distributed resume is the uninterrupted run's
     (acc,) = torch.load(tmp_path / "rank0.pt", weights_only=True)["acc"]
@@ -153,14 +165,11 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path, model, da
 
 
 def _failing_write_worker(rank, init, out_dir):
-    import datetime
-
     import torch.distributed as dist
 
     from fastgan.train import checkpoint as ckpt
 
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2,
-                            timeout=datetime.timedelta(seconds=60))  # a hang fails the test instead of stalling CI
+    join(init, rank, 2, timeout_s=60)  # a hang fails the test instead of stalling CI
     try:
         if rank == 0:
             def broken(path, state):
@@ -186,7 +195,8 @@ def test_a_failing_rank0_write_stops_every_rank(tmp_path):
     the next all-reduce until the process group's timeout)."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_failing_write_worker, args=(tcp_init(), str(tmp_path)), nprocs=2)
+    with rendezvous() as addr:
+        mp.spawn(_failing_write_worker, args=(addr, str(tmp_path)), nprocs=2)
     assert (tmp_path / "outcome0").read_text() == "OSError: disk full (simulated) at step 2"
     assert (tmp_path / "outcome1").read_text() == ("RuntimeError: rank 0 failed to write the checkpoint; rank 1 "
                                                    "stops too (see rank 0's error) at step 2")
@@ -201,8 +211,8 @@ def test_torchrun_cli_two_ranks_checkpoint_and_resume_on_one(tmp_path):
     args = ["train", "gan", "--data", "gmm8", "--hidden", "16", "--z-dim", "4", "--batch-size", "32", "--steps", "6",
             "--ckpt-every", "3", "--log-every", "3", "--no-progress", "--no-eval"]
     two = tmp_path / "two"
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          tcp_init().rsplit(":", 1)[1], "-m", "fastgan", *args, "--out", str(two)],
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "fastgan", *args, "--out", str(two)],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("throughput:") == 1  # rank 0 reports

@@ -14,6 +14,11 @@
 // else fp32 (half inputs are widened once). Rows are processed in fixed blocks of kRowBlock whatever the thread
 // count, and every sum runs in a fixed order: results are bitwise reproducible.
 //
+// poly, a kernel of the dot product t = x.y (not translation invariant: no centring), takes the same walk with t in
+// place of r2: with c = sum_s w_s dk_s/dt the gradients are dS/dx_i = (C Y)_i and dS/dy_j = (C^T X)_j (2 (C X)_i for
+// a self-sum), no row-sum terms; the pairs (i, i) of a self-sum count with their gradients (2 c_ii x_i) and second
+// derivatives (see kernel_sum_backward2_impl).
+//
 // Shared with the CUDA kernels (csrc/cuda/mmd.cu): the argument checks, the mixture plan and the centring
 // (fastgan/mmd.h) and the per-pair math (fastgan/pair_math.h, called per element from the vectorised loops below).
 #include <ATen/ATen.h>
@@ -51,7 +56,8 @@ struct RowSums {
 
 // Columns [j0, j1) of one row i of a tile, as plain loops over arrays that the compiler vectorises (vec_exp and
 // vec_log from vec_math.h). On entry d[j] = x_i . y_j (and, ORDER 2, e[j] = u_i . y_j + x_i . v_j);
-// r2 = |x_i|^2 + |y_j|^2 - 2 d[j] clamped at 0 (NaN passes). ORDER 0: the kernel values sum_s w_s k_s(r2) only;
+// r2 = |x_i|^2 + |y_j|^2 - 2 d[j] clamped at 0 (NaN passes); poly: the kernel's argument is d[j] itself and
+// q_ij = h_ij e_ij (below). ORDER 0: the kernel values sum_s w_s k_s(r2) only;
 // 1: also d[j] = c_ij = sum_s w_s k_s'(r2); 2: d[j] = c_ij and e[j] = q_ij = h_ij (u_i - v_j).(x_i - y_j) with
 // h = sum_s w_s k_s''(r2) and that dot product = ux + vy[j] - e[j] (no values). The row's c (and q) are added into
 // the column sums cs1 (cs2) at [j0, j1). sc: scratch of 5 kTile values.
@@ -66,8 +72,13 @@ RowSums<T> row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t 
   T* __restrict ex = sc + 4 * kTile;  // the last gaussian exponential, for the squaring chain
   T* __restrict dd = d + j0;
   const T* __restrict nyy = ny + j0;
+  const bool dot = is_dot_kernel(m.kernel);
+  if (dot) {
+    for (int64_t j = 0; j < len; ++j) r2[j] = dd[j];
+  } else {
+    for (int64_t j = 0; j < len; ++j) r2[j] = pair_r2(nxi, nyy[j], dd[j]);
+  }
   for (int64_t j = 0; j < len; ++j) {
-    r2[j] = pair_r2(nxi, nyy[j], dd[j]);
     val[j] = T(0);
     c[j] = T(0);
     h[j] = T(0);
@@ -90,6 +101,8 @@ RowSums<T> row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t 
       for (int64_t j = 0; j < len; ++j) gaussian_add<ORDER>(ex[j], k, val[j], c[j], h[j]);
     } else if (m.kernel == kRationalQuadratic) {
       for (int64_t j = 0; j < len; ++j) rq_add<ORDER>(r2[j], k, val[j], c[j], h[j]);
+    } else if (m.kernel == kPoly) {
+      for (int64_t j = 0; j < len; ++j) poly_add<ORDER>(r2[j], k, val[j], c[j], h[j]);
     } else {
       for (int64_t j = 0; j < len; ++j) imq_add<ORDER>(r2[j], k, val[j], c[j], h[j]);
     }
@@ -108,10 +121,12 @@ RowSums<T> row_range(T* d, T* e, const T* ny, const T* vy, T nxi, T ux, int64_t 
     T* __restrict ee = e + j0;
     T* __restrict c2 = cs2 + j0;
     const T* __restrict vyy = vy + j0;
-    for (int64_t j = 0; j < len; ++j) {
-      ee[j] = pair_q(h[j], ux, vyy[j], ee[j]);
-      c2[j] += ee[j];
+    if (dot) {  // poly: q = h e (d/dx of c e, through t)
+      for (int64_t j = 0; j < len; ++j) ee[j] = h[j] * ee[j];
+    } else {
+      for (int64_t j = 0; j < len; ++j) ee[j] = pair_q(h[j], ux, vyy[j], ee[j]);
     }
+    for (int64_t j = 0; j < len; ++j) c2[j] += ee[j];
     out.q = lane_sum(e + j0, len);
   }
   return out;
@@ -127,7 +142,8 @@ struct TileSums {
 
 // One tile [i0, i0 + bi) x [j0, j0 + bj) held row-major in d (and e, ORDER 2). diag_tile: a tile on the diagonal of
 // a self-sum (i0 == j0): its pairs (i, i) get r2 = 0 exactly, or are left out (value 0, c = 0) when !diagonal;
-// ORDER 2 always leaves them out (their c and q terms vanish analytically).
+// ORDER 2 leaves them out for the kernels of r2 (their c and q terms vanish analytically), not for poly (its
+// argument there is |x_i|^2, nx[i]).
 template <typename T, int ORDER>
 TileSums<T> tile_pass(T* d, T* e, int64_t bi, int64_t bj, const T* nx, const T* ny, const T* ux, const T* vy,
                       const Mixture<T>& m, bool diag_tile, bool diagonal) {
@@ -149,8 +165,8 @@ TileSums<T> tile_pass(T* d, T* e, int64_t bi, int64_t bj, const T* nx, const T* 
         T* erow = ORDER == 2 ? e + i * bj : nullptr;
         const T uxi = ORDER == 2 ? ux[i] : T(0);
         RowSums<T> r;
-        const bool skip_diag = diag_tile && (!diagonal || ORDER == 2);
-        if (diag_tile) row[i] = nx[i];  // r2 = nx + nx - 2 nx = 0 exactly
+        const bool skip_diag = diag_tile && (!diagonal || (ORDER == 2 && !is_dot_kernel(m.kernel)));
+        if (diag_tile) row[i] = nx[i];  // r2 = nx + nx - 2 nx = 0 exactly (poly: t = |x_i|^2)
         if (!skip_diag) {
           r = row_range<T, ORDER>(row, erow, ny, vy, nx[i], uxi, 0, bj, m, sc, c1, c2);
         } else {
@@ -209,9 +225,9 @@ struct Points : CentredPoints {
   at::Tensor nx, ny;
 };
 
-Points centre(const at::Tensor& x, const c10::optional<at::Tensor>& y_opt, at::ScalarType ct) {
+Points centre(const at::Tensor& x, const c10::optional<at::Tensor>& y_opt, at::ScalarType ct, bool centred = true) {
   Points P;
-  static_cast<CentredPoints&>(P) = centre_points(x, y_opt, ct);
+  static_cast<CentredPoints&>(P) = centre_points(x, y_opt, ct, centred);
   P.nx = row_sq_norms(P.xc);
   P.ny = P.self ? P.nx : row_sq_norms(P.yc);
   return P;
@@ -251,7 +267,8 @@ template <typename T>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_impl(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                                                const Mixture<T>& mix, bool diagonal, bool grad_x,
                                                                bool grad_y) {
-  const Points P = centre(x, y, c10::CppTypeToScalarType<T>::value);
+  const bool dot = is_dot_kernel(mix.kernel);
+  const Points P = centre(x, y, c10::CppTypeToScalarType<T>::value, !dot);
   grad_y = grad_y && !P.self;
   const bool want_c = grad_x || grad_y;
   const auto o = P.xc.options();
@@ -281,9 +298,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_impl(const at::Tensor&
       add_into(ay.s, j0, ts.cc);
     }
   });
-  // dS/dx_i = f (rowsum_i x_i - (C Y)_i), f = 2 (4 for a self-sum: x_i is on both sides of its pairs)
-  at::Tensor gx = grad_x ? combine(ax.t, ax.s, P.xc, P.self ? 4.0 : 2.0).to(x.scalar_type()) : x.new_empty({0});
-  at::Tensor gy = grad_y ? combine(ay.t, ay.s, P.yc, 2.0).to(x.scalar_type()) : x.new_empty({0});
+  // dS/dx_i = f (rowsum_i x_i - (C Y)_i), f = 2 (4 for a self-sum: x_i is on both sides of its pairs);
+  // poly: dS/dx_i = f (C Y)_i, f = 1 (2 for a self-sum)
+  at::Tensor gx = x.new_empty({0}), gy = x.new_empty({0});
+  if (dot) {
+    if (grad_x) gx = (P.self ? ax.t * 2.0 : ax.t).to(x.scalar_type());
+    if (grad_y) gy = ay.t.to(x.scalar_type());
+  } else {
+    if (grad_x) gx = combine(ax.t, ax.s, P.xc, P.self ? 4.0 : 2.0).to(x.scalar_type());
+    if (grad_y) gy = combine(ay.t, ay.s, P.yc, 2.0).to(x.scalar_type());
+  }
   return {value_of(total, x), gx, gy};
 }
 
@@ -292,11 +316,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_impl(const at::Tensor&
 //   d/dx_i = 2 [rowsum(C)_i u_i - (C V)_i + 2 (rowsum(Q)_i x_i - (Q Y)_i)]
 //   d/dy_j = 2 [colsum(C)_j v_j - (C^T U)_j + 2 (colsum(Q)_j y_j - (Q^T X)_j)]
 // (self-sum: v = u, y = x, factor 4). Per tile: D = X Y^T and E = U Y^T + X V^T in one GEMM over [U | X] [Y | V]^T.
+//
+// poly, with t_ij = x_i.y_j, c = k'(t), h = k''(t) and e_ij = u_i.y_j + x_i.v_j:
+// <u, dS/dx> + <v, dS/dy> = sum_ij c_ij e_ij, so with q_ij = h_ij e_ij
+//   d/dx_i = (Q Y)_i + (C V)_i        d/dy_j = (Q^T X)_j + (C^T U)_j
+// (self-sum: v = u, y = x, both doubled: 2 (Q X + C U); the pairs (i, i) count when diagonal).
 template <typename T>
 std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_impl(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                                              const at::Tensor& u, const at::Tensor& v,
-                                                             const Mixture<T>& mix, bool grad_x, bool grad_y) {
-  const Points P = centre(x, y, c10::CppTypeToScalarType<T>::value);
+                                                             const Mixture<T>& mix, bool diagonal, bool grad_x,
+                                                             bool grad_y) {
+  const bool dot = is_dot_kernel(mix.kernel);
+  const Points P = centre(x, y, c10::CppTypeToScalarType<T>::value, !dot);
   grad_y = grad_y && !P.self;
   const auto o = P.xc.options();
   const at::Tensor uc = u.to(P.ct).contiguous(), vc = P.self ? uc : v.to(P.ct).contiguous();
@@ -317,7 +348,7 @@ std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_impl(const at::Tensor& x
       at::mm_out(dt, P.xc.narrow(0, i0, bi), P.yc.narrow(0, j0, bj).t());
       at::mm_out(et, ux_cat.narrow(0, i0, bi), yv_cat.narrow(0, j0, bj).t());
       const TileSums<T> ts = tile_pass<T, 2>(dt.data_ptr<T>(), et.data_ptr<T>(), bi, bj, nx + i0, ny + j0,
-                                             ux.data_ptr<T>() + i0, vy.data_ptr<T>() + j0, mix, diag_tile, true);
+                                             ux.data_ptr<T>() + i0, vy.data_ptr<T>() + j0, mix, diag_tile, diagonal);
       if (grad_x) {
         ax1.t.narrow(0, i0, bi).addmm_(dt, vc.narrow(0, j0, bj));
         ax2.t.narrow(0, i0, bi).addmm_(et, P.yc.narrow(0, j0, bj));
@@ -337,6 +368,11 @@ std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_impl(const at::Tensor& x
         add_into(ay2.s, j0, ts.cq);
       }
     });
+  }
+  if (dot) {
+    at::Tensor dx = grad_x ? ((ax1.t + ax2.t) * (P.self ? 2.0 : 1.0)).to(x.scalar_type()) : x.new_empty({0});
+    at::Tensor dy = grad_y ? (ay1.t + ay2.t).to(x.scalar_type()) : x.new_empty({0});
+    return {dx, dy};
   }
   const double f = P.self ? 4.0 : 2.0;
   at::Tensor dx = grad_x ? (combine(ax1.t, ax1.s, uc, f) + combine(ax2.t, ax2.s, P.xc, 2.0 * f)).to(x.scalar_type())
@@ -478,14 +514,14 @@ using Parsed = KernelSumCall;
 
 template <typename T>
 Mixture<T> to_mixture(const Parsed& p) {
-  return Mixture<T>(p.kind, p.params, p.weights);
+  return Mixture<T>(p.kind, p.params, p.weights, p.degree, p.offset);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                                               c10::string_view kernel, at::ArrayRef<double> bandwidths,
                                                               at::ArrayRef<double> weights, bool diagonal, bool grad_x,
-                                                              bool grad_y) {
-  const Parsed p = check_kernel_sum(x, y, kernel, bandwidths, weights);
+                                                              bool grad_y, int64_t degree, double offset) {
+  const Parsed p = check_kernel_sum(x, y, kernel, bandwidths, weights, degree, offset);
   if (is_laplacian(p.kind)) {
     if (x.scalar_type() == at::kDouble) return laplacian_impl<double>(x, y, to_mixture<double>(p), diagonal, grad_x, grad_y);
     return laplacian_impl<float>(x, y, to_mixture<float>(p), diagonal, grad_x, grad_y);
@@ -497,10 +533,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cpu(const at::Tensor& 
 std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                                             const at::Tensor& u, const c10::optional<at::Tensor>& v,
                                                             c10::string_view kernel, at::ArrayRef<double> bandwidths,
-                                                            at::ArrayRef<double> weights, bool grad_x, bool grad_y) {
-  const auto [p, vv] = check_kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights);
-  if (x.scalar_type() == at::kDouble) return kernel_sum_backward2_impl<double>(x, y, u, vv, to_mixture<double>(p), grad_x, grad_y);
-  return kernel_sum_backward2_impl<float>(x, y, u, vv, to_mixture<float>(p), grad_x, grad_y);
+                                                            at::ArrayRef<double> weights, bool grad_x, bool grad_y,
+                                                            bool diagonal, int64_t degree, double offset) {
+  const auto [p, vv] = check_kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights, degree, offset);
+  if (x.scalar_type() == at::kDouble) {
+    return kernel_sum_backward2_impl<double>(x, y, u, vv, to_mixture<double>(p), diagonal, grad_x, grad_y);
+  }
+  return kernel_sum_backward2_impl<float>(x, y, u, vv, to_mixture<float>(p), diagonal, grad_x, grad_y);
 }
 
 }  // namespace

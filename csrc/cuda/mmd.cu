@@ -42,6 +42,13 @@
 // written in x's dtype, and S in fixed order in double. Results are deterministic for a given GPU model (the tile
 // size and the slots depend on its SM count).
 //
+// poly (a kernel of the dot product t = x.y; pair_math.h is_dot_kernel) takes the same walk as its own instantiations
+// (DIST = kPoly: the hot kernels of r2 stay as they were) on the points as given (not centred: it is not translation
+// invariant), with t in place of r2, no row or column sums, the pairs (i, i) of
+// a self-sum counted in every order when diagonal, q = h e, and gradients f (C Y)_i, (C^T X)_j (order 2:
+// (C V + Q Y)_i, (C^T U + Q^T X)_j; f = 2 for a self-sum, else 1): finish kinds 0 and 3. It has never run on a GPU
+// (written against the CPU kernel, compiled by nvcc only).
+//
 // Compute type fp32 for fp32 / fp16 / bf16 (half inputs are widened once while centring, as on the CPU), fp64 for
 // fp64; never TF32 (its 10-bit mantissa would wreck |x|^2 + |y|^2 - 2 x.y). The per-bandwidth constants travel by
 // value in the kernel's argument struct (at most kMaxPairBandwidths, checked for every backend in mmd.h; the
@@ -75,7 +82,8 @@ constexpr int kMaxSlots = 16;  // super-blocks per side (plan_tiles): the partia
 // (n = 64, d = 12288 against a long y: 264 slots were 830 MB; now 21 slots, 64 MiB)
 constexpr int64_t kExtraSlotBytes = int64_t(64) << 20;
 
-enum Dist : int { kDot = 0, kL2 = 1, kL1 = 2 };  // smooth kernels from dot products; laplacians from differences
+// smooth kernels of r2 from dot products; laplacians from differences; poly of the dot product itself
+enum Dist : int { kDot = 0, kL2 = 1, kL1 = 2, kPolyDot = 3 };
 
 template <typename T>
 struct Cfg {
@@ -221,7 +229,9 @@ __device__ __forceinline__ void load_tile(T* dst, const T* __restrict__ src, int
 // The mixture at one pair: r = r2 (smooth kernels) or the distance (laplacians). ORDER as in pair_math.h.
 template <int ORDER, int DIST, typename T>
 __device__ __forceinline__ void mixture(const MixArgs<T>& mx, T r, T& val, T& c, T& h) {
-  if constexpr (DIST == kDot) {
+  if constexpr (DIST == kPolyDot) {  // r = the dot product
+    for (int s = 0; s < mx.ns; ++s) poly_add<ORDER>(r, mx.cf[s], val, c, h);
+  } else if constexpr (DIST == kDot) {
     if (mx.kernel == kGaussian) {
       T e = T(0);
       for (int s = 0; s < mx.ns; ++s) {
@@ -254,12 +264,13 @@ constexpr size_t smem_bytes() {
 }
 
 // One CTA: the tiles of super-block (A, B). MODE 0: the value; 1: the value and the first-order products; 2: the
-// second-order products (DIST == kDot only).
+// second-order products (DIST == kDot or kPolyDot only).
 template <typename T, int TILE, int MODE, int DIST>
 __global__ void __launch_bounds__(kThreads) pair_tiles_kernel(const __grid_constant__ PairArgs<T> a) {
   using C = Cfg<T>;
   constexpr int V = C::V, R = TILE / 16, LDC = TILE + V;
-  constexpr bool kSmooth = DIST == kDot;
+  constexpr bool kSmooth = DIST == kDot || DIST == kPolyDot;
+  constexpr bool dotk = DIST == kPolyDot;  // poly: the kernel's argument is x_i.y_j itself
   static_assert(MODE < 2 || kSmooth, "second order: smooth kernels only");
   static_assert(TILE % 16 == 0 && TILE % V == 0 && kThreads % TILE == 0, "tile");
   static_assert(2 * kThreads <= 2 * TILE * C::LD1, "the column-sum scratch fits in the staging area");
@@ -335,7 +346,7 @@ __global__ void __launch_bounds__(kThreads) pair_tiles_kernel(const __grid_const
             for (int q = 0; q < R; ++q) {
 #pragma unroll
               for (int e = 0; e < V; ++e) {
-                if constexpr (DIST == kDot) {
+                if constexpr (kSmooth) {
                   acc[p][q] = pair_fma(xa[p][e], yb[q][e], acc[p][q]);
                 } else if constexpr (DIST == kL2) {
                   const T df = xa[p][e] - yb[q][e];
@@ -374,12 +385,12 @@ __global__ void __launch_bounds__(kThreads) pair_tiles_kernel(const __grid_const
 #pragma unroll
         for (int p = 0; p < R; ++p) {
           const int64_t i = i0 + ty + 16 * p;
-          nxi[p] = (kSmooth && i < a.n) ? a.nx[i] : T(0);
+          nxi[p] = (DIST == kDot && i < a.n) ? a.nx[i] : T(0);
         }
 #pragma unroll
         for (int q = 0; q < R; ++q) {
           const int64_t j = j0 + tx + 16 * q;
-          nyj[q] = (kSmooth && j < a.m) ? a.ny[j] : T(0);
+          nyj[q] = (DIST == kDot && j < a.m) ? a.ny[j] : T(0);
         }
 #pragma unroll
         for (int p = 0; p < R; ++p) {
@@ -387,7 +398,9 @@ __global__ void __launch_bounds__(kThreads) pair_tiles_kernel(const __grid_const
           for (int q = 0; q < R; ++q) {
             const int r = ty + 16 * p, s = tx + 16 * q;
             T rr;
-            if constexpr (DIST == kDot) {
+            if constexpr (dotk) {
+              rr = acc[p][q];
+            } else if constexpr (DIST == kDot) {
               rr = (diag_tile && r == s) ? T(0) : pair_r2(nxi[p], nyj[q], acc[p][q]);  // exactly 0 for (i, i)
             } else if constexpr (DIST == kL2) {
               rr = pair_sqrt(acc[p][q]);
@@ -417,12 +430,18 @@ __global__ void __launch_bounds__(kThreads) pair_tiles_kernel(const __grid_const
             if (valid && !(same && !a.diagonal)) tval += val;
           }
           if constexpr (MODE >= 1) {
-            // left out: pairs outside the tile's range; (i, i) when the diagonal is excluded, always in the second
-            // order (its terms vanish analytically) and for the laplacians (zero gradient at zero distance)
-            const bool keep = valid && !(same && (MODE == 2 || !a.diagonal || !kSmooth));
+            // left out: pairs outside the tile's range; (i, i) when the diagonal is excluded, in the second order of
+            // the kernels of r2 (its terms vanish analytically; not poly's) and for the laplacians (zero gradient at
+            // zero distance)
+            const bool keep = valid && !(same && ((MODE == 2 && !dotk) || !a.diagonal || !kSmooth));
             Cs[r * LDC + s] = keep ? c : T(0);
             if constexpr (MODE == 2) {
-              const T q = pair_q(h, a.ux[i < a.n ? i : 0], a.vy[j < a.m ? j : 0], Qs[r * LDC + s]);
+              T q;
+              if constexpr (dotk) {
+                q = h * Qs[r * LDC + s];
+              } else {
+                q = pair_q(h, a.ux[i < a.n ? i : 0], a.vy[j < a.m ? j : 0], Qs[r * LDC + s]);
+              }
               Qs[r * LDC + s] = keep ? q : T(0);
             }
           }
@@ -433,8 +452,8 @@ __global__ void __launch_bounds__(kThreads) pair_tiles_kernel(const __grid_const
       if constexpr (MODE >= 1) {
         __syncthreads();  // Cs (and Qs) complete
 
-        // ---- row and column sums of C (and Q): smooth kernels ----
-        if constexpr (kSmooth) {
+        // ---- row and column sums of C (and Q): smooth kernels of r2 (poly's gradients have no row-sum terms) ----
+        if constexpr (kSmooth && !dotk) {
           if (a.row_side) {
             for (int r = warp; r < TILE; r += kWarps) {
               T s1 = T(0), s2 = T(0);
@@ -526,7 +545,7 @@ __global__ void __launch_bounds__(kThreads) pair_tiles_kernel(const __grid_const
                 for (int p = 0; p < R; ++p) {
 #pragma unroll
                   for (int e = 0; e < V; ++e) {
-                    if constexpr (DIST == kDot) {
+                    if constexpr (kSmooth) {
                       o1[p][e] = pair_fma(cv[p][t], pv[e], o1[p][e]);
                       if constexpr (MODE == 2) o2[p][e] = pair_fma(qv[p][t], pv2[e], o2[p][e]);
                     } else if constexpr (DIST == kL2) {
@@ -591,7 +610,7 @@ __global__ void __launch_bounds__(kThreads) pair_tiles_kernel(const __grid_const
               for (int p = 0; p < R; ++p) {
 #pragma unroll
                 for (int e = 0; e < V; ++e) {
-                  if constexpr (DIST == kDot) {
+                  if constexpr (kSmooth) {
                     o1[p][e] = pair_fma(cv[p], pv[e], o1[p][e]);
                     if constexpr (MODE == 2) o2[p][e] = pair_fma(qv[p], pv2[e], o2[p][e]);
                   } else if constexpr (DIST == kL2) {  // -d/dy_j: c (y_j - x_i)
@@ -662,8 +681,9 @@ __global__ void __launch_bounds__(kThreads) value_kernel(const double* __restric
 }
 
 // A gradient from the partial buffers, summed over the slots in slot order:
-//   KIND 0 (laplacians):  f1 t1                    KIND 1: f1 (s1 a1 - t1)
-//   KIND 2 (order 2):     f1 (s1 a1 - t1) + f2 (s2 a2 - t2)
+//   KIND 0 (laplacians, poly):  f1 t1                    KIND 1: f1 (s1 a1 - t1)
+//   KIND 2 (order 2):           f1 (s1 a1 - t1) + f2 (s2 a2 - t2)
+//   KIND 3 (poly, order 2):     f1 t1 + f2 t2
 template <typename T>
 struct FinishArgs {
   const T* t1;
@@ -688,15 +708,15 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(const FinishArgs<T> f,
     for (int p = 0; p < f.slots; ++p) {
       const int64_t row = int64_t(p) * f.rows + i;
       t1 += f.t1[e + int64_t(p) * total];
-      if constexpr (KIND >= 1) s1 += f.s1[row];
-      if constexpr (KIND == 2) {
-        t2 += f.t2[e + int64_t(p) * total];
-        s2 += f.s2[row];
-      }
+      if constexpr (KIND == 1 || KIND == 2) s1 += f.s1[row];
+      if constexpr (KIND == 2) s2 += f.s2[row];
+      if constexpr (KIND >= 2) t2 += f.t2[e + int64_t(p) * total];
     }
     T g;
     if constexpr (KIND == 0) {
       g = f.f1 * t1;
+    } else if constexpr (KIND == 3) {
+      g = f.f1 * t1 + f.f2 * t2;
     } else {
       g = f.f1 * (s1 * f.a1[e] - t1);
       if constexpr (KIND == 2) g += f.f2 * (s2 * f.a2[e] - t2);
@@ -839,7 +859,7 @@ Walk walk_pairs(const CentredPoints& P, const KernelSumCall& call, int mode, boo
   a.x = P.xc.data_ptr<T>();
   a.y = P.yc.data_ptr<T>();
   at::Tensor nx, ny, ux, vy;
-  if (smooth) {
+  if (smooth && !is_dot_kernel(call.kind)) {  // |x|^2, |y|^2 for r2
     nx = row_dots<T>(P.xc, P.xc, sms, stream);
     ny = P.self ? nx : row_dots<T>(P.yc, P.yc, sms, stream);
     a.nx = nx.data_ptr<T>();
@@ -892,7 +912,7 @@ Walk walk_pairs(const CentredPoints& P, const KernelSumCall& call, int mode, boo
   a.col_side = mode >= 1 && col_side;
   a.vec = vec;
   a.mix.kernel = call.kind;
-  const MixturePlan<T> mix(call.kind, call.params, call.weights);
+  const MixturePlan<T> mix(call.kind, call.params, call.weights, call.degree, call.offset);
   a.mix.ns = int(mix.coef.size());
   for (int s = 0; s < a.mix.ns; ++s) {
     a.mix.cf[s] = mix.coef[s];
@@ -907,6 +927,14 @@ Walk walk_pairs(const CentredPoints& P, const KernelSumCall& call, int mode, boo
     } else {
       l1 ? launch_tiles_any<T, 1, kL1>(a, tp.tile, tp.ctas, stream)
          : launch_tiles_any<T, 1, kL2>(a, tp.tile, tp.ctas, stream);
+    }
+  } else if (is_dot_kernel(call.kind)) {
+    if (mode == 0) {
+      launch_tiles_any<T, 0, kPolyDot>(a, tp.tile, tp.ctas, stream);
+    } else if (mode == 1) {
+      launch_tiles_any<T, 1, kPolyDot>(a, tp.tile, tp.ctas, stream);
+    } else {
+      launch_tiles_any<T, 2, kPolyDot>(a, tp.tile, tp.ctas, stream);
     }
   } else if (mode == 0) {
     launch_tiles_any<T, 0, kDot>(a, tp.tile, tp.ctas, stream);
@@ -940,8 +968,10 @@ void finish(at::Tensor& out, int kind, const at::Tensor& t1, const at::Tensor& t
       finish_kernel<T, O, 0><<<unsigned(blocks), kThreads, 0, stream>>>(f, o);
     } else if (kind == 1) {
       finish_kernel<T, O, 1><<<unsigned(blocks), kThreads, 0, stream>>>(f, o);
-    } else {
+    } else if (kind == 2) {
       finish_kernel<T, O, 2><<<unsigned(blocks), kThreads, 0, stream>>>(f, o);
+    } else {
+      finish_kernel<T, O, 3><<<unsigned(blocks), kThreads, 0, stream>>>(f, o);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
@@ -970,30 +1000,31 @@ void finish_value(at::Tensor& value, const at::Tensor& parts, cudaStream_t strea
 template <typename T>
 void kernel_sum_run(const CentredPoints& P, const KernelSumCall& call, bool diagonal, bool grad_x, bool grad_y,
                     at::Tensor& value, at::Tensor& gx, at::Tensor& gy, int sms, cudaStream_t stream) {
-  const bool lap = is_laplacian(call.kind);
+  const bool direct = is_laplacian(call.kind) || is_dot_kernel(call.kind);  // no row-sum terms, f = 1
   const bool grads = grad_x || grad_y;
   const bool col_side = P.self ? grad_x : grad_y;
   const Walk W = walk_pairs<T>(P, call, grads ? 1 : 0, diagonal, grad_x, col_side, at::Tensor(), at::Tensor(), sms,
                                stream);
   finish_value(value, W.val_part, stream);
-  const int kind = lap ? 0 : 1;
-  if (grad_x) {  // dS/dx: f = 2 (laplacians 1), doubled for a self-sum
-    const double f = (lap ? 1.0 : 2.0) * (P.self ? 2.0 : 1.0);
+  const int kind = direct ? 0 : 1;
+  if (grad_x) {  // dS/dx: f = 2 (laplacians, poly: 1), doubled for a self-sum
+    const double f = (direct ? 1.0 : 2.0) * (P.self ? 2.0 : 1.0);
     finish<T>(gx, kind, W.row_t1, at::Tensor(), W.row_s1, at::Tensor(), P.xc, at::Tensor(), W.plan.pc, f, 0.0, sms,
               stream);
   }
   if (grad_y) {
     finish<T>(gy, kind, W.col_t1, at::Tensor(), W.col_s1, at::Tensor(), P.yc, at::Tensor(), W.plan.pr,
-              lap ? 1.0 : 2.0, 0.0, sms, stream);
+              direct ? 1.0 : 2.0, 0.0, sms, stream);
   }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cuda(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                                                c10::string_view kernel, at::ArrayRef<double> bandwidths,
                                                                at::ArrayRef<double> weights, bool diagonal,
-                                                               bool grad_x, bool grad_y) {
+                                                               bool grad_x, bool grad_y, int64_t degree,
+                                                               double offset) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(x));
-  const KernelSumCall call = check_kernel_sum(x, y, kernel, bandwidths, weights);
+  const KernelSumCall call = check_kernel_sum(x, y, kernel, bandwidths, weights, degree, offset);
   const bool self = !(y.has_value() && y->defined());
   const int64_t n = x.size(0), m = self ? n : y->size(0), d = x.size(1);
   grad_y = grad_y && !self;
@@ -1009,7 +1040,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cuda(const at::Tensor&
   const c10::DeviceIndex device = x.device().index();
   const int sms = sm_count(device);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device).stream();
-  const CentredPoints P = centre_points(x, y, kernel_sum_compute_type(x));
+  const CentredPoints P = centre_points(x, y, kernel_sum_compute_type(x), !is_dot_kernel(call.kind));
   if (P.ct == at::kDouble) {
     kernel_sum_run<double>(P, call, diagonal, grad_x, grad_y, value, gx, gy, sms, stream);
   } else {
@@ -1020,11 +1051,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cuda(const at::Tensor&
 
 // d/dx_i = f [rowsum(C)_i u_i - (C V)_i] + 2f [rowsum(Q)_i x_i - (Q Y)_i], f = 2 (4 for a self-sum, v = u, y = x)
 // d/dy_j = 2 [colsum(C)_j v_j - (C^T U)_j] + 4 [colsum(Q)_j y_j - (Q^T X)_j]     (see csrc/cpu/mmd.cpp)
+// poly:  d/dx_i = f [(C V)_i + (Q Y)_i] (f = 2 for a self-sum, else 1),  d/dy_j = (C^T U)_j + (Q^T X)_j
 template <typename T>
 void backward2_run(const CentredPoints& P, const KernelSumCall& call, const at::Tensor& uc, const at::Tensor& vc,
-                   bool grad_x, bool grad_y, at::Tensor& dx, at::Tensor& dy, int sms, cudaStream_t stream) {
+                   bool diagonal, bool grad_x, bool grad_y, at::Tensor& dx, at::Tensor& dy, int sms,
+                   cudaStream_t stream) {
   const bool col_side = P.self ? grad_x : grad_y;
-  const Walk W = walk_pairs<T>(P, call, 2, true, grad_x, col_side, uc, vc, sms, stream);
+  const Walk W = walk_pairs<T>(P, call, 2, diagonal, grad_x, col_side, uc, vc, sms, stream);
+  if (is_dot_kernel(call.kind)) {
+    const double f = P.self ? 2.0 : 1.0;
+    if (grad_x) finish<T>(dx, 3, W.row_t1, W.row_t2, at::Tensor(), at::Tensor(), uc, P.xc, W.plan.pc, f, f, sms, stream);
+    if (grad_y) finish<T>(dy, 3, W.col_t1, W.col_t2, at::Tensor(), at::Tensor(), vc, P.yc, W.plan.pr, 1.0, 1.0, sms, stream);
+    return;
+  }
   if (grad_x) {
     const double f = P.self ? 4.0 : 2.0;
     finish<T>(dx, 2, W.row_t1, W.row_t2, W.row_s1, W.row_s2, uc, P.xc, W.plan.pc, f, 2.0 * f, sms, stream);
@@ -1037,9 +1076,10 @@ void backward2_run(const CentredPoints& P, const KernelSumCall& call, const at::
 std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_cuda(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                                              const at::Tensor& u, const c10::optional<at::Tensor>& v,
                                                              c10::string_view kernel, at::ArrayRef<double> bandwidths,
-                                                             at::ArrayRef<double> weights, bool grad_x, bool grad_y) {
+                                                             at::ArrayRef<double> weights, bool grad_x, bool grad_y,
+                                                             bool diagonal, int64_t degree, double offset) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(x));
-  const auto [call, vv] = check_kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights);
+  const auto [call, vv] = check_kernel_sum_backward2(x, y, u, v, kernel, bandwidths, weights, degree, offset);
   const bool self = !(y.has_value() && y->defined());
   const int64_t n = x.size(0), m = self ? n : y->size(0), d = x.size(1);
   grad_y = grad_y && !self;
@@ -1053,13 +1093,13 @@ std::tuple<at::Tensor, at::Tensor> kernel_sum_backward2_cuda(const at::Tensor& x
   const c10::DeviceIndex device = x.device().index();
   const int sms = sm_count(device);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device).stream();
-  const CentredPoints P = centre_points(x, y, kernel_sum_compute_type(x));
+  const CentredPoints P = centre_points(x, y, kernel_sum_compute_type(x), !is_dot_kernel(call.kind));
   const at::Tensor uc = u.to(P.ct).contiguous();
   const at::Tensor vc = self ? uc : vv.to(P.ct).contiguous();
   if (P.ct == at::kDouble) {
-    backward2_run<double>(P, call, uc, vc, grad_x, grad_y, dx, dy, sms, stream);
+    backward2_run<double>(P, call, uc, vc, diagonal, grad_x, grad_y, dx, dy, sms, stream);
   } else {
-    backward2_run<float>(P, call, uc, vc, grad_x, grad_y, dx, dy, sms, stream);
+    backward2_run<float>(P, call, uc, vc, diagonal, grad_x, grad_y, dx, dy, sms, stream);
   }
   return {dx, dy};
 }

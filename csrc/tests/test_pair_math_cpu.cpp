@@ -2,7 +2,8 @@
 // kernels: in fp64, every kernel's value, first and second derivative in r2 (the laplacians: value and derivative in
 // the distance) against the closed forms of pair_kernels.h and against central finite differences; the ORDER
 // semantics and weights of the *_add accumulators; the helpers (r2 clamp, laplacian weight, sign, q); fp32 against
-// fp64; and the gaussian squaring chain of mmd.h's MixturePlan against direct exponentials. ctest runs it.
+// fp64; the gaussian squaring chain of mmd.h's MixturePlan against direct exponentials; and the poly kernel of the
+// dot product (degrees 1-5, offsets 0 and > 0, negative bases) against pow and finite differences. ctest runs it.
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -217,8 +218,48 @@ void test_squaring_chain() {
 
 }  // namespace
 
+// poly: k = (p t + o)^n, dk/dt = n p (p t + o)^(n-1), d2k/dt2 = n (n-1) p^2 (p t + o)^(n-2), against std::pow and
+// central differences in t (t < 0 included: an integer power of a negative base), and its ORDER semantics.
+void test_poly() {
+  using namespace fastgan;
+  for (int n = 1; n <= 5; ++n) {
+    for (double o : {0.0, 1.0, 2.5}) {
+      for (double p : {0.05, 0.5, 2.0}) {
+        for (double t : {-7.0, -1.3, -0.2, 0.0, 0.4, 3.0, 11.0}) {
+          const PairTerms<double> r = pair_terms<double>(kPoly, t, p, n, o);
+          const double b = p * t + o;
+          const double k = std::pow(b, n), d1 = n * p * std::pow(b, n - 1);
+          const double d2 = n == 1 ? 0.0 : n * (n - 1) * p * p * std::pow(b, n - 2);
+          const std::string what = "poly n=" + std::to_string(n) + " o=" + std::to_string(o);
+          expect(near(r.k, k, 1e-14, 1e-300), fmt((what + " value").c_str(), t, p, r.k, k));
+          expect(near(r.d1, d1, 1e-14, 1e-300), fmt((what + " d1").c_str(), t, p, r.d1, d1));
+          expect(near(r.d2, d2, 1e-14, 1e-300), fmt((what + " d2").c_str(), t, p, r.d2, d2));
+          const double h = 1e-5 * std::max(1.0, std::abs(t));
+          const PairTerms<double> lo = pair_terms<double>(kPoly, t - h, p, n, o);
+          const PairTerms<double> hi = pair_terms<double>(kPoly, t + h, p, n, o);
+          const double scale = std::max({1.0, std::abs(r.k), std::abs(r.d1)});
+          expect(near(r.d1, (hi.k - lo.k) / (2.0 * h), 1e-6, 1e-8 * scale),
+                 fmt((what + " d1 vs finite difference").c_str(), t, p, r.d1, (hi.k - lo.k) / (2.0 * h)));
+          expect(near(r.d2, (hi.d1 - lo.d1) / (2.0 * h), 1e-6, 1e-8 * scale),
+                 fmt((what + " d2 vs finite difference").c_str(), t, p, r.d2, (hi.d1 - lo.d1) / (2.0 * h)));
+        }
+      }
+    }
+  }
+  const double t = -0.9, p = 0.3, w = -1.5, o = 1.0;
+  const PairCoef<double> k = pair_coef(kPoly, p, w, 3, o);
+  const PairTerms<double> r = pair_terms<double>(kPoly, t, p, 3, o);
+  double v0 = 1.0, c0 = 2.0, h0 = 3.0, v2 = 1.0, c2 = 2.0, h2 = 3.0;
+  poly_add<0>(t, k, v0, c0, h0);
+  poly_add<2>(t, k, v2, c2, h2);
+  expect(near(v0, 1.0 + w * r.k, 1e-14) && c0 == 2.0 && h0 == 3.0, "poly ORDER 0: the value only");
+  expect(v2 == 1.0 && near(c2, 2.0 + w * r.d1, 1e-14) && near(h2, 3.0 + w * r.d2, 1e-14), "poly ORDER 2: c and h");
+  expect(is_dot_kernel(kPoly) && !is_dot_kernel(kGaussian) && !is_laplacian(kPoly), "poly: a kernel of the dot product");
+}
+
 int main() {
   test_closed_forms_and_differences();
+  test_poly();
   test_orders_and_weights();
   test_helpers();
   test_float_against_double();

@@ -10,6 +10,7 @@ import torch
 from ..ops.mmd import median_bandwidth, mmd2
 from ._inputs import _flat, _labels, _matrix, _tensor
 from .classifier import MMD_SCALES, FeatureClassifier
+from .distribution import kid, precision_recall
 
 
 def one_nn_accuracy(train_f, train_y, test_f, test_y) -> float:
@@ -141,6 +142,9 @@ def mmd_to_heldout(samples, heldout, n_max: int = 2000, seed: int = 0) -> float:
         return float(mmd2(x, y, bandwidths=[med * c for c in MMD_SCALES], kernel="gaussian"))
 
 
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # generation_metrics' KID (Binkowski et al.'s defaults)
+
+
 def generation_metrics(samples, split, classifier: FeatureClassifier | None = None) -> dict:
     """The metrics a data split supports, for generated samples (N, ...) and a fastgan.data.DataSplit (duck-typed:
     train_x, train_y, test_x, modes, mode_std):
@@ -149,7 +153,11 @@ def generation_metrics(samples, split, classifier: FeatureClassifier | None = No
     - when split.modes is not None: mode_coverage's keys (with split.mode_std);
     - when split.train_y is not None and a classifier is given: "fd" (frechet_distance of the classifier's features
       of the samples vs split.test_x), "classifier_score" (of its probabilities on the samples) and "fd_real" (the
-      test vs the training split: the floor that a perfect generator would reach, up to sampling noise)."""
+      test vs the training split: the floor that a perfect generator would reach, up to sampling noise); in the
+      same features "kid", "kid_std" (kid of the samples vs split.test_x: KID_SUBSETS subsets of at most
+      KID_SUBSET_SIZE rows) and "precision", "recall" (precision_recall, k = 3, the test split as the real set; the
+      larger of the two sets is first subsampled, seed 0, to the size of the smaller: k-NN radii depend on the number
+      of points, so both manifolds are estimated from as many)."""
     x = _flat(samples)
     out = {"mmd2": mmd_to_heldout(x, split.test_x)}
     if getattr(split, "modes", None) is not None:
@@ -162,6 +170,12 @@ def generation_metrics(samples, split, classifier: FeatureClassifier | None = No
             out["fd"] = frechet_distance(f_gen, f_test)
             out["classifier_score"] = classifier_score(classifier.probs(x))
             out["fd_real"] = frechet_distance(f_test, f_train)
+            out["kid"], out["kid_std"] = kid(f_gen, f_test, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE)
+            n = min(f_test.shape[0], f_gen.shape[0])
+            gen = torch.Generator().manual_seed(0)
+            real = f_test[torch.randperm(f_test.shape[0], generator=gen)[:n]] if f_test.shape[0] > n else f_test
+            fake = f_gen[torch.randperm(f_gen.shape[0], generator=gen)[:n]] if f_gen.shape[0] > n else f_gen
+            out["precision"], out["recall"] = precision_recall(real, fake, k=3)
     return out
 
 

@@ -9,6 +9,9 @@ Kernels (csrc/include/fastgan/pair_kernels.h is the one table; s = bandwidth):
     gaussian  exp(-r2 / (2 s^2))       rq  (1 + r2 / (2 a))^(-a)  (bandwidths are the a's)       imq  s^2 / (s^2 + r2)
     laplacian exp(-|a - b|_2 / s)      laplacian_l1  exp(-|a - b|_1 / s)   (first order only: not twice
               differentiable at zero distance, where their gradient is defined as 0)
+    poly      (g a.b + c)^p: a polynomial of the dot product, not of the distance (the bandwidths are the scales g,
+              default 1 / d; degree p = 3 and offset c = 1 by default: KID's kernel). Smooth everywhere:
+              dk/da = p g (g a.b + c)^(p-1) b, d2k/da db' = p (p-1) g^2 (g a.b + c)^(p-2) b a' + p g (...)^(p-1) I.
 
 fastgan::kernel_sum walks the pairs in tiles (C++: a GEMM per tile for the dot products, one vectorised pass for the
 kernel values of every bandwidth from the same distance, two more GEMMs for the gradients) and returns the sum and,
@@ -29,9 +32,11 @@ from .registry import declare
 
 __all__ = ["kernel_sum", "mmd2", "mmd_test", "median_bandwidth", "median_distance", "MMDTestResult", "KERNELS", "OP"]
 
-KERNELS = ("gaussian", "rq", "imq", "laplacian", "laplacian_l1")
-SMOOTH_KERNELS = ("gaussian", "rq", "imq")  # twice differentiable: gradient penalties through them work
-DEFAULT_BANDWIDTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+KERNELS = ("gaussian", "rq", "imq", "laplacian", "laplacian_l1", "poly")
+SMOOTH_KERNELS = ("gaussian", "rq", "imq", "poly")  # twice differentiable: gradient penalties through them work
+DEFAULT_BANDWIDTHS = (1.0, 2.0, 4.0, 8.0, 16.0)  # bandwidths=None: these, or for poly the one scale 1 / d
+POLY_DEGREE, POLY_OFFSET = 3, 1.0  # the poly kernel's defaults (KID: Binkowski et al. 2018)
+MAX_POLY_DEGREE = 64  # (csrc/include/fastgan/pair_kernels.h check_poly_params)
 MEDIAN_SAMPLES = 1024
 MAX_BANDWIDTHS = 16  # every backend (csrc/include/fastgan/pair_math.h kMaxPairBandwidths: the CUDA kernel arguments)
 
@@ -70,23 +75,52 @@ def _check_kernel(kernel, bandwidths, weights) -> tuple[str, list[float], list[f
     return kernel, bw, ws
 
 
+def _check_poly(kernel: str, degree, offset) -> tuple[int, float]:
+    """The poly kernel's (degree, offset), checked; the schema's defaults for the other kernels, which refuse them."""
+    if kernel != "poly":
+        for v, arg in ((degree, "degree"), (offset, "offset")):
+            if v is not None:
+                raise ValueError(f"{arg}: only the 'poly' kernel takes a {arg}, got kernel={kernel!r}")
+        return POLY_DEGREE, POLY_OFFSET
+    degree = POLY_DEGREE if degree is None else degree
+    if isinstance(degree, bool) or not isinstance(degree, int):
+        raise TypeError(f"degree: expected an int, got {type(degree).__name__}")
+    if not 1 <= degree <= MAX_POLY_DEGREE:
+        raise ValueError(f"degree: expected an int in [1, {MAX_POLY_DEGREE}], got {degree}")
+    offset = POLY_OFFSET if offset is None else _checks.finite(offset, "offset")
+    if offset < 0:
+        raise ValueError(f"offset: expected a number >= 0 (a positive definite kernel), got {offset}")
+    return degree, offset
+
+
+def _default_bandwidths(kernel: str, bandwidths, d: int):
+    if bandwidths is None:
+        return (1.0 / max(d, 1),) if kernel == "poly" else DEFAULT_BANDWIDTHS
+    if kernel == "poly" and isinstance(bandwidths, str):
+        raise ValueError(f"bandwidths={bandwidths!r}: the poly kernel's parameters are scales of the dot product, "
+                         "not length scales; pass them explicitly or leave the default (1 / d)")
+    return bandwidths
+
+
 def kernel_sum(x: torch.Tensor, y: torch.Tensor | None = None, kernel: str = "gaussian",
-               bandwidths=DEFAULT_BANDWIDTHS, weights=None, diagonal: bool = True,
-               impl: str | None = None) -> torch.Tensor:
+               bandwidths=None, weights=None, diagonal: bool = True,
+               impl: str | None = None, *, degree: int | None = None, offset: float | None = None) -> torch.Tensor:
     """sum_i sum_j sum_s weights[s] k_s(x_i, y_j) for x (n, d), y (m, d); y None: the self-sum over pairs of rows of
     x (diagonal=False leaves out the pairs (i, i)). A scalar of x's dtype (fp32 for fp16 / bf16 x: the sum of n m
     kernel values overflows fp16), differentiable twice in x and y (the smooth kernels; the laplacians once).
     Memory O((n + m) d): the kernel matrix is never formed. Under autocast, x and y of different float dtypes are
-    promoted to the wider one."""
+    promoted to the wider one. bandwidths None: DEFAULT_BANDWIDTHS, or for poly the scale 1 / d; degree (default 3)
+    and offset (default 1): the poly kernel's (g x.y + offset)^degree only."""
     x, y = _checks.autocast_promote(x, y)
     _check_points(x, "x")
     if y is not None:
         _check_points(y, "y", x)
-    kernel, bw, ws = _check_kernel(kernel, bandwidths, weights)
+    degree, offset = _check_poly(kernel, degree, offset)
+    kernel, bw, ws = _check_kernel(kernel, _default_bandwidths(kernel, bandwidths, x.shape[1]), weights)
     grad = torch.is_grad_enabled()
     gx = grad and x.requires_grad
     gy = grad and y is not None and y.requires_grad
-    return OP.run(impl, x.device, x, y, kernel, bw, ws, bool(diagonal), gx, gy)[0]
+    return OP.run(impl, x.device, x, y, kernel, bw, ws, bool(diagonal), gx, gy, degree, offset)[0]
 
 
 def median_distance(x: torch.Tensor, y: torch.Tensor | None = None, max_samples: int = MEDIAN_SAMPLES,
@@ -122,6 +156,7 @@ def median_bandwidth(x: torch.Tensor, y: torch.Tensor | None = None, max_samples
 
 
 def _resolve_bandwidths(x, y, kernel, bandwidths):
+    bandwidths = _default_bandwidths(kernel, bandwidths, x.shape[1])
     if isinstance(bandwidths, str):
         if bandwidths != "median":
             raise ValueError(f"bandwidths: expected a sequence of numbers or 'median', got {bandwidths!r}")
@@ -132,13 +167,15 @@ def _resolve_bandwidths(x, y, kernel, bandwidths):
     return bandwidths
 
 
-def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", bandwidths=DEFAULT_BANDWIDTHS, weights=None,
-         estimator: str = "biased", impl: str | None = None) -> torch.Tensor:
+def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", bandwidths=None, weights=None,
+         estimator: str = "biased", impl: str | None = None, *, degree: int | None = None,
+         offset: float | None = None) -> torch.Tensor:
     """The squared maximum mean discrepancy between the samples x (n, d) and y (m, d) (n != m allowed).
 
     estimator 'biased': the V-statistic (all pairs; >= 0); 'unbiased': the U-statistic (no pairs (i, i); n, m >= 2;
-    can be negative). bandwidths: a sequence, or 'median' (median_bandwidth of x and y pooled). Differentiable twice
-    in x and y. fp32 for fp16 / bf16 inputs (a small difference of large sums: computed and returned in fp32).
+    can be negative). bandwidths: a sequence, None (kernel_sum's default) or 'median' (median_bandwidth of x and y
+    pooled; not for rq, poly). degree, offset: the poly kernel's (kernel_sum). Differentiable twice in x and y. fp32
+    for fp16 / bf16 inputs (a small difference of large sums: computed and returned in fp32).
     Under autocast, x and y of different float dtypes are promoted to the wider one."""
     x, y = _checks.autocast_promote(x, y)
     _check_points(x, "x")
@@ -152,7 +189,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", bandwidths=
             raise ValueError(f"{name}: the {estimator} estimator needs at least {need} samples, got {t}")
     bandwidths = _resolve_bandwidths(x, y, kernel, bandwidths)
     diag = estimator == "biased"
-    kw = dict(kernel=kernel, bandwidths=bandwidths, weights=weights, impl=impl)
+    kw = dict(kernel=kernel, bandwidths=bandwidths, weights=weights, impl=impl, degree=degree, offset=offset)
     kxx = kernel_sum(x, None, diagonal=diag, **kw)
     kyy = kernel_sum(y, None, diagonal=diag, **kw)
     kxy = kernel_sum(x, y, **kw)
@@ -168,7 +205,7 @@ class MMDTestResult(NamedTuple):
 
 def mmd_test(x: torch.Tensor, y: torch.Tensor, permutations: int = 200, kernel: str = "gaussian",
              bandwidths="median", weights=None, generator: torch.Generator | None = None,
-             impl: str | None = None) -> MMDTestResult:
+             impl: str | None = None, *, degree: int | None = None, offset: float | None = None) -> MMDTestResult:
     """Two-sample permutation test of H0: x and y come from the same distribution, with the unbiased MMD^2 as the
     statistic. The bandwidths ('median' by default) are fixed once from the pooled sample, so every permutation uses
     the same kernel. generator: for the permutations (default: a CPU generator seeded with 0)."""
@@ -179,7 +216,8 @@ def mmd_test(x: torch.Tensor, y: torch.Tensor, permutations: int = 200, kernel: 
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     with torch.no_grad():
         bandwidths = _resolve_bandwidths(x, y, kernel, bandwidths)
-        kw = dict(kernel=kernel, bandwidths=bandwidths, weights=weights, estimator="unbiased", impl=impl)
+        kw = dict(kernel=kernel, bandwidths=bandwidths, weights=weights, estimator="unbiased", impl=impl,
+                  degree=degree, offset=offset)
         stat = mmd2(x, y, **kw).item()
         z, n = torch.cat([x, y]), x.shape[0]
         hits = 0
@@ -194,22 +232,24 @@ def _fake_grads(x, y, grad_x, grad_y):
             torch.empty_like(y) if (grad_y and y is not None) else x.new_empty([0]))
 
 
-def _fake_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
+def _fake_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y, degree=POLY_DEGREE, offset=POLY_OFFSET):
     half = x.dtype in (torch.float16, torch.bfloat16)
     return (x.new_empty([], dtype=torch.float32 if half else x.dtype), *_fake_grads(x, y, grad_x, grad_y))
 
 
-def _reference(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):  # the kernel's arguments: (S,)
-    return (reference.kernel_sum(x, y, kernel, bandwidths, weights, diagonal),)
+def _reference(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y, degree=POLY_DEGREE,
+               offset=POLY_OFFSET):  # the kernel's arguments: (S,)
+    return (reference.kernel_sum(x, y, kernel, bandwidths, weights, diagonal, degree, offset),)
 
 
 def _autograd(ns, ns_name: str) -> None:
     ns_q = f"{ns_name}::kernel_sum"
 
     def setup(ctx, inputs, output):
-        x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y = inputs
+        x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y, degree, offset = inputs
         ctx.set_materialize_grads(False)  # None, not zeros, for the gradient outputs nobody used: see backward
         ctx.args = (kernel, bandwidths, weights)
+        ctx.extra = (diagonal, degree, offset)
         ctx.flags = (grad_x, grad_y and y is not None)
         ctx.save_for_backward(x, y, output[1], output[2])
 
@@ -226,12 +266,13 @@ def _autograd(ns, ns_name: str) -> None:
             dy = (gv * sy).to(sy.dtype) if need_y else None
         if (ggx is not None or ggy is not None) and (need_x or need_y):  # through the gradient outputs: 2nd order
             u = ggx if ggx is not None else torch.zeros_like(x)
-            hx, hy = ns.kernel_sum_backward2(x, y, u, ggy if y is not None else None, *ctx.args, need_x, need_y)
+            hx, hy = ns.kernel_sum_backward2(x, y, u, ggy if y is not None else None, *ctx.args, need_x, need_y,
+                                             *ctx.extra)
             if need_x:
                 dx = hx if dx is None else dx + hx
             if need_y:
                 dy = hy if dy is None else dy + hy
-        return dx, dy, None, None, None, None, None, None
+        return dx, dy, None, None, None, None, None, None, None, None
 
     torch.library.register_autograd(ns_q, backward, setup_context=setup)
 
@@ -241,11 +282,13 @@ def _triton() -> dict:
     from .._triton.mmd import kernel_sum as tk_sum
     from .._triton.mmd import kernel_sum_backward2 as tk_backward2
 
-    def fwd(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y):
-        return tk_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y)
+    # (the schema's defaults: the dispatcher leaves out trailing arguments equal to them)
+    def fwd(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y, degree=POLY_DEGREE, offset=POLY_OFFSET):
+        return tk_sum(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y, degree, offset)
 
-    def bwd2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y):
-        return tk_backward2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y)
+    def bwd2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y, diagonal=True, degree=POLY_DEGREE,
+             offset=POLY_OFFSET):
+        return tk_backward2(x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y, diagonal, degree, offset)
 
     return {"kernel_sum": fwd, "kernel_sum_backward2": bwd2}
 
@@ -253,6 +296,6 @@ def _triton() -> dict:
 OP = declare("kernel_sum", kernels=("kernel_sum", "kernel_sum_backward2"),
              backends=("reference", "cpp", "cuda", "triton"), reference=_reference,
              fakes={"kernel_sum": _fake_sum,
-                    "kernel_sum_backward2": lambda x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y:
-                    _fake_grads(x, y, grad_x, grad_y)},
+                    "kernel_sum_backward2": lambda x, y, u, v, kernel, bandwidths, weights, grad_x, grad_y,
+                    diagonal=True, degree=POLY_DEGREE, offset=POLY_OFFSET: _fake_grads(x, y, grad_x, grad_y)},
              autograd=_autograd, triton=_triton, last="kernel_sum_backward2")

@@ -148,8 +148,9 @@ def _with_schema(fn: Callable, kernel: str) -> Callable:
     """`fn` with the annotated signature of C++ op `kernel`, from which triton_op infers the same schema (torch 2.13
     ignores triton_op's `schema=`): the schema is written once, in C++."""
     s = schema(kernel)
-    params = [inspect.Parameter(a.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=eval(str(a.type), _TYPES))
-              for a in s.arguments]
+    params = [inspect.Parameter(a.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=eval(str(a.type), _TYPES),
+                                default=a.default_value if a.has_default_value() else inspect.Parameter.empty)
+              for a in s.arguments]  # (defaults too: a schema's trailing defaulted arguments, e.g. kernel_sum's degree)
     rets = [eval(str(r.type), _TYPES) for r in s.returns]
     fn.__signature__ = inspect.Signature(params, return_annotation=rets[0] if len(rets) == 1 else Tuple[tuple(rets)])
     return fn

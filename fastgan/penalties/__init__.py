@@ -23,6 +23,7 @@ backward) lives in penalties/fused.py; this module checks the arguments and choo
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import torch
@@ -31,9 +32,19 @@ from .._checks import autocast_dtype
 from ..ops.weight_grads import input_grads
 from .fused import _MLPCriticLoss, _MLPPenalty, fused_args, fused_reason
 
-__all__ = ["gradient_penalty", "wgan_critic_loss", "CriticLoss", "KINDS"]
+__all__ = ["gradient_penalty", "r1_from_outputs", "wgan_critic_loss", "CriticLoss", "KINDS"]
 
 KINDS = ("wgan-gp", "r1", "r2")
+
+
+def _check_center_weight(center, weight) -> None:
+    """The penalty's `center` (a finite real number) and `weight` (a finite real number >= 0: a negative weight would
+    reward steep critics), or a ValueError naming the argument."""
+    for name, v in (("center", center), ("weight", weight)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name}: expected a finite number{' >= 0' if name == 'weight' else ''}, got {v!r}")
+    if weight < 0:
+        raise ValueError(f"weight: expected a finite number >= 0, got {weight!r}")
 
 
 def _checks_autocast(t: torch.Tensor) -> bool:
@@ -114,9 +125,7 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
         if len(fake_t) != len(real_t) or any(a.shape != b.shape for a, b in zip(real_t, fake_t)):
             raise ValueError(f"fake: expected shapes {[tuple(a.shape) for a in real_t]} like real, got "
                              f"{[tuple(b.shape) for b in fake_t]}")
-    for name, v in (("center", center), ("weight", weight)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not torch.isfinite(torch.tensor(float(v))):
-            raise ValueError(f"{name}: expected a finite number, got {v!r}")
+    _check_center_weight(center, weight)
 
     if kind == "wgan-gp":
         eps = _interpolation_weights(real_t[0], generator, eps)
@@ -130,8 +139,11 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
                     "a scaler, autocast or several inputs (the generic path handles those)"):
         return _MLPPenalty.apply(points[0], *fused_args(critic, kind, center, weight))
     points = tuple(p.requires_grad_(True) for p in points)
+    return _penalty_of(critic(*points), points, kind, center, weight, scaler, skip_weights)
 
-    out = critic(*points)
+
+def _penalty_of(out, points, kind, center, weight, scaler, skip_weights) -> torch.Tensor:
+    """The generic path's penalty from the critic's outputs `out` at `points` (which require grad)."""
     if out.dim() > 1:
         out = out.reshape(out.shape[0], -1).sum(1)
     scaled = scaler.scale(out) if scaler is not None else out
@@ -145,6 +157,24 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real, fake=None, kind:
     if kind == "wgan-gp":  # vector_norm's gradient at a zero gradient is 0, not NaN
         return weight * (torch.linalg.vector_norm(flat, dim=1) - center).square().mean()
     return (weight / 2) * flat.square().sum(1).mean()
+
+
+def r1_from_outputs(out: torch.Tensor, inputs, weight: float, scaler=None, skip_weights: bool = True) -> torch.Tensor:
+    """The R1 penalty weight / 2 * mean_i |grad D(real_i)|^2 from the critic's outputs `out` (B,) or (B, ...) on
+    `inputs` (a tensor or tuple of tensors that require grad, and from which `out` was computed in this forward):
+    for a loss that already ran the critic on the real batch, so one forward serves both (its outputs can feed the
+    loss too; with batch norm the penalty then sees the loss's batch statistics, as gradient_penalty's second forward
+    over the same batch would). The same value and gradients as gradient_penalty(critic, inputs, kind='r1',
+    fused=False); scaler and skip_weights as there. Inputs that are not leaves count as independent inputs of the
+    critic (the gradient w.r.t. them, not through them)."""
+    _check_center_weight(0.0, weight)
+    points = _as_tuple(inputs, "inputs")
+    if not all(p.requires_grad for p in points):
+        raise ValueError("inputs: every input must require grad (set requires_grad before the critic's forward)")
+    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != points[0].shape[0]:
+        raise ValueError(f"out: expected the critic's outputs with the inputs' batch size {points[0].shape[0]}, got "
+                         f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    return _penalty_of(out, points, "r1", 0.0, weight, scaler, skip_weights)
 
 
 class CriticLoss(NamedTuple):
@@ -167,6 +197,7 @@ def wgan_critic_loss(critic: Callable[..., torch.Tensor], real, fake, kind: str 
     """
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    _check_center_weight(center, weight)  # the fused path below takes them as they are
     real_t, fake_t = _as_tuple(real, "real"), _as_tuple(fake, "fake")
     if _takes_fused(critic, fused, "loss",
                     lambda c: (kind == "wgan-gp" and len(real_t) == 1 and not _checks_autocast(real_t[0]) and

@@ -6,7 +6,8 @@ checked whole before anything is loaded.
      step: fastgan.train.config.lr_factor, so the schedule needs no state of its own),
      "sampler": BatchSampler.state_dict(), "latent_rng": the latent generator's state, "torch_rng": torch's CPU RNG,
      "metrics_pos": the byte length of metrics.jsonl at the checkpoint, "metrics_acc": the losses summed since its
-     last line (count, sums), "scaler": GradScaler state or None}
+     last line (count, sums), "scaler": GradScaler state or None, "ema": the state_dict of G's moving average
+     (fastgan.train.ema) or None; a checkpoint without the key is one written before it existed: None}
 
 Atomic: written to a temporary file in the same directory, flushed to disk, then os.replace'd over the old one, so a
 run killed at any moment leaves either the previous checkpoint or the new one, never a torn file.
@@ -70,10 +71,19 @@ def _check_state_dict(module, sd, name: str) -> list:
     return problems
 
 
-def check_compatible(state: dict, nets: dict, opts: dict, path) -> None:
-    """Raise ValueError listing every mismatch between the checkpoint and the run's networks and optimisers (before
-    anything is loaded: never a half-loaded model)."""
+def check_compatible(state: dict, nets: dict, opts: dict, path, ema=None) -> None:
+    """Raise ValueError listing every mismatch between the checkpoint and the run's networks, optimisers and G's
+    moving average `ema` (its module, or None when the run has none), before anything is loaded: never a half-loaded
+    model."""
     problems = []
+    saved_ema = state.get("ema")
+    if ema is None and saved_ema is not None:
+        problems.append("ema: the checkpoint holds a moving average of G, the run has none")
+    elif ema is not None:
+        if not isinstance(saved_ema, dict):
+            problems.append(f"ema: the run averages G, the checkpoint holds no average ({type(saved_ema).__name__})")
+        else:
+            problems += _check_state_dict(ema, saved_ema, "ema")
     if set(state["nets"]) != set(nets):
         problems.append(f"networks: expected {sorted(nets)}, got {sorted(state['nets'])}")
     else:

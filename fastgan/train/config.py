@@ -46,6 +46,10 @@ class TrainConfig:
     backend: str = "fastgan"
     precision: str = "fp32"         # fp32 | bf16 (autocast) | fp16 (autocast + one GradScaler)
     g_loss: str = "ns"              # GAN generator: ns | minimax; BiGAN G/E: inverse | minimax (ns means inverse)
+    # a moving average of G for samples and evaluation (fastgan.train.ema): its half-life in thousands of images
+    # (StyleGAN2-ADA's ema_kimg; 0: off), at most ema_rampup x the images seen so far (0: no ramp-up)
+    ema: float = 0.0
+    ema_rampup: float = 0.05
     # alternating (default): n_critic D steps, then G (and E) from a fresh forward through the updated D (Goodfellow
     # et al.'s Algorithm 1); simultaneous: D, G, E all updated from one forward (cheaper; why not the default:
     # docs/defaults.md)
@@ -86,6 +90,11 @@ class TrainConfig:
             raise ValueError(f"decay_start: expected a fraction in [0, 1], got {self.decay_start!r}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"beta1 / beta2: expected values in [0, 1), got {self.beta1}, {self.beta2}")
+        for name, what in (("ema", "--ema: G's EMA half-life in kimg, 0 = off"),
+                           ("ema_rampup", "--ema-rampup: 0 = no ramp-up")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name}: expected a finite number >= 0 ({what}), got {v!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay!r}")
         if self.arch not in ARCHS:

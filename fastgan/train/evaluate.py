@@ -8,6 +8,10 @@
 - what only the recipe measures (recipe.evaluation: e.g. a VAE's test ELBO), with its pictures;
 - pictures under `out`: samples.png (a grid of images, or a scatter plot over the data for 2-D), and
   reconstructions.png (test images and G(E(x)) in alternating rows) for models with an encoder.
+
+With `ema` (the run's fastgan.train.ema.EMA, cfg.ema > 0) G is its moving average throughout: samples, their metrics
+and pictures, reconstructions and whatever the recipe's own evaluation reads from nets["G"]; E, D and the rest are
+the trained networks.
 """
 from __future__ import annotations
 
@@ -27,8 +31,12 @@ def _chunked(fn, x: torch.Tensor, device) -> torch.Tensor:
     return torch.cat([fn(x[i:i + _CHUNK].to(device)).cpu() for i in range(0, x.shape[0], _CHUNK)])
 
 
-def evaluate(recipe, split, out=None, seed: int = 0) -> dict:
-    """Metrics of `recipe` (networks in eval mode while measured) on `split`; PNGs into `out` when given."""
+def evaluate(recipe, split, out=None, seed: int = 0, ema=None) -> dict:
+    """Metrics of `recipe` (networks in eval mode while measured) on `split`; PNGs into `out` when given; `ema`: G's
+    moving average, evaluated in G's place."""
+    if ema is not None:
+        with ema.swapped_into(recipe.nets, "G"):
+            return evaluate(recipe, split, out, seed)
     dev = recipe.device
     recipe.train(False)
     try:

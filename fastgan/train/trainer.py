@@ -13,7 +13,10 @@ Run directory (cfg.out): checkpoint.pt (every ckpt_every steps and at the end, a
 per log_every steps: the step, the losses averaged since the previous line, the learning rate, and under "time" the
 wall-clock figures — the only fields that differ between identical runs), config.json, results.json, and the PNGs
 of fastgan.train.evaluate, and curves.png (every logged quantity against the step: losses, D's accuracy on real and
-fake; redrawn from metrics.jsonl at the end of every run).
+fake; redrawn from metrics.jsonl at the end of every run; `fastgan plot RUN_DIR` redraws it).
+
+cfg.ema > 0: a moving average of G (fastgan.train.ema.EMA, self.ema) is updated after every iteration, saved in the
+checkpoint, and is the G that evaluation samples from (samples.png, FD, MMD^2, reconstructions).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from .. import metrics as ev
 from . import checkpoint as ckpt
 from .config import TrainConfig, lr_factor
 from .distributed import all_reduce_mean_, convert_batch_norm, world
+from .ema import EMA
 from .evaluate import evaluate
 from .recipes import RECIPES, StepContext
 from .recipes import validate as validate_config
@@ -77,6 +81,11 @@ class Trainer:
                                  f"{self.world_size} (each rank takes an equal slice of the global batch)")
             for net in self.recipe.nets.values():
                 convert_batch_norm(net)
+        self.ema = None
+        if cfg.ema > 0:
+            if "G" not in self.recipe.nets:
+                raise ValueError(f"ema: the {cfg.model!r} recipe has no generator G to average")
+            self.ema = EMA(self.recipe.nets["G"], cfg.ema * 1000, cfg.ema_rampup, cfg.batch_size)
         self.train_x = self.split.train_x.to(self.device)
         self.sampler = data_mod.BatchSampler(self.train_x.shape[0], cfg.batch_size, seed=cfg.seed)
         if cfg.steps is not None:
@@ -101,8 +110,8 @@ class Trainer:
 
     def context(self) -> StepContext:
         """What the recipe's step (and end_iteration) is handed every iteration: this run's optimisers, fp16
-        GradScaler and (rank, world size)."""
-        return StepContext(opts=self.opts, scaler=self.scaler, shard=(self.rank, self.world_size))
+        GradScaler, (rank, world size) and the iteration's index (self.step)."""
+        return StepContext(opts=self.opts, scaler=self.scaler, shard=(self.rank, self.world_size), step=self.step)
 
     # ---- checkpoints ----
     def state(self) -> dict:
@@ -113,7 +122,8 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(), "metrics_pos": self.metrics_pos,
                 "metrics_acc": {"count": self._count, "sums": {k: torch.as_tensor(v).cpu() for k, v in
                                                                self._sums.items()}},
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "ema": self.ema.state_dict() if self.ema is not None else None}
 
     def save(self) -> None:
         if self.world_size > 1:  # the partial metric sums as the mean over ranks (the next line's mean is the same)
@@ -158,7 +168,8 @@ class Trainer:
         if diff:
             raise ValueError(f"resume: checkpoint {path} was written by another configuration; differing fields "
                              f"(checkpoint, now): {diff}")
-        ckpt.check_compatible(state, self.recipe.nets, self.opts, path)
+        ckpt.check_compatible(state, self.recipe.nets, self.opts, path,
+                              ema=None if self.ema is None else self.ema.module)
         sampler = data_mod.BatchSampler(self.train_x.shape[0], self.cfg.batch_size, seed=self.cfg.seed)
         sampler.load_state_dict(state["sampler"])  # validates before anything below changes
         step = state["step"]
@@ -182,6 +193,8 @@ class Trainer:
             opt.load_state_dict(state["opts"][k])
         if self.scaler is not None:
             self.scaler.load_state_dict(scaler)
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.sampler = sampler
         self.gen.set_state(state["latent_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -242,7 +255,7 @@ class Trainer:
         log = opened[0] if opened else None
         recipe.train(True)
         device, size = self.device, self.world_size
-        next_batch, ctx = self.next_batch, self.context()
+        next_batch = self.next_batch
 
         # mixed precision: the whole iteration (forward passes, losses, gradients) under autocast; the optimiser steps
         # update the fp32 parameters
@@ -256,6 +269,7 @@ class Trainer:
         try:
             while self.step < self.total:
                 lr = self._set_lr()
+                ctx = self.context()
                 with autocast:
                     values = recipe.step(ctx, next_batch, self.gen)
                 recipe.end_iteration(ctx)
@@ -263,6 +277,8 @@ class Trainer:
                     self._sums[k] = self._sums.get(k, 0.0) + v
                 self._count += 1
                 self.step += 1
+                if self.ema is not None:  # after the iteration's G step (fastgan.train.ema)
+                    self.ema.update(recipe.nets["G"], self.step)
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.total:
                     if size > 1:  # averaged across ranks (every rank logs at the same steps)
@@ -286,13 +302,13 @@ class Trainer:
                 log.close()
         elapsed = time.perf_counter() - t0
         steps_done = self.step - start_step
-        results = {"model": cfg.model, "data": cfg.data, "backend": cfg.backend, "steps": self.total,
+        results = {"model": cfg.model, "data": cfg.data, "backend": cfg.backend, "steps": self.total, "ema": cfg.ema,
                    "train_time_s": elapsed,
                    "steps_per_s": steps_done / elapsed if steps_done else None,
                    "samples_per_s": steps_done * cfg.batch_size * cfg.n_critic / elapsed if steps_done else None}
         if cfg.eval_at_end and self.rank == 0:
 
-            results.update(evaluate(recipe, self.split, out=self.out, seed=cfg.seed))
+            results.update(evaluate(recipe, self.split, out=self.out, seed=cfg.seed, ema=self.ema))
         if self.out is not None and self.rank == 0:
             (self.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
             if (self.out / METRICS).is_file() and (self.out / METRICS).stat().st_size:

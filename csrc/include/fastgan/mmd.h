@@ -18,17 +18,22 @@
 namespace fastgan {
 
 // A checked call: the kernel, its per-bandwidth parameters (pair_kernels.h) and weights.
+// (degree, offset: the poly kernel's; the others ignore them.)
 struct KernelSumCall {
   int kind;
   std::vector<double> params, weights;
+  int degree = 0;
+  double offset = 0.0;
 };
 
 inline KernelSumCall check_kernel_sum(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                       c10::string_view kernel, at::ArrayRef<double> bandwidths,
-                                      at::ArrayRef<double> weights) {
+                                      at::ArrayRef<double> weights, int64_t degree, double offset) {
   KernelSumCall p;
   p.kind = parse_pair_kernel(std::string(kernel));
   p.params = pair_kernel_params(p.kind, bandwidths, weights);
+  check_poly_params(p.kind, degree, offset);
+  if (p.kind == kPoly) p.degree = int(degree), p.offset = offset;
   TORCH_CHECK_VALUE(bandwidths.size() <= size_t(kMaxPairBandwidths), "bandwidths: expected at most ",
                     kMaxPairBandwidths, " bandwidths, got ", bandwidths.size());
   p.weights.assign(weights.begin(), weights.end());
@@ -46,11 +51,12 @@ inline KernelSumCall check_kernel_sum(const at::Tensor& x, const c10::optional<a
 // self-sums: undefined, v = u).
 inline std::tuple<KernelSumCall, at::Tensor> check_kernel_sum_backward2(
     const at::Tensor& x, const c10::optional<at::Tensor>& y, const at::Tensor& u, const c10::optional<at::Tensor>& v,
-    c10::string_view kernel, at::ArrayRef<double> bandwidths, at::ArrayRef<double> weights) {
-  KernelSumCall p = check_kernel_sum(x, y, kernel, bandwidths, weights);
+    c10::string_view kernel, at::ArrayRef<double> bandwidths, at::ArrayRef<double> weights, int64_t degree,
+    double offset) {
+  KernelSumCall p = check_kernel_sum(x, y, kernel, bandwidths, weights, degree, offset);
   TORCH_CHECK_NOT_IMPLEMENTED(!is_laplacian(p.kind), "fastgan.kernel_sum: second-order derivatives of the ", kernel,
                               " kernel are not implemented (it is not twice differentiable at zero distance); use a "
-                              "smooth kernel (gaussian, rq, imq) for gradient penalties through an MMD");
+                              "smooth kernel (gaussian, rq, imq, poly) for gradient penalties through an MMD");
   check_like(u, "u", x, "x");
   check_same_shape(u, "u", x, "x");
   const bool self = !(y.has_value() && y->defined());
@@ -80,7 +86,9 @@ struct MixturePlan {
   std::vector<PairCoef<T>> coef;
   std::vector<int> sq;
 
-  MixturePlan(int kind, const std::vector<double>& params, const std::vector<double>& weights) : kernel(kind) {
+  MixturePlan(int kind, const std::vector<double>& params, const std::vector<double>& weights, int degree = 0,
+              double offset = 0.0)
+      : kernel(kind) {
     std::vector<size_t> order(params.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     if (kind == kGaussian) {
@@ -89,7 +97,7 @@ struct MixturePlan {
     int chain = 0;
     for (size_t k = 0; k < order.size(); ++k) {
       const T p = static_cast<T>(params[order[k]]);
-      coef.push_back(pair_coef(kind, p, static_cast<T>(weights[order[k]])));
+      coef.push_back(pair_coef(kind, p, static_cast<T>(weights[order[k]]), degree, static_cast<T>(offset)));
       int steps = -1;
       if (kind == kGaussian && k > 0) {
         int e2 = 0;
@@ -118,7 +126,8 @@ inline at::ScalarType kernel_sum_compute_type(const at::Tensor& x) {
 }
 
 // The point sets of a call centred on their common mean (distances are translation invariant; centring reduces the
-// cancellation in |x|^2 + |y|^2 - 2 x.y), contiguous, in the compute type; y = x for a self-sum.
+// cancellation in |x|^2 + |y|^2 - 2 x.y), contiguous, in the compute type; y = x for a self-sum. centre = false (the
+// kernels of the dot product, is_dot_kernel): the points as given, contiguous, in the compute type.
 struct CentredPoints {
   bool self;
   int64_t n, m, d;
@@ -132,11 +141,17 @@ inline at::Tensor centred_copy(const at::Tensor& a, const at::Tensor& mean, at::
   return out;
 }
 
-inline CentredPoints centre_points(const at::Tensor& x, const c10::optional<at::Tensor>& y_opt, at::ScalarType ct) {
+inline CentredPoints centre_points(const at::Tensor& x, const c10::optional<at::Tensor>& y_opt, at::ScalarType ct,
+                                   bool centre = true) {
   CentredPoints P;
   P.self = !(y_opt.has_value() && y_opt->defined());
   const at::Tensor& y = P.self ? x : *y_opt;
   P.n = x.size(0), P.m = y.size(0), P.d = x.size(1), P.ct = ct;
+  if (!centre) {
+    P.xc = x.to(ct).contiguous();
+    P.yc = P.self ? P.xc : y.to(ct).contiguous();
+    return P;
+  }
   at::Tensor sx = x.sum(0, false, ct);
   if (!P.self) sx = sx + y.sum(0, false, ct);
   const int64_t cnt = P.self ? P.n : P.n + P.m;

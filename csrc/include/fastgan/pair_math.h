@@ -6,8 +6,10 @@
 //   rq         k = t^-p, t = 1 + r2 / (2p)    k' = -k / (2t)       k'' = (p + 1) / (4p) k / t^2
 //   imq        k = p / q, q = p + r2          k' = -k / q          k'' = 2 k / q^2
 //   laplacians k = e^(-p t) of the distance t (euclidean or l1), dk/dt = -p k (first order only)
+//   poly       k = b^n, b = p t + o           k' = n p b^(n-1)     k'' = n (n - 1) p^2 b^(n-2)
 //
-// (' = d/dr2.) The *_add functions are what the kernels call per pair and bandwidth: ORDER 0 adds w k to val;
+// (' = d/dr2; for poly ' = d/dt of the dot product t = a.b, n the integer degree, o the offset.)
+// The *_add functions are what the kernels call per pair and bandwidth: ORDER 0 adds w k to val;
 // 1 adds w k to val and w k' to c; 2 adds w k' to c and w k'' to h (the second-order pass needs no value). They are
 // branch-free and forced inline, so that the CPU kernel's loops over a row of pairs (`for j: rq_add(r2[j], ...)`)
 // still compile to SIMD code; the per-bandwidth constants (PairCoef) are computed once per call. On the host exp / log
@@ -27,10 +29,15 @@ enum PairKernel : int {
   kRationalQuadratic = 1,
   kInverseMultiquadric = 2,
   kLaplacian = 3,
-  kLaplacianL1 = 4
+  kLaplacianL1 = 4,
+  kPoly = 5
 };
 
 FG_HD bool is_laplacian(int kernel) { return kernel == kLaplacian || kernel == kLaplacianL1; }
+
+// A kernel of the dot product t = a.b instead of the squared distance (poly): not translation invariant (the points
+// are not centred), and its gradients are sums of c_ij times the other side's points, without row-sum terms.
+FG_HD bool is_dot_kernel(int kernel) { return kernel == kPoly; }
 
 // At most this many bandwidths per call: the CUDA kernels take the per-bandwidth constants by value in their
 // argument struct (no host-to-device copy per call). Checked for every backend by check_kernel_sum (mmd.h).
@@ -64,15 +71,23 @@ struct PairCoef {
   T wc;   // c += wc * (the kernel's first-derivative factor)
   T wh;   // h += wh * (the second-derivative factor)
   T inv;  // rq: 1 / (2p)
+  T off;  // poly: the offset o
+  int deg;  // poly: the degree n >= 1
 };
 
+// (degree, offset: the poly kernel's; ignored by the others)
 template <typename T>
-FG_HD PairCoef<T> pair_coef(int kernel, T p, T w) {
+FG_HD PairCoef<T> pair_coef(int kernel, T p, T w, int degree = 0, T offset = T(0)) {
   PairCoef<T> k;
   k.p = p;
   k.w = w;
   k.inv = T(0);
-  if (kernel == kRationalQuadratic) {
+  k.off = offset;
+  k.deg = degree;
+  if (kernel == kPoly) {  // k' = n p b^(n-1), k'' = n (n - 1) p^2 b^(n-2)
+    k.wc = w * T(degree) * p;
+    k.wh = w * T(degree) * T(degree - 1) * p * p;
+  } else if (kernel == kRationalQuadratic) {
     k.inv = T(0.5) / p;
     k.wc = T(-0.5) * w;
     k.wh = w * (p + T(1)) / (T(4) * p);
@@ -130,6 +145,20 @@ FG_HD void imq_add(T r2, const PairCoef<T>& k, T& val, T& c, T& h) {
   if constexpr (ORDER == 2) h += k.wh * (eq / q);
 }
 
+// ---- polynomial, of the dot product t = a.b: k = b^n with b = p t + o ----
+// Integer powers by repeated products (b may be negative; no pow): e2 = b^(n-2), e1 = b^(n-1), k = e1 b. For n = 1,
+// e1 = 1 and e2 is unused (its weight wh is 0).
+template <int ORDER, typename T>
+FG_HD void poly_add(T t, const PairCoef<T>& k, T& val, T& c, T& h) {
+  const T b = pair_fma(k.p, t, k.off);
+  T e2 = T(1);
+  for (int i = 2; i < k.deg; ++i) e2 *= b;
+  const T e1 = k.deg >= 2 ? e2 * b : T(1);
+  if constexpr (ORDER < 2) val += k.w * (e1 * b);
+  if constexpr (ORDER >= 1) c += k.wc * e1;
+  if constexpr (ORDER == 2) h += k.wh * e2;
+}
+
 // ---- laplacians, of the distance t: ORDER 0 adds w e^(-p t) to val, 1 also w dk/dt = -w p e^(-p t) to c ----
 template <int ORDER, typename T>
 FG_HD void laplacian_add(T t, const PairCoef<T>& k, T& val, T& c) {
@@ -161,15 +190,16 @@ FG_HD T pair_q(T h, T ux, T vy, T e) {
   return h * (ux + vy - e);
 }
 
-// ---- one bandwidth, weight 1: (k, dk/dr2, d2k/dr2^2); laplacians: (k, dk/dt, 0) of the distance t ----
+// ---- one bandwidth, weight 1: (k, dk/dr2, d2k/dr2^2); laplacians: (k, dk/dt, 0) of the distance t; poly: (k, dk/dt,
+// d2k/dt^2) of the dot product t (degree, offset: poly only) ----
 template <typename T>
 struct PairTerms {
   T k, d1, d2;
 };
 
 template <typename T>
-FG_HD PairTerms<T> pair_terms(int kernel, T r2, T p) {
-  const PairCoef<T> k = pair_coef(kernel, p, T(1));
+FG_HD PairTerms<T> pair_terms(int kernel, T r2, T p, int degree = 0, T offset = T(0)) {
+  const PairCoef<T> k = pair_coef(kernel, p, T(1), degree, offset);
   T v0 = T(0), v1 = T(0), c1 = T(0), h1 = T(0), c2 = T(0), h2 = T(0);
   if (kernel == kGaussian) {
     const T e = gaussian_exp(r2, p);
@@ -181,6 +211,9 @@ FG_HD PairTerms<T> pair_terms(int kernel, T r2, T p) {
   } else if (kernel == kInverseMultiquadric) {
     imq_add<0>(r2, k, v0, c1, h1);
     imq_add<2>(r2, k, v1, c2, h2);
+  } else if (kernel == kPoly) {
+    poly_add<0>(r2, k, v0, c1, h1);
+    poly_add<2>(r2, k, v1, c2, h2);
   } else {
     laplacian_add<1>(r2, k, v0, c2);
   }

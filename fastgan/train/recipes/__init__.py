@@ -33,6 +33,9 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
     wae-mmd      squared l2 cost + lambda (--lambda, 10) x the fused unbiased MMD^2 of E(x) vs N(0, I), IMQ kernel
                  over the paper's scales (Tolstikhin et al. 2018)
     wae-gan      the same cost + lambda (1) x a latent adversary's non-saturating loss
+R1 on D's real inputs (cfg.extra['r1'] = gamma, lazily every K-th step of D with cfg.extra['r1_every'] = K; one
+forward of D over the real batch serves the loss and the penalty: Recipe.real_logits) in gan, bigan, lr, jlr,
+infogan, improved, lsgan, hinge and the f-GANs; the other recipes refuse the option.
 Each recipe's defaults (Recipe.defaults, data_defaults) and the checks it makes of a configuration
 (Recipe.check_config) live here, not in fastgan.train.config (which holds the values): config_for(model, ...)
 puts the user's explicit settings over them, validate(cfg) checks a configuration for its recipe. Why each default

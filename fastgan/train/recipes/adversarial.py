@@ -5,16 +5,17 @@ import torch
 import torch.nn.functional as F
 
 from ... import losses
-from .base import _MNIST_R1_DEFAULTS, Recipe
+from .base import _MNIST_R1_DEFAULTS, R1_OPTIONS, Recipe
 
 
 class GAN(Recipe):
     """On the 2-D mixtures (data_defaults) it trains with lr 2e-3, batch 512, alternating updates and the R1 penalty
     (gamma 0.1) on D, for 10000 steps on gmm8 and 20000 on gmm25 (measured: docs/defaults.md). cfg.extra['r1'] =
-    gamma turns R1 on anywhere; on mnist5k it is on (gamma 1, MNIST_R1) for every recipe with a cross-entropy D."""
+    gamma turns R1 on anywhere (cfg.extra['r1_every'] = K: lazy, K * gamma on every K-th step of D); on mnist5k it is
+    on (gamma 1, MNIST_R1) for every recipe with a cross-entropy D."""
     name = "gan"
     groups = {"D": ("D",), "G": ("G",)}
-    options = ("r1",)
+    options = R1_OPTIONS
     _mixture = dict(lr=2e-3, batch_size=512, extra={"r1": 0.1})
     data_defaults = {"gmm8": dict(_mixture, steps=10000), "gmm25": dict(_mixture, steps=20000),
                      **_MNIST_R1_DEFAULTS}
@@ -27,10 +28,11 @@ class GAN(Recipe):
         if self.cfg.update == "simultaneous":
             x = next_batch()
             gz = G(self.latent(ctx, x.shape[0], gen))
-            l_real, l_fake = D(x), D(gz)
+            l_real, r1 = self.real_logits(ctx, (x,))
+            l_fake = D(gz)
             d_loss = losses.gan_d_loss(l_real, l_fake)
             g_loss = losses.gan_g_loss(l_fake, kind)
-            g_d = self.grads(ctx, self.with_r1(ctx, d_loss, (x,)), self.params("D"), retain=True)
+            g_d = self.grads(ctx, self.plus(d_loss, r1), self.params("D"), retain=True)
             # every gradient before any update: they share D's graph
             self.apply(ctx, "G", self.through_d(ctx, g_loss, (gz,), self.params("G")))
             self.apply(ctx, "D", g_d)
@@ -54,7 +56,7 @@ class BiGAN(Recipe):
 
     name = "bigan"
     groups = {"D": ("D",), "GE": ("G", "E")}
-    options = ("r1", "encoder_out")
+    options = (*R1_OPTIONS, "encoder_out")
     inverse_g_loss = True
     data_defaults = _MNIST_R1_DEFAULTS
 
@@ -75,10 +77,11 @@ class BiGAN(Recipe):
             x = next_batch()
             z = self.latent(ctx, x.shape[0], gen)
             gz, ex = G(z), E(x)
-            l_real, l_fake = D(x, ex), D(gz, z)
+            l_real, r1 = self.real_logits(ctx, (x, ex))  # the penalty w.r.t. the joint input (x, E(x)), as D sees it
+            l_fake = D(gz, z)
             d_loss = losses.gan_d_loss(l_real, l_fake)
             ge_loss = self._ge_loss(l_real, l_fake)
-            g_d = self.grads(ctx, self.with_r1(ctx, d_loss, (x, ex)), self.params("D"), retain=True)
+            g_d = self.grads(ctx, self.plus(d_loss, r1), self.params("D"), retain=True)
             # every gradient before any update: they share D's graph
             self.apply(ctx, "GE", self.through_d(ctx, ge_loss, (gz, ex), self.params("GE")))
             self.apply(ctx, "D", g_d)
@@ -113,13 +116,14 @@ class LatentRegressor(GAN):
         z = self.latent(ctx, x.shape[0], gen)
         gz = G(z)
         if self.cfg.update == "simultaneous":  # D's loss and G's from one forward
-            l_real, l_fake = D(x), D(gz)
+            l_real, r1 = self.real_logits(ctx, (x,))
+            l_fake = D(gz)
             d_loss, l_fake_g = losses.gan_d_loss(l_real, l_fake), l_fake
         else:
             l_fake_g = D(gz)
         g_loss = losses.gan_g_loss(l_fake_g, self.cfg.g_loss)
         reg = F.mse_loss(E(gz if self.joint else gz.detach()).float(), z.float())
-        g_d = (self.grads(ctx, self.with_r1(ctx, d_loss, (x,)), self.params("D"), retain=True)
+        g_d = (self.grads(ctx, self.plus(d_loss, r1), self.params("D"), retain=True)
                if self.cfg.update == "simultaneous" else None)  # R1 as in GAN's step and d_steps
         g_e = self.grads(ctx, reg, self.params("E"), retain=True)
         weight = float(self.cfg.extra.get("reg_weight", 1.0))

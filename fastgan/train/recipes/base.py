@@ -22,7 +22,7 @@ from ...nn import (
     image_geometry,
 )
 from ...ops.weight_grads import input_grads
-from ...penalties import gradient_penalty
+from ...penalties import r1_from_outputs
 from ..config import ARCHS
 from ..distributed import all_reduce_mean_
 
@@ -31,6 +31,8 @@ DEFAULT_STEPS = 5000  # a run's length when neither the user nor the recipe's da
 # The R1 weight on the cross-entropy D of gan / bigan / lr / jlr on mnist5k (measured: docs/defaults.md)
 MNIST_R1 = 1.0
 _MNIST_R1_DEFAULTS = {"mnist5k": dict(extra={"r1": MNIST_R1})}  # data_defaults of gan / bigan / lr / jlr
+# the cfg.extra keys of a recipe that takes the R1 penalty on its D: gamma, and K of lazy R1 (Recipe.r1_weight)
+R1_OPTIONS = ("r1", "r1_every")
 # --arch dcgan: the conv nets' base width (channels of D's first conv, G's last hidden deconv; widths base, 2 base,
 # 4 base, 8 base) when cfg.hidden is None; cfg.hidden, when given, is the base. 32 (not DCGAN's 64): a 2-core CPU
 # trains it in minutes (docs/models/dcgan.md)
@@ -46,6 +48,7 @@ class StepContext:
     opts: Mapping[str, torch.optim.Optimizer]  # one optimiser per recipe group (Recipe.groups)
     scaler: torch.amp.GradScaler | None = None  # the fp16 GradScaler (cfg.precision='fp16'), else None
     shard: tuple[int, int] = (0, 1)  # (rank, world size) under torch.distributed
+    step: int = 0  # the iteration's index in the run (0-based): lazy R1 counts D's steps from it
 
 
 POSITIVE = (lambda v: v > 0, "a finite number > 0")
@@ -115,6 +118,15 @@ class Recipe:
         encoder_out = cfg.extra.get("encoder_out", ENCODER_OUT)
         if encoder_out not in ("linear", "tanh"):
             raise ValueError(f"extra['encoder_out']: expected 'linear' or 'tanh', got {encoder_out!r}")
+        if "r1" in cls.known_options():
+            gamma = extra_number(cfg, "r1", 0.0)
+            every = cfg.extra.get("r1_every", 1)
+            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+                raise ValueError(f"extra['r1_every']: expected a positive int (--r1-every K: R1 on every K-th step of "
+                                 f"D), got {every!r}")
+            if every != 1 and gamma == 0:
+                raise ValueError(f"extra['r1_every']: {every} without the R1 penalty (extra['r1'] is 0): set --r1 "
+                                 f"GAMMA > 0 too")
         if cfg.arch in ARCHS and cfg.arch not in cls.archs:  # an unknown arch: TrainConfig.validate's message
             raise ValueError(f"arch: the {cls.name!r} recipe takes arch {' or '.join(map(repr, cls.archs))}, not "
                              f"{cfg.arch!r}" + (f" ({cls.arch_note})" if cls.arch_note else ""))
@@ -282,27 +294,50 @@ class Recipe:
         BiGAN."""
         raise NotImplementedError
 
-    def with_r1(self, ctx: StepContext, d_loss, real: tuple):
-        """d_loss + the R1 penalty gamma / 2 E|grad D(real)|^2 on D's real inputs (Mescheder et al. 2018; for a
-        BiGAN the joint (x, E(x))) when cfg.extra['r1'] = gamma > 0; the eager twin takes the generic double
-        backward."""
+    def r1_weight(self, ctx: StepContext, i: int = 0) -> float:
+        """The R1 weight of D's step i (0-based) of this iteration: lazy R1 (StyleGAN2) with gamma = cfg.extra['r1']
+        and K = cfg.extra['r1_every'] (default 1): K * gamma on D's steps k = ctx.step * n_critic + i with k % K == 0,
+        0 on the others (and everywhere when gamma is 0)."""
         gamma = float(self.cfg.extra.get("r1", 0.0))
-        if gamma <= 0:
-            return d_loss
-        return d_loss + gradient_penalty(self.nets["D"], real if len(real) > 1 else real[0], kind="r1", weight=gamma,
-                                         scaler=ctx.scaler, fused=False if self.kw["eager"] else None)
+        every = int(self.cfg.extra.get("r1_every", 1))
+        if gamma <= 0 or (ctx.step * self.cfg.n_critic + i) % every:
+            return 0.0
+        return every * gamma
+
+    def real_logits(self, ctx: StepContext, real: tuple, i: int = 0, critic=None):
+        """(critic(*real), the R1 penalty gamma / 2 E|grad D(real)|^2 or None) from ONE forward of the critic (default
+        D) on its real inputs (Mescheder et al. 2018; for a BiGAN the joint (x, E(x))), the penalty on D's step i of
+        this iteration with r1_weight's weight (None when 0). On a penalty step the inputs that do not require grad
+        are replaced by detached copies that do (one that already does, E(x) in a simultaneous BiGAN step, is used
+        as it is: the penalty's gradient is w.r.t. it, not through it); the logits serve the loss, the penalty is
+        their input gradient (fastgan.penalties.r1_from_outputs: the double backward, fastgan's weight gradients
+        skipped in the inner one, the fp16 scale applied and removed there). Fused nets and eager twins take the
+        same path."""
+        critic = self.nets["D"] if critic is None else critic
+        gamma = self.r1_weight(ctx, i)
+        if not gamma:
+            return critic(*real), None
+        real = tuple(t if t.requires_grad else t.detach().requires_grad_(True) for t in real)
+        out = critic(*real)
+        return out, r1_from_outputs(out, real, gamma, scaler=ctx.scaler)
+
+    @staticmethod
+    def plus(loss, penalty):
+        """loss + penalty, or loss when there is no penalty (None)."""
+        return loss if penalty is None else loss + penalty
 
     def d_steps(self, ctx: StepContext, next_batch, gen):
         """cfg.n_critic steps of D on fresh batches against the generating networks' inputs (no graph into them);
         returns the last batch, D's loss and its logits on real and fake."""
         D = self.nets["D"]
-        for _ in range(self.cfg.n_critic):
+        for i in range(self.cfg.n_critic):
             x = next_batch()
             with torch.no_grad():
                 real, fake = self.d_inputs(ctx, x, gen)
-            l_real, l_fake = D(*real), D(*fake)
+            l_real, r1 = self.real_logits(ctx, real, i)
+            l_fake = D(*fake)
             d_loss = losses.gan_d_loss(l_real, l_fake)
-            self.apply(ctx, "D", self.grads(ctx, self.with_r1(ctx, d_loss, real), self.params("D")))
+            self.apply(ctx, "D", self.grads(ctx, self.plus(d_loss, r1), self.params("D")))
         return x, d_loss, l_real, l_fake
 
     # ---- what evaluation reads (eval mode, no grad) ----

@@ -8,7 +8,7 @@ from ...nn import (
     MLPCritic,
 )
 from ...penalties import wgan_critic_loss
-from .base import Recipe
+from .base import R1_OPTIONS, Recipe
 
 
 class CriticGAN(Recipe):
@@ -38,8 +38,11 @@ class CriticGAN(Recipe):
         """The critic's outputs on x."""
         return self.nets["D"](x)
 
-    def critic_loss(self, ctx, x, gz, gen):
-        return self.objective(self.d(x), self.d(gz))[0]
+    def critic_loss(self, ctx, x, gz, gen, i=0):
+        """The critic's loss on its step i of this iteration; with the R1 penalty (the recipes whose options include
+        'r1') from the same forward over the real batch (Recipe.real_logits)."""
+        v_real, r1 = self.real_logits(ctx, (x,), i, critic=self.d)
+        return self.plus(self.objective(v_real, self.d(gz))[0], r1)
 
     def generator_loss(self, x, gz):
         return self.objective(self.d(x).detach(), self.d(gz))[1]
@@ -49,11 +52,11 @@ class CriticGAN(Recipe):
 
     def step(self, ctx, next_batch, gen):
         G = self.nets["G"]
-        for _ in range(self.cfg.n_critic):
+        for i in range(self.cfg.n_critic):
             x = next_batch()
             with torch.no_grad():
                 gz = G(self.latent(ctx, x.shape[0], gen))
-            d_loss = self.critic_loss(ctx, x, gz, gen)
+            d_loss = self.critic_loss(ctx, x, gz, gen, i)
             self.apply(ctx, "D", self.grads(ctx, d_loss, self.params("D")))
             self.after_critic_step()
         gz = G(self.latent(ctx, x.shape[0], gen))
@@ -106,7 +109,7 @@ class WGANGP(CriticGAN):
     def objective(self, v_real, v_fake):
         return losses.wasserstein_losses(v_real, v_fake)
 
-    def critic_loss(self, ctx, x, gz, gen):
+    def critic_loss(self, ctx, x, gz, gen, i=0):
         # the interpolation draws come from the trainer's generator too (one seed sets everything)
         weight = float(self.cfg.extra.get("gp_weight", 10.0))
         fused = False if self.kw["eager"] else None  # the eager twin: the textbook double backward
@@ -116,6 +119,7 @@ class WGANGP(CriticGAN):
 
 class LSGAN(CriticGAN):
     name = "lsgan"
+    options = R1_OPTIONS  # R1 on the critic's real inputs (Recipe.real_logits), off unless set
 
     def objective(self, v_real, v_fake):
         return losses.least_squares_losses(v_real, v_fake)
@@ -123,6 +127,7 @@ class LSGAN(CriticGAN):
 
 class HingeGAN(CriticGAN):
     name = "hinge"
+    options = R1_OPTIONS
 
     def objective(self, v_real, v_fake):
         return losses.hinge_losses(v_real, v_fake)
@@ -132,6 +137,7 @@ def _fgan(div: str):
     class FGAN(CriticGAN):
         name = f"fgan-{div}"
         divergence = div
+        options = R1_OPTIONS
 
         def objective(self, v_real, v_fake):
             return losses.f_divergence_losses(v_real, v_fake, self.divergence)

@@ -52,7 +52,7 @@ from torch import nn
 from ... import losses
 from ... import metrics as ev
 from ...nn import LinearAct, make_act
-from .base import _MNIST_R1_DEFAULTS, POSITIVE, Recipe, extra_number
+from .base import _MNIST_R1_DEFAULTS, POSITIVE, R1_OPTIONS, Recipe, extra_number
 
 __all__ = ["CODES", "Codes", "InfoGAN", "QHead", "parse_codes"]
 
@@ -156,11 +156,11 @@ def _trunk_width(D: nn.Module, x_dim: int) -> int:
 class InfoGAN(Recipe):
     """Chen et al. 2016 on fastgan's nets (module docstring). Options: codes (--codes), info_weight (lambda on L_I,
     default 1), cont_weight (the continuous codes' weight inside L_I, default 1), g_lr_scale (G's learning rate
-    over D's, default 5), r1 (R1 on D's real inputs; gamma 1 on mnist5k, as for gan)."""
+    over D's, default 5), r1 (R1 on D's real inputs; gamma 1 on mnist5k, as for gan) and r1_every (lazy R1)."""
 
     name = "infogan"
     groups = {"D": ("D", "Q"), "G": ("G",)}
-    options = ("codes", "info_weight", "cont_weight", "g_lr_scale", "r1")
+    options = ("codes", "info_weight", "cont_weight", "g_lr_scale", *R1_OPTIONS)
     data_defaults = _MNIST_R1_DEFAULTS  # R1 (gamma 1) on D's real images on mnist5k, as for gan (docs/defaults.md)
 
     @classmethod
@@ -246,24 +246,24 @@ class InfoGAN(Recipe):
             x = next_batch()
             c = self.latent(ctx, x.shape[0], gen)
             gz = G(c)
-            l_real = self.nets["D"](x)
+            l_real, r1 = self.real_logits(ctx, (x,))
             l_fake, q = self.judge(gz)
             info = self.info_loss(q, c)
             d_loss, g_loss = losses.gan_d_loss(l_real, l_fake), losses.gan_g_loss(l_fake, kind)
-            g_d = self.grads(ctx, self.with_r1(ctx, d_loss, (x,)) + lam * info, self.params("D"), retain=True)
+            g_d = self.grads(ctx, self.plus(d_loss, r1) + lam * info, self.params("D"), retain=True)
             # every gradient before any update: they share D's and Q's graph
             self.apply(ctx, "G", self.through_d(ctx, g_loss + lam * info, (gz,), self.params("G")))
             self.apply(ctx, "D", g_d)
         else:
-            for _ in range(self.cfg.n_critic):
+            for i in range(self.cfg.n_critic):
                 x = next_batch()
                 c = self.latent(ctx, x.shape[0], gen)
                 with torch.no_grad():
                     gz = G(c)
-                l_real = self.nets["D"](x)
+                l_real, r1 = self.real_logits(ctx, (x,), i)
                 l_fake, q = self.judge(gz)
                 d_loss = losses.gan_d_loss(l_real, l_fake)
-                d_total = self.with_r1(ctx, d_loss, (x,)) + lam * self.info_loss(q, c)
+                d_total = self.plus(d_loss, r1) + lam * self.info_loss(q, c)
                 self.apply(ctx, "D", self.grads(ctx, d_total, self.params("D")))
             c = self.latent(ctx, x.shape[0], gen)
             gz = G(c)

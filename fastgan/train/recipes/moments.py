@@ -10,7 +10,7 @@ from ...nn import (
     MinibatchDiscrimination,
 )
 from ...ops.mmd import median_bandwidth, median_distance, mmd2
-from .base import Recipe
+from .base import R1_OPTIONS, Recipe
 from .critic import CriticGAN, _Clipped
 
 _BANDWIDTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -85,7 +85,7 @@ class MMDGAN(_Clipped, CriticGAN):
         m = median_distance(fx, fg).clamp_min(torch.finfo(fx.dtype).tiny)
         return mmd2(fx / m, fg / m, bandwidths=self.bandwidths, impl=self.op_impl)
 
-    def critic_loss(self, ctx, x, gz, gen):
+    def critic_loss(self, ctx, x, gz, gen, i=0):
         return -self._mmd(x, gz)
 
     def generator_loss(self, x, gz):
@@ -123,10 +123,10 @@ class Improved(CriticGAN):
     cfg.extra['feature_matching'] = True (--feature-matching): |E f(x) - E f(G(z))|^2 with f = D's last hidden layer
     (it suits semi-supervised learning, the paper's use of it; why it is not the default: docs/defaults.md).
     cfg.extra['r1'] = gamma: the R1 penalty on D, through the minibatch layer's second derivative
-    (fastgan::minibatch_disc_backward2)."""
+    (fastgan::minibatch_disc_backward2), lazy with cfg.extra['r1_every'] (CriticGAN)."""
 
     name = "improved"
-    options = ("feature_matching", "r1")
+    options = ("feature_matching", *R1_OPTIONS)
     # gmm8 only: gmm25 keeps the paper's settings (measured: docs/defaults.md)
     data_defaults = {"gmm8": dict(lr=1e-3, batch_size=256, extra={"r1": 0.1})}
 
@@ -137,8 +137,8 @@ class Improved(CriticGAN):
         return ImprovedDiscriminator(x_dim, self.hidden, impl=self.kw["impl"], eager=self.kw["eager"],
                                      mbd_impl=self.op_impl, trunk=trunk)
 
-    def critic_loss(self, ctx, x, gz, gen):
-        return self.with_r1(ctx, losses.gan_d_loss(self.nets["D"](x), self.nets["D"](gz)), (x,))
+    def objective(self, v_real, v_fake):
+        return losses.gan_d_loss(v_real, v_fake), None  # G's loss: generator_loss
 
     def generator_loss(self, x, gz):
         D = self.nets["D"]
