@@ -40,11 +40,15 @@ leaky_relu_backward; the inner gradient skips the weight gradients in both). tor
 batch-norm nets (inductor fuses batch norm's and the activation's elementwise passes), ~1.0x without batch norm; its
 critic step fails (xfail).
 
-Checked once (2026-12-02, --fastgan-quick --threads 1, 3 rounds, on the 2-core VM while other processes took 1-1.5
-cores: NOT a result): every case ran, compile's critic step xfailed with aot_autograd's "does not currently support
-double backward"; the medians were noise (G eager 185 ms against fastgan 70 ms, the critic step fastgan 0.46x eager,
-where an interleaved re-timing in one process gave G 71 vs 72 ms and the critic step 0.26 vs 0.25 s). To be measured
-on a quiet machine.
+Measured (2026-12-02, quiet 2-core Intel Xeon VM, torch threads 2, `python -m bench run --device cpu -k "byo or ..."`;
+bench/results/intel-xeon-2c-2026-12-02.md; GEMM rate 349 GFLOP/s in that run), median ms, fastgan vs eager / vs
+compile: D 33.0 (1.02x / 1.14x), D-nobn 30.5 (1.01x / 1.40x), G 39.3 (0.93x / 0.94x), G-nobn 35.1 (0.98x / 1.02x);
+eager at 52-61 % of the floor; the critic step 135 ms against eager's 126 (0.93x; compile xfailed as predicted).
+Peak memory: the fused D 21.0 MB against eager's 25.2 (the activation's output is not kept twice). Outcome: the
+prediction held for D, D-nobn, G-nobn and the critic step; G with batch norm, 0.93x, is just below its band (two
+fused pairs there, its output layer's ConvTranspose2d + Tanh the larger: fastgan's tanh pass plus the separate
+transposed convolution without bias lose ~3 ms to eager's bias-inside-the-conv); torch.compile was slower than eager
+on every net here (0.72-0.98x), not faster as predicted for the batch-norm nets.
 """
 from __future__ import annotations
 

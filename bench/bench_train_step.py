@@ -31,6 +31,12 @@ activation is fused; the GEMMs are the same); torch.compile 0.9-1.1x eager. Meas
 EPYC, 18 rounds): eager 52.9 ms, 49.5 % of the 26.2 ms floor; fastgan-cpp 0.91x eager, compile 0.88x: the
 prediction missed on fastgan's side, as for bigan and the f-GANs in the 2026-12-01 results (eager's addmm takes the
 bias inside the GEMM, so fusing it into bias_act saves no pass here).
+
+Measured again with the issue-18 steps (2026-12-02, quiet 2-core Intel Xeon VM, torch threads 2; GEMM rate 349
+GFLOP/s; bench/results/intel-xeon-2c-2026-12-02.md), median ms, fastgan vs eager / vs compile: began 57.3 (0.89x /
+1.06x; eager 51.1 at 52 % of the floor); `gan --arch dcgan` 212 (0.99x / 1.10x: inside its 0.95-1.1x prediction,
+peak memory 47.7 MB against eager's 55.6); wae-mmd 18.0 (1.20x / 1.33x: its latent MMD^2 is one fused kernel sum
+where the eager twin builds the kernel matrices, peak 15.8 MB against 22.0).
 """
 from __future__ import annotations
 

@@ -99,6 +99,9 @@ _MODULES = {
 # torch activations bias_act does not have: reported (a user would expect them to fuse), left as they are
 _UNSUPPORTED = (nn.GELU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.PReLU, nn.RReLU, nn.CELU, nn.Softsign,
                 nn.LogSigmoid, nn.Threshold)
+# normalisations: between a layer and its activation they separate the bias from the activation (BatchNorm's shift
+# plays the bias's part); reported, so that a batch-norm DCGAN's unfused convolutions say why
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 
 
 def module_step(m: nn.Module) -> Step | Refused | None:
@@ -108,6 +111,9 @@ def module_step(m: nn.Module) -> Step | Refused | None:
         return None
     if isinstance(m, _UNSUPPORTED):
         return Refused(f"{type(m).__name__}()", "fastgan.bias_act has no such activation")
+    if isinstance(m, _NORMS):
+        return Refused(f"{type(m).__name__}()", "a normalisation, not an activation: the layer's bias and the "
+                       "activation after it are not adjacent (both left as they were)")
     for cls, fn in _MODULES.items():
         if isinstance(m, cls):
             return fn(m) if type(m).forward is cls.forward else None
