@@ -87,7 +87,14 @@ def step_flops(model: str, device, **cfg) -> int:
 
 @pytest.mark.parametrize("model", sorted(RECIPES))
 def test_train_step(measure, device, impl, model):
-    recipe, ctx, x = make_recipe(model, impl, device)
+    _measure_step(measure, device, impl, model, f"train-step-{model}-B{B}", "eager step's GEMM FLOPs / gemm_rate",
+                  {}, hidden=H)
+
+
+def _measure_step(measure, device, impl, model, group, floor, kw, **info):
+    """One training iteration of `model` (make_recipe(model, impl, device, **kw)) measured in `group`, its floor the
+    eager step's FLOPs at the measured GEMM rate."""
+    recipe, ctx, x = make_recipe(model, impl, device, **kw)
     gen = torch.Generator(device=device).manual_seed(1)
 
     def run():
@@ -95,9 +102,10 @@ def test_train_step(measure, device, impl, model):
         sync(device)
         return out
 
-    measure(run, group=f"train-step-{model}-B{B}", warmup=WARMUP, compile_fails="the step",
-            floor_s=lambda: flop_floor_s(step_flops(model, device), device), items=B, unit="samples", model=model,
-            B=B, hidden=H, gflops=lambda: step_flops(model, device) / 1e9, floor="eager step's GEMM FLOPs / gemm_rate")
+    measure(run, group=group, warmup=WARMUP, compile_fails="the step",
+            floor_s=lambda: flop_floor_s(step_flops(model, device, **kw), device), items=B, unit="samples",
+            model=model, B=B, gflops=lambda: step_flops(model, device, **kw) / 1e9, floor=floor,
+            **{k: (v(recipe) if callable(v) else v) for k, v in info.items()})
 
 
 DCGAN = dict(arch="dcgan", hidden=None)  # hidden None: the conv nets' default base width (recipes.base.DCGAN_BASE)
@@ -115,15 +123,5 @@ def test_train_step_gan_dcgan(measure, device, impl):
     per image per net (~10 MB per step), milliseconds against a step of a few hundred ms of 5 x 5 convolutions on
     small channel counts (im2col GEMMs of K = 25 C_in, below the GEMM rate: expect 20-40 % of the floor).
     torch.compile: near eager too (it fuses batch norm and activation passes of the same small size)."""
-    recipe, ctx, x = make_recipe("gan", impl, device, **DCGAN)
-    gen = torch.Generator(device=device).manual_seed(1)
-
-    def run():
-        out = recipe.step(ctx, lambda: x, gen)
-        sync(device)
-        return out
-
-    measure(run, group=f"train-step-gan-dcgan-B{B}", warmup=WARMUP, compile_fails="the step",
-            floor_s=lambda: flop_floor_s(step_flops("gan", device, **DCGAN), device), items=B, unit="samples",
-            model="gan", arch="dcgan", B=B, base=recipe.base, gflops=lambda: step_flops("gan", device, **DCGAN) / 1e9,
-            floor="eager step's conv + GEMM FLOPs / gemm_rate")
+    _measure_step(measure, device, impl, "gan", f"train-step-gan-dcgan-B{B}",
+                  "eager step's conv + GEMM FLOPs / gemm_rate", DCGAN, arch="dcgan", base=lambda r: r.base)

@@ -255,7 +255,23 @@ class AAE(_LatentAdversary):
                 **losses.d_accuracy(l_real, l_fake)}
 
 
-class WAEGAN(_LatentAdversary):
+class _Lambda:
+    """The WAEs' weight lambda of the latent term: cfg.extra['lambda'] (> 0, default the class's LAMBDA), checked with
+    the config; self.lam its value."""
+
+    LAMBDA: float
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        extra_number(cfg, "lambda", cls.LAMBDA, POSITIVE)
+
+    @property
+    def lam(self) -> float:
+        return extra_number(self.cfg, "lambda", self.LAMBDA, POSITIVE)
+
+
+class WAEGAN(_Lambda, _LatentAdversary):
     """Tolstikhin et al.'s algorithm 2: D_z's step, then G and E on c(x, G(E(x))) + lambda * (-log D_z(E(x))).
     D_z's cross-entropy is not scaled by lambda (Adam's steps do not depend on the loss's scale)."""
 
@@ -265,11 +281,6 @@ class WAEGAN(_LatentAdversary):
     LAMBDA = 1.0
     defaults = dict(_Encoding.defaults, extra={"lambda": LAMBDA})
 
-    @classmethod
-    def check_config(cls, cfg):
-        super().check_config(cfg)
-        extra_number(cfg, "lambda", cls.LAMBDA, POSITIVE)
-
     def step(self, ctx, next_batch, gen):
         G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
         x = next_batch()
@@ -277,23 +288,18 @@ class WAEGAN(_LatentAdversary):
         ex = E(x)
         rec = squared_error(G(ex), x)
         adv = losses.gan_g_loss(D(ex), self.cfg.g_loss)
-        lam = extra_number(self.cfg, "lambda", self.LAMBDA, POSITIVE)
+        lam = self.lam
         self.apply(ctx, "GE", self.through_d(ctx, lam * adv, (ex,), self.params("GE"), extra=rec))
         return {"loss_rec": rec.detach(), "loss_d": d_loss.detach(), "loss_e": adv.detach(),
                 **losses.d_accuracy(l_real, l_fake)}
 
 
-class WAEMMD(_Encoding):
+class WAEMMD(_Lambda, _Encoding):
     name = "wae-mmd"
     groups = {"GE": ("G", "E")}
     options = ("lambda",)
     LAMBDA = 10.0
     defaults = dict(_Encoding.defaults, extra={"lambda": LAMBDA})
-
-    @classmethod
-    def check_config(cls, cfg):
-        super().check_config(cfg)
-        extra_number(cfg, "lambda", cls.LAMBDA, POSITIVE)
 
     def build(self, x_dim, z_dim):
         # the IMQ kernel of fastgan.mmd2 is s^2 / (s^2 + r^2): s = sqrt(C) gives the paper's C / (C + r^2)
@@ -309,7 +315,7 @@ class WAEMMD(_Encoding):
         ex = self.nets["E"](x)
         rec = squared_error(self.nets["G"](ex), x)
         mmd = self.penalty(ex, self.latent(ctx, x.shape[0], gen))
-        loss = rec + extra_number(self.cfg, "lambda", self.LAMBDA, POSITIVE) * mmd
+        loss = rec + self.lam * mmd
         self.apply(ctx, "GE", self.grads(ctx, loss, self.params("GE")))
         return {"loss": loss.detach(), "loss_rec": rec.detach(), "mmd2": mmd.detach()}
 
