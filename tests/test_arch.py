@@ -78,7 +78,7 @@ def test_adapter_on_flat_rows_and_twins(shape):
             if kind == "G":
                 assert y.abs().max() <= 1
             else:
-                assert fused.features(x).shape == (6, fused.n_features) == (6, 8 * 4 * 2 * 2)
+                assert fused.features(x).shape == (6, fused.n_features) == (6, 4 * 4 * 4 * 4)  # 4 base x 4 x 4
             if kind == "D":  # D(x) = out(features(x)): the form a head sharing D's trunk (infogan's Q) relies on
                 torch.testing.assert_close(fused.out(fused.features(x)).squeeze(1), y)
     with pytest.raises(ValueError, match=r"x: expected rows of shape \(N, 64\)"):
@@ -114,7 +114,7 @@ def test_which_nets_are_convolutional():
     x = t.split.test_x[:3]
     g = Trainer(tiny(model="gan", steps=1, **SMALL)).recipe
     g.train(False)
-    assert g.features(x).shape == (3, 8 * 8 * 2 * 2)  # D's last conv layer, flat (evaluation's 1NN features)
+    assert g.features(x).shape == (3, 4 * 8 * 4 * 4)  # D's last conv layer, flat (evaluation's 1NN features)
 
 
 @pytest.mark.parametrize("model, kw", [("gan", {}), ("bigan", {}), ("wgan-gp", {}), ("jlr", {}),
@@ -201,7 +201,7 @@ def test_conv_nets_output_activations_and_mixed_precision():
     with pytest.raises(ValueError, match="act"):
         DCGANGenerator(z_dim=4, nc=1, size=32, base=2, out_act="bogus")
     r = Trainer(tiny(model="bigan", steps=1, extra={"encoder_out": "tanh"}, **SMALL)).recipe
-    assert r.nets["E"].net.out.act == "tanh" and r.nets["G"].net.deconv4.act == "tanh"
+    assert r.nets["E"].net.out.act == "tanh" and r.nets["G"].net.layers[-1].act == "tanh"
     for model in ("gan", "wgan-gp"):
         t = Trainer(tiny(model=model, steps=2, precision="bf16", **SMALL))
         t.run()

@@ -93,11 +93,30 @@ def test_shapes_full_bigan():
     assert g.fc2.weight.shape == (1024, 1024) and e.out.weight.shape == (50, 1024)
 
 
+@pytest.mark.parametrize("size, depth", [(32, 3), (64, 4)])
+def test_dcgan_geometry(size, depth):
+    """DCGAN's geometry at every size: log2(S / 4) stride-2 layers, the dense layers meeting the convs at 4 x 4
+    (widths base .. 2^(L-1) base); at S = 32 the G that starts at 2 x 2 collapses (docs/models/dcgan.md)."""
+    from fastgan.nn.dcgan import n_layers
+    assert n_layers(size) == depth
+    g = DCGANGenerator(z_dim=3, nc=2, size=size, base=2, batch_norm=True)
+    assert [m.in_channels for m in g.layers] == [2 * 2 ** i for i in reversed(range(depth))]
+    assert g.fc.out_features == 2 * 2 ** (depth - 1) * 16 and g.layers[-1].out_channels == 2
+    assert [name for name, _ in g.named_children() if name.startswith("deconv")] == [
+        f"deconv{i + 1}" for i in range(depth)]
+    h = g.fc(torch.randn(N, 3)).unflatten(1, (g.layers[0].in_channels, -1))
+    assert h.shape[-1] == 16  # 4 x 4
+    for make in (DCGANDiscriminator, DCGANEncoder):
+        d = make(nc=2, size=size, base=2)
+        assert len(d.layers) == depth and d.features == 2 * 2 ** (depth - 1) * 16
+        assert d.trunk(torch.randn(N, 2, size, size)).shape == (N, d.features)
+
+
 def test_generator_range_and_no_redundant_bias():
     g = DCGANGenerator(z_dim=6, nc=3, size=32, base=4, batch_norm=True)
     assert g(torch.randn(N, 6) * 10).abs().max() <= 1
     # layers followed by a batch norm carry no bias: the batch mean would cancel it
-    assert g.fc.bias is None and g.deconv1.bias is None and g.deconv4.bias is not None
+    assert g.fc.bias is None and g.deconv1.bias is None and g.deconv3.bias is not None and not hasattr(g, "deconv4")
     assert DCGANDiscriminator(nc=3, size=32, base=4, batch_norm=True).conv1.bias is not None
     for net in (BiGANDiscriminator(8, 3, 16), BiGANGenerator(3, 8, 16), BiGANEncoder(8, 3, 16)):
         assert net.fc2.bias is None and net.fc1.bias is not None

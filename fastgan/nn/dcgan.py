@@ -1,16 +1,22 @@
 """DCGAN-style convolutional G, D and E (Radford et al. 2016), fused (fastgan.bias_act) and eager twins.
 
 Every layer is a 5x5, stride-2 convolution (padding 2; transposed: output_padding 1, so each doubles or halves the
-size), then the bias and activation:
+size), then the bias and activation. The nets have L = log2(S / 4) such layers, so that they meet the dense layers
+at 4 x 4, DCGAN's geometry at every size (S = 64: L = 4, the paper's nets; S = 32: L = 3):
 
-    D, E  x (N, nc, S, S) -> conv1 base -> conv2 2 base -> conv3 4 base -> conv4 8 base (S/16 x S/16), lrelu 0.2
+    D, E  x (N, nc, S, S) -> conv1 base -> conv2 2 base -> ... -> convL 2^(L-1) base (4 x 4), lrelu 0.2
           D: -> linear logit (N,);  E: -> linear z (N, z_dim)
-    G     z (N, z_dim) -> fc to 8 base x S/16 x S/16, relu -> deconv1 4 base -> deconv2 2 base -> deconv3 base
-          -> deconv4 nc, tanh: (N, nc, S, S)
+    G     z (N, z_dim) -> fc to 2^(L-1) base x 4 x 4, relu -> deconv1 2^(L-2) base -> ... -> deconv(L-1) base
+          -> deconvL nc, tanh: (N, nc, S, S)
 
-S (`size`) is 64 or 32; widths scale with `base` (default 64: 64-128-256-512). Gain 1 everywhere. G's output
+Why 4 x 4 and not one more layer at S = 32 (2 x 2, the 64 x 64 stack applied to 32 x 32, as this module had before):
+measured on 28 x 28 MNIST padded to 32, in one plain-torch training loop, the G that starts at 2 x 2 with four
+transposed convolutions collapses to one image within 300 steps whatever D it faces, and the same G starting at 4 x 4
+with three trains (docs/models/dcgan.md).
+
+S (`size`) is 64 or 32; widths scale with `base` (default 64: 64-128-256-512 at S = 64). Gain 1 everywhere. G's output
 activation is `out_act` (tanh by default, for images in [-1, 1]); E's is `out_act` too (linear by default).
-DCGANFeatures is the D / E trunk alone: (N, nc, S, S) -> (N, 8 base (S/16)^2), for heads of one's own.
+DCGANFeatures is the D / E trunk alone: (N, nc, S, S) -> (N, 2^(L-1) base 16), for heads of one's own.
 
 batch_norm=False (batch-norm-free): the conv has no bias of its own; its bias is a parameter handed to
 fastgan.bias_act(h, bias, dim=1, act), which adds it, applies the activation in one pass and reduces the bias
@@ -23,7 +29,7 @@ activations, so `twin.load_state_dict(fused.state_dict())` gives the same output
 
 Initialisation (DCGAN): weights N(0, 0.02), biases 0, batch-norm scales N(1, 0.02) and shifts 0.
 
-Joint discriminator (z_dim given): a BiGAN D(x, z). The conv features h (N, 8 base S/16 S/16) and z meet in one
+Joint discriminator (z_dim given): a BiGAN D(x, z). The conv features h (N, 2^(L-1) base 4 4) and z meet in one
 hidden layer before the output, a fused JointLinear:  logit = w . lrelu(W h + U z + b) + c. A nonlinearity after the
 mixing is required: adding a projection of z to the features right before a linear output would make the logit
 f(x) + g(z), which cannot tell matching (x, z) pairs from mismatched ones.
@@ -35,7 +41,7 @@ to 64 x 64. Padding rather than a stack shaped for 28 x 28 keeps one network for
 geometry (each 5x5 stride-2 layer halves or doubles an even size) and the nets above unchanged, at the cost of the
 padded area (28 -> 32: 31 % more pixels; 8 -> 32: 16x, digits are tiny anyway). G's 32 x 32 output is cropped to its
 centre H x W and flattened, so the border it paints reaches no loss and gets no gradient. D / E also get
-features(x): the trunk's last hidden layer, flattened (N, 8 base (S/16)^2).
+features(x): the trunk's last hidden layer, flattened (N, 2^(L-1) base 16).
 """
 from __future__ import annotations
 
@@ -49,7 +55,7 @@ from .joint_linear import EagerJointLinear, JointLinear
 from .layers import ConvAct, LinearAct, make_act
 
 __all__ = ["DCGANDiscriminator", "DCGANEncoder", "DCGANFeatures", "DCGANGenerator", "FlatImageAdapter",
-           "crop_images", "image_geometry", "pad_images"]
+           "crop_images", "image_geometry", "n_layers", "pad_images"]
 
 _LEAK = 0.2
 _SIZES = (32, 64)
@@ -59,6 +65,11 @@ def _check_size(size) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or size not in _SIZES:
         raise ValueError(f"size: expected an image size of 32 or 64, got {size!r}")
     return size
+
+
+def n_layers(size: int) -> int:
+    """The number of stride-2 layers of the nets at image size `size` (32 or 64): log2(size / 4), from or to 4 x 4."""
+    return _check_size(size).bit_length() - 3
 
 
 def _dcgan_init_linear(layer: nn.Module) -> None:
@@ -77,28 +88,35 @@ def _check_images(x: torch.Tensor, nc: int, size: int) -> None:
 
 
 class _ConvTrunk(nn.Module):
-    """The four downsampling layers of D and E: (N, nc, S, S) -> (N, 8 base * (S/16)^2)."""
+    """The L = n_layers(S) downsampling layers of D and E, conv1 .. convL: (N, nc, S, S) -> (N, 2^(L-1) base 16)."""
 
     def __init__(self, nc: int, size: int, base: int, batch_norm: bool, impl: str | None, eager: bool):
         super().__init__()
         self.nc, self.size = positive_int(nc, "nc"), _check_size(size)
         self.base, self.batch_norm, self.eager = positive_int(base, "base"), bool(batch_norm), bool(eager)
-        widths = (nc, base, 2 * base, 4 * base, 8 * base)
-        for i in range(4):  # conv1 has no batch norm (DCGAN)
+        depth = n_layers(size)
+        widths = (nc, *(base * 2 ** i for i in range(depth)))
+        for i in range(depth):  # conv1 has no batch norm (DCGAN)
             self.add_module(f"conv{i + 1}", ConvAct(widths[i], widths[i + 1], batch_norm=batch_norm and i > 0,
                                                     act="lrelu", alpha=_LEAK, impl=impl, eager=eager))
-        self.features = 8 * base * (size // 16) ** 2
+        self.features = widths[-1] * 16
+
+    @property
+    def layers(self) -> list:
+        """conv1 .. convL, in order (read by name: a module swapped in under that name is the one used)."""
+        return [getattr(self, f"conv{i + 1}") for i in range(n_layers(self.size))]
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         _check_images(x, self.nc, self.size)
-        h = self.conv4(self.conv3(self.conv2(self.conv1(x))))
-        return h.flatten(1)
+        for layer in self.layers:
+            x = layer(x)
+        return x.flatten(1)
 
 
 class DCGANDiscriminator(_ConvTrunk):
     """D(x) -> logit (N,), or with z_dim a joint BiGAN D(x, z) -> logit (N,):
 
-        h = conv4(conv3(conv2(conv1(x)))).flatten(1)
+        h = convL(...(conv1(x))).flatten(1)
         z_dim None:  logit = out(h)                           out: LinearAct(features, 1)
         z_dim given: logit = out(joint(h, z))                 joint: JointLinear(features, z_dim, joint_hidden, lrelu)
 
@@ -133,7 +151,7 @@ class DCGANDiscriminator(_ConvTrunk):
 
 
 class DCGANFeatures(_ConvTrunk):
-    """The conv trunk of D and E alone: (N, nc, S, S) -> (N, 8 base * (S/16)^2), lrelu 0.2 features (for a head of
+    """The conv trunk of D and E alone: (N, nc, S, S) -> (N, 2^(L-1) base 16), lrelu 0.2 features (for a head of
     one's own, e.g. minibatch discrimination)."""
 
     def __init__(self, nc: int = 3, size: int = 64, base: int = 64, batch_norm: bool = False, impl: str | None = None,
@@ -163,9 +181,9 @@ class DCGANEncoder(_ConvTrunk):
 class DCGANGenerator(nn.Module):
     """G(z) -> images in [-1, 1]: z (N, z_dim) -> (N, nc, size, size).
 
-    fc projects z to 8 base x S/16 x S/16 (with batch_norm: no bias, then BatchNorm2d on the reshaped map, bn0);
-    ReLU; four transposed convs (ReLU, batch norm optional) and `out_act` (tanh) on the last one (bias, no batch
-    norm).
+    fc projects z to 2^(L-1) base x 4 x 4 (with batch_norm: no bias, then BatchNorm2d on the reshaped map, bn0);
+    ReLU; L = n_layers(size) transposed convs deconv1 .. deconvL (ReLU, batch norm optional) and `out_act` (tanh) on
+    the last one (bias, no batch norm).
     """
 
     def __init__(self, z_dim: int = 100, nc: int = 3, size: int = 64, base: int = 64, batch_norm: bool = False,
@@ -175,7 +193,8 @@ class DCGANGenerator(nn.Module):
         self.z_dim, self.nc = positive_int(z_dim, "z_dim"), positive_int(nc, "nc")
         self.size, self.base = _check_size(size), positive_int(base, "base")
         self.batch_norm, self.eager = bool(batch_norm), bool(eager)
-        self.s0, c0 = size // 16, 8 * base
+        depth = n_layers(size)
+        self.s0, c0 = 4, base * 2 ** (depth - 1)
         # without batch norm the per-unit bias and the ReLU are fused into the projection
         self.fc = LinearAct(z_dim, c0 * self.s0 ** 2, bias=not batch_norm, act="linear" if batch_norm else "relu",
                             gain=1.0, impl=impl, eager=eager)
@@ -184,18 +203,25 @@ class DCGANGenerator(nn.Module):
             self.bn0 = nn.BatchNorm2d(c0)
             nn.init.normal_(self.bn0.weight, 1.0, 0.02)
             self.act0 = make_act("relu", None, 1.0, impl, eager)
-        widths = (c0, 4 * base, 2 * base, base, nc)
-        for i in range(4):
-            last = i == 3
+        widths = (*(base * 2 ** i for i in reversed(range(depth))), nc)
+        for i in range(depth):
+            last = i == depth - 1
             self.add_module(f"deconv{i + 1}", ConvAct(widths[i], widths[i + 1], transposed=True,
                                                       batch_norm=batch_norm and not last,
                                                       act=out_act if last else "relu", impl=impl, eager=eager))
 
+    @property
+    def layers(self) -> list:
+        """deconv1 .. deconvL, in order (read by name: a module swapped in under that name is the one used)."""
+        return [getattr(self, f"deconv{i + 1}") for i in range(n_layers(self.size))]
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.fc(z).unflatten(1, (8 * self.base, self.s0, self.s0))
+        h = self.fc(z).unflatten(1, (self.layers[0].in_channels, self.s0, self.s0))
         if self.batch_norm:
             h = self.act0(self.bn0(h))
-        return self.deconv4(self.deconv3(self.deconv2(self.deconv1(h))))
+        for layer in self.layers:
+            h = layer(h)
+        return h
 
 
 # ---------------------------------------------------------------------------------------- flat rows <-> padded images
@@ -264,7 +290,7 @@ class FlatImageAdapter(nn.Module):
         return self.net(self.to_images(x), *rest)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The conv trunk's output on rows x: (N, 8 base (S/16)^2)."""
+        """The conv trunk's output on rows x: (N, 2^(L-1) base 16)."""
         if self.generates:
             raise TypeError("features: a generator has no features of x (only D, E and DCGANFeatures do)")
         return self.net.trunk(self.to_images(x))
