@@ -34,8 +34,8 @@ _MNIST_R1_DEFAULTS = {"mnist5k": dict(extra={"r1": MNIST_R1})}  # data_defaults 
 # the cfg.extra keys of a recipe that takes the R1 penalty on its D: gamma, and K of lazy R1 (Recipe.r1_weight)
 R1_OPTIONS = ("r1", "r1_every")
 # --arch dcgan: the conv nets' base width (channels of D's first conv, G's last hidden deconv; widths base, 2 base,
-# 4 base on 32 x 32, up to 8 base on 64 x 64: fastgan.nn.dcgan) when cfg.hidden is None; cfg.hidden, when given, is the base. 32 (not DCGAN's 64): a 2-core CPU
-# trains it in minutes (docs/models/dcgan.md)
+# 4 base on 32 x 32, up to 8 base on 64 x 64: fastgan.nn.dcgan) when cfg.hidden is None; cfg.hidden, when given, is
+# the base. 32 (not DCGAN's 64): a 2-core CPU trains it in minutes (docs/models/dcgan.md)
 DCGAN_BASE = 32
 
 
