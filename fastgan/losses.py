@@ -40,14 +40,15 @@ import torch.nn.functional as F
 
 __all__ = ["DIVERGENCES", "G_LOSSES", "GE_LOSSES", "bigan_ge_loss", "d_accuracy", "f_divergence_losses",
            "f_gan_activation", "f_gan_conjugate", "gan_d_loss", "gan_g_loss", "hinge_losses", "least_squares_losses",
-           "wasserstein_losses"]
+           "wasserstein_losses", "wide"]
 
 G_LOSSES = ("ns", "minimax")
 GE_LOSSES = ("inverse", "minimax")
 
 
-def _wide(*ts):
-    """fp16 / bf16 tensors as fp32 (the rest unchanged)."""
+def wide(*ts):
+    """fp16 / bf16 tensors as fp32, the rest unchanged (fp64 stays fp64): losses in fp32 under autocast, without
+    narrowing an fp64 run. One tensor in, one out; several in, a tuple out."""
     out = tuple(t.float() if isinstance(t, torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16) else t
                 for t in ts)
     return out if len(out) > 1 else out[0]
@@ -60,20 +61,20 @@ def _check(kind: str, allowed: tuple, arg: str) -> None:
 
 def gan_d_loss(l_real: torch.Tensor, l_fake: torch.Tensor) -> torch.Tensor:
     """The discriminator's cross-entropy: E softplus(-l_real) + E softplus(l_fake)."""
-    l_real, l_fake = _wide(l_real, l_fake)
+    l_real, l_fake = wide(l_real, l_fake)
     return F.softplus(-l_real).mean() + F.softplus(l_fake).mean()
 
 
 def d_accuracy(l_real: torch.Tensor, l_fake: torch.Tensor) -> dict[str, torch.Tensor]:
     """The discriminator's accuracy, detached: {'acc_real': fraction of real logits > 0, 'acc_fake': fraction of fake
     logits < 0}. Tensors (no host sync): a training step's diagnostics, averaged by the trainer's metrics lines."""
-    l_real, l_fake = _wide(l_real.detach(), l_fake.detach())  # the logits' dtype (fp32 for half): like the losses
+    l_real, l_fake = wide(l_real.detach(), l_fake.detach())  # the logits' dtype (fp32 for half): like the losses
     return {"acc_real": (l_real > 0).to(l_real.dtype).mean(), "acc_fake": (l_fake < 0).to(l_fake.dtype).mean()}
 
 
 def gan_g_loss(l_fake: torch.Tensor, kind: str = "ns") -> torch.Tensor:
     """The generator's loss: 'ns' E softplus(-l_fake), 'minimax' -E softplus(l_fake)."""
-    l_fake = _wide(l_fake)
+    l_fake = wide(l_fake)
     _check(kind, G_LOSSES, "kind")
     return F.softplus(-l_fake).mean() if kind == "ns" else -F.softplus(l_fake).mean()
 
@@ -81,7 +82,7 @@ def gan_g_loss(l_fake: torch.Tensor, kind: str = "ns") -> torch.Tensor:
 def bigan_ge_loss(l_real: torch.Tensor, l_fake: torch.Tensor, kind: str = "inverse") -> torch.Tensor:
     """The BiGAN generator's and encoder's loss: 'inverse' E softplus(l_real) + E softplus(-l_fake), 'minimax'
     -gan_d_loss."""
-    l_real, l_fake = _wide(l_real, l_fake)
+    l_real, l_fake = wide(l_real, l_fake)
     _check(kind, GE_LOSSES, "kind")
     if kind == "minimax":
         return -gan_d_loss(l_real, l_fake)
@@ -90,19 +91,19 @@ def bigan_ge_loss(l_real: torch.Tensor, l_fake: torch.Tensor, kind: str = "inver
 
 def wasserstein_losses(v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(critic loss E v_fake - E v_real, generator loss -E v_fake)."""
-    v_real, v_fake = _wide(v_real, v_fake)
+    v_real, v_fake = wide(v_real, v_fake)
     return v_fake.mean() - v_real.mean(), -v_fake.mean()
 
 
 def hinge_losses(v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(critic loss E relu(1 - v_real) + E relu(1 + v_fake), generator loss -E v_fake)."""
-    v_real, v_fake = _wide(v_real, v_fake)
+    v_real, v_fake = wide(v_real, v_fake)
     return F.relu(1 - v_real).mean() + F.relu(1 + v_fake).mean(), -v_fake.mean()
 
 
 def least_squares_losses(v_real: torch.Tensor, v_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(critic loss ((v_real - 1)^2 + v_fake^2) / 2 averaged, generator loss (v_fake - 1)^2 / 2 averaged)."""
-    v_real, v_fake = _wide(v_real, v_fake)
+    v_real, v_fake = wide(v_real, v_fake)
     return 0.5 * ((v_real - 1).square().mean() + v_fake.square().mean()), 0.5 * (v_fake - 1).square().mean()
 
 
@@ -112,7 +113,7 @@ _LOG2 = math.log(2.0)
 
 def f_gan_activation(v: torch.Tensor, divergence: str) -> torch.Tensor:
     """g_f(v): the output activation that maps v into the domain of f* for `divergence`."""
-    v = _wide(v)
+    v = wide(v)
     _check(divergence, DIVERGENCES, "divergence")
     if divergence in ("KL", "Pearson"):
         return v
@@ -127,7 +128,7 @@ def f_gan_activation(v: torch.Tensor, divergence: str) -> torch.Tensor:
 
 def f_gan_conjugate(v: torch.Tensor, divergence: str) -> torch.Tensor:
     """f*(g_f(v)) in closed form (see the module docstring)."""
-    v = _wide(v)
+    v = wide(v)
     _check(divergence, DIVERGENCES, "divergence")
     if divergence == "KL":
         return torch.exp(v - 1)

@@ -7,7 +7,8 @@ import contextlib
 
 import torch
 
-__all__ = ["MAX_THREADS_PER_SM", "SM_COUNT", "device_guard", "kernel_params", "launch_spec", "wave_programs"]
+__all__ = ["MAX_THREADS_PER_SM", "SM_COUNT", "device_guard", "kernel_params", "launch_spec", "wave_programs",
+           "wrap_triton", "concrete"]
 
 SM_COUNT = 132  # the H100 SXM the grids are shaped for (DESIGN.md, "GPU shape")
 MAX_THREADS_PER_SM = 2048
@@ -22,6 +23,35 @@ def device_guard(t: torch.Tensor):
     """The device guard for a launch on t's device: torch.cuda.device for CUDA tensors (also FakeTensors on a CUDA
     device, under triton_op tracing / torch.compile / opcheck), a no-op for CPU tensors (the interpreter)."""
     return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
+def concrete(*sizes) -> tuple[int, ...]:
+    """Sizes as Python ints, for the tile configurations and grids of a launch. Under torch.compile with dynamic
+    shapes (and opcheck's test_aot_dispatch_dynamic) a triton_op's launcher runs on tensors whose sizes are SymInts;
+    the configuration functions branch on them and compute constexprs (tile sizes, next_power_of_2) that Triton must
+    see as concrete. int() specialises: torch records a guard on each size and retraces for another one, as Triton
+    itself specialises its kernels on sizes (issue 28)."""
+    return tuple(int(s) for s in sizes)
+
+
+def wrap_triton(kernel):
+    """torch.library.wrap_triton(kernel) for a compiled kernel; under the interpreter (TRITON_INTERPRET=1, where
+    @triton.jit makes an InterpretedFunction) the kernel itself, launched eagerly. torch >= 2.12 does the same itself;
+    torch 2.11 (the GPU image's) raises "wrap_triton only works on functions annotated with triton.jit" for every
+    interpreted kernel (issue 28). Call it as a bare `wrap_triton(<kernel name>)`: torch finds the kernels behind a
+    triton_op by that pattern (torch._library.triton.get_inner_triton_kernels matches the name)."""
+    from triton.runtime.autotuner import Autotuner
+    from triton.runtime.jit import JITFunction
+
+    if isinstance(kernel, (JITFunction, Autotuner)):
+        return torch.library.wrap_triton(kernel)
+    try:
+        from triton.runtime.interpreter import InterpretedFunction
+    except ImportError:  # pragma: no cover - a Triton without the interpreter
+        InterpretedFunction = ()
+    if isinstance(kernel, InterpretedFunction):
+        return kernel
+    raise TypeError(f"wrap_triton: expected a @triton.jit or @triton.autotune kernel, got {type(kernel).__name__}")
 
 
 _PTR_TYPES = {torch.float32: "*fp32", torch.float64: "*fp64", torch.float16: "*fp16", torch.bfloat16: "*bf16"}

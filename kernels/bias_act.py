@@ -33,10 +33,9 @@ from typing import NamedTuple
 import torch
 import triton
 import triton.language as tl
-from torch.library import wrap_triton
 
 from ..activations import ACTIVATIONS
-from ._launch import SM_COUNT, device_guard, launch_spec, wave_programs
+from ._launch import SM_COUNT, concrete, device_guard, launch_spec, wave_programs, wrap_triton
 from ._math import _bwd2_elem, _bwd_elem, _compute_type, _fwd_elem, _scalar, _to_out
 
 __all__ = ["forward", "backward", "config", "static_variants", "BLOCK"]
@@ -205,7 +204,7 @@ def config(O: int, C: int, S: int, bias_sum: bool) -> Config:
 
 def _run(out, ref, g, g_bcast, gg, gg_bcast, b, layout, act_id, mode, yref, alpha, gain, clamp, sum_dtype=None):
     """Launches the kernel over out (numel > 0); returns the per-channel sums of out (length C) when sum_dtype."""
-    O, C, S = layout
+    O, C, S = concrete(*layout)
     cfg = config(O, C, S, sum_dtype is not None)
     part = torch.empty([cfg.partial_rows, C], dtype=sum_dtype, device=out.device) if sum_dtype is not None else out
     with device_guard(out):

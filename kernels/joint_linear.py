@@ -32,10 +32,9 @@ from typing import NamedTuple
 import torch
 import triton
 import triton.language as tl
-from torch.library import wrap_triton
 
 from ..activations import ACTIVATIONS
-from ._launch import SM_COUNT, device_guard, launch_spec
+from ._launch import SM_COUNT, concrete, device_guard, launch_spec, wrap_triton
 from ._math import _INTERPRET, _act, _scalar, _to_out
 
 __all__ = ["matmul_act", "config", "precision", "static_variants"]
@@ -65,7 +64,9 @@ def _k_range(acc, a_ptr, b_ptr, rm, rn, M, N, lo, hi, sam, sak, sbk, sbn, ACC_F6
         k_ok = (k0 + rk) < hi
         a = tl.load(a_ptrs, mask=m_ok & k_ok[None, :], other=0.0)
         b = tl.load(b_ptrs, mask=k_ok[:, None] & n_ok, other=0.0)
-        acc = tl.dot(_widen(a, ACC_F64), _widen(b, ACC_F64), acc, input_precision=PREC)
+        # (out_dtype: Triton 3.6 takes an fp64 accumulator only when told so; later versions infer it)
+        acc = tl.dot(_widen(a, ACC_F64), _widen(b, ACC_F64), acc, input_precision=PREC,
+                     out_dtype=acc.dtype)
         a_ptrs += BK * sak
         b_ptrs += BK * sbk
     return acc
@@ -205,16 +206,15 @@ def matmul_act(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor | None, b2: 
     """act(a1 @ b1 (+ a2 @ b2) + bias) * gain: a1 (M, K1), b1 (K1, N), a2 (M, K2), b2 (K2, N), bias (N,), any strides
     (a transposed view costs nothing; a strided bias is made contiguous, N elements). Returns a new contiguous (M, N)
     tensor of a1's dtype. No autograd here. cfg: the tiles (default: config(...); tests force split-K with it)."""
-    M, K1 = a1.shape
-    N = b1.shape[1]
+    M, K1, N = concrete(*a1.shape, b1.shape[1])
     out = torch.empty((M, N), dtype=a1.dtype, device=a1.device)
     if M == 0 or N == 0:
         return out
-    has_2 = a2 is not None and a2.shape[1] > 0
+    K2 = concrete(a2.shape[1])[0] if a2 is not None else 0
+    has_2 = K2 > 0
     bias = bias.contiguous() if bias is not None else None  # the kernels read bias[n] at unit stride
     if not has_2:
         a2, b2 = a1, b1
-    K2 = a2.shape[1] if has_2 else 0
     interpret = a1.device.type == "cpu"
     prec = precision(a1.dtype, interpret)
     if cfg is None:
@@ -226,8 +226,8 @@ def matmul_act(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor | None, b2: 
         # A bare `wrap_triton(<kernel name>)` call: the pattern torch's get_inner_triton_kernels recognises.
         wrap_triton(_joint_mm_kernel)[cfg.grid(M, N)](
             dst, a1, b1, a2, b2, bias if bias is not None else out, M, N, K1, K2, cfg.KS,
-            a1.stride(0), a1.stride(1), b1.stride(0), b1.stride(1), a2.stride(0), a2.stride(1), b2.stride(0),
-            b2.stride(1), dst.stride(-2), dst.stride(-1), M * N if split else 0, float(alpha), float(gain),
+            *concrete(*a1.stride(), *b1.stride(), *a2.stride(), *b2.stride(), dst.stride(-2), dst.stride(-1)),
+            M * N if split else 0, float(alpha), float(gain),
             ACT=int(act_id), HAS_BIAS=bias is not None, HAS_2=has_2, ACC_F64=a1.dtype == torch.float64, PREC=prec,
             SPLIT=split, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, GROUP_M=8, num_warps=cfg.num_warps,
             num_stages=cfg.num_stages)

@@ -25,9 +25,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import wrap_triton
 
-from ._launch import device_guard, launch_spec, wave_programs
+from ._launch import concrete, device_guard, launch_spec, wave_programs, wrap_triton
 from ._math import _exp
 
 __all__ = ["forward", "backward", "backward2", "config", "static_variants"]
@@ -121,7 +120,7 @@ def config(NA: int, K: int, interpret: bool) -> tuple[int, int, int]:
 
 
 def _launch(mode, a, b, out, ga=None, gb=None, self_sum=False, excl=False, p=None, q=None, dg=None):
-    NA, K, C = a.shape
+    NA, K, C, NB = concrete(*a.shape, b.shape[0])
     if NA == 0 or K == 0:
         return
     if K > MAX_GRID_Y:
@@ -131,7 +130,7 @@ def _launch(mode, a, b, out, ga=None, gb=None, self_sum=False, excl=False, p=Non
     with device_guard(a):
         wrap_triton(_md_kernel)[(triton.cdiv(NA, bi), K)](
             a, b, ga if ga is not None else a, gb if gb is not None else a, out, p if p is not None else a,
-            q if q is not None else a, dg if dg is not None else a, NA, b.shape[0], K, C, MODE=mode, SELF=self_sum,
+            q if q is not None else a, dg if dg is not None else a, NA, NB, K, C, MODE=mode, SELF=self_sum,
             EXCL=excl, ROW_G=ga is not None, COL_G=gb is not None, G_OUT=dg is not None, BI=bi, BJ=bj,
             num_warps=warps)
 

@@ -53,9 +53,8 @@ from typing import Iterator, NamedTuple
 import torch
 import triton
 import triton.language as tl
-from torch.library import wrap_triton
 
-from ._launch import device_guard
+from ._launch import concrete, device_guard, wrap_triton
 from ._math import _exp, _log
 
 __all__ = ["kernel_sum", "kernel_sum_backward2", "KERNEL_IDS", "NS_MAX", "Config", "pick_config", "static_variants"]
@@ -193,17 +192,19 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
                     dot += tl.sum(tl.where(df < 0.0, -df, df), axis=2)
                 else:
                     dot += tl.sum(df * df, axis=2)
-        for k0 in range(0, 0 if (KERNEL == 3 or KERNEL == 4) else D, BD):
-            ks = k0 + tl.arange(0, BD)
-            k_ok = ks < D
-            a = tl.load(a_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            b = tl.load(b_cols + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
-            dot = tl.dot(a, tl.trans(b), dot, input_precision=PREC)
-            if MODE == 2:  # p_i . b_j + a_i . q_j
-                pu = tl.load(pu_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-                qv = tl.load(qv_cols + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
-                edot = tl.dot(pu, tl.trans(b), edot, input_precision=PREC)
-                edot = tl.dot(a, tl.trans(qv), edot, input_precision=PREC)
+        else:  # (a constexpr branch, not an empty range: a loop body is compiled even where its range is empty,
+            # and Triton 3.6 rejects the laplacians' fp32 tl.dot at BD = 8 < 16 -- issue 28)
+            for k0 in range(0, D, BD):
+                ks = k0 + tl.arange(0, BD)
+                k_ok = ks < D
+                a = tl.load(a_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+                b = tl.load(b_cols + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
+                dot = tl.dot(a, tl.trans(b), dot, input_precision=PREC, out_dtype=dot.dtype)
+                if MODE == 2:  # p_i . b_j + a_i . q_j
+                    pu = tl.load(pu_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+                    qv = tl.load(qv_cols + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
+                    edot = tl.dot(pu, tl.trans(b), edot, input_precision=PREC, out_dtype=edot.dtype)
+                    edot = tl.dot(a, tl.trans(qv), edot, input_precision=PREC, out_dtype=edot.dtype)
         if KERNEL >= 3:
             r2 = dot  # the l1 distance, or the squared euclidean one; poly: the dot product
         else:
@@ -254,7 +255,7 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
                     acc += tl.sum(c[:, :, None] * df, axis=1)
                     out = tl.where(last, fac1 * acc, acc)
                 elif MODE == 1:  # g += C b
-                    acc = tl.dot(c, b, acc, input_precision=PREC)
+                    acc = tl.dot(c, b, acc, input_precision=PREC, out_dtype=acc.dtype)
                     if KERNEL == 5:  # poly: no row-sum term
                         out = tl.where(last, fac1 * acc, acc)
                     else:
@@ -262,9 +263,9 @@ def _pair_kernel(a_ptr, b_ptr, na_ptr, nb_ptr, val_ptr, g_ptr, g2_ptr, pu_ptr, q
                         out = tl.where(last, fac1 * (rsum1[:, None] * a - acc), acc)
                 else:  # g += C q, g2 += Q b
                     qv = tl.load(qv_cols + ks[None, :], mask=m_b, other=0.0)
-                    acc = tl.dot(c, qv, acc, input_precision=PREC)
+                    acc = tl.dot(c, qv, acc, input_precision=PREC, out_dtype=acc.dtype)
                     acc2 = tl.load(g2_rows + ks[None, :], mask=row_ok[:, None] & (ks < d_more)[None, :], other=0.0)
-                    acc2 = tl.dot(q, b, acc2, input_precision=PREC)
+                    acc2 = tl.dot(q, b, acc2, input_precision=PREC, out_dtype=acc2.dtype)
                     if KERNEL == 5:  # poly: no row-sum terms
                         out = tl.where(last, fac1 * acc + fac2 * acc2, acc)
                     else:
@@ -399,8 +400,7 @@ def _scalars(ps: list[float], ws: list[float]) -> list[float]:
 def _launch(mode, a, b, na, nb, params, kernel_id, self_sum, diagonal, fac1=0.0, fac2=0.0, pu=None, qv=None,
             pa=None, qb=None, poly=(1, 0.0)):
     """(per-row value partials (splits, NA), the gradient (NA, D) or None) of one mixture chunk."""
-    NA, D = a.shape
-    NB = b.shape[0]
+    NA, D, NB = concrete(*a.shape, b.shape[0])
     interpret = a.device.type == "cpu"
     cfg = pick_config(NA, NB, D, a.dtype, kernel_id, mode, interpret=interpret,
                       sms=H100_SMS if interpret else _sm_count(a.device.index if a.device.index is not None

@@ -7,8 +7,9 @@
 // -------------
 // The pairs are cut into TILE x TILE tiles (TILE = 64, 32 or 16: the largest that still gives at least one tile per
 // SM, so that n = m = 256 / 512 / 1024 all fill an H100's 132 SMs; plan_tiles). The tiles are grouped into a grid of
-// super-blocks, pr super-rows x pc super-columns (contiguous, balanced ranges of tiles; at most kMaxSlots = 16 each,
-// except that an x-y sum with fewer than 16 tiles on one side takes up to 2 SMs / that many on the other); one CTA
+// super-blocks, pr super-rows x pc super-columns (contiguous, balanced ranges of tiles; at most kMaxSlots = 16 each
+// and 1 GiB of partials per side, except that an x-y sum with fewer than 16 tiles on one side takes up to 2 SMs /
+// that many on the other; csrc/include/fastgan/mmd_plan.h); one CTA
 // of 256 threads (16 x 16) walks the tiles of one super-block (A, B), row tile by row tile. A self-sum (y = None)
 // walks the upper triangle only: the CTAs are the pr (pr + 1) / 2 super-blocks with B >= A, and inside a diagonal
 // super-block only the tiles J >= I; an off-diagonal tile (I < J) counts twice in S and contributes to both its rows
@@ -70,6 +71,7 @@
 #include <type_traits>
 
 #include "fastgan/mmd.h"
+#include "fastgan/mmd_plan.h"
 #include "fastgan/pair_math.h"
 
 namespace fastgan {
@@ -77,10 +79,6 @@ namespace {
 
 constexpr int kThreads = 256;  // 16 x 16
 constexpr int kWarps = kThreads / 32;
-constexpr int kMaxSlots = 16;  // super-blocks per side (plan_tiles): the partial buffers' copies of each side
-// an x-y sum with few tiles on one side may take more slots on the other, within this many bytes of its partials
-// (n = 64, d = 12288 against a long y: 264 slots were 830 MB; now 21 slots, 64 MiB)
-constexpr int64_t kExtraSlotBytes = int64_t(64) << 20;
 
 // smooth kernels of r2 from dot products; laplacians from differences; poly of the dot product itself
 enum Dist : int { kDot = 0, kL2 = 1, kL1 = 2, kPolyDot = 3 };
@@ -741,15 +739,6 @@ inline int sm_count(c10::DeviceIndex device) {
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-struct TilePlan {
-  int tile;
-  int64_t tr, tc;
-  int pr, pc;
-  int64_t ctas;
-};
-
 // The largest tile whose shared memory the device grants one block (sm_86 / sm_89 / sm_120: at most 99 KiB, less
 // than the fp64 second order's 102 KiB at tile 64; H100 227 KiB, A100 163 KiB).
 template <typename T>
@@ -766,39 +755,6 @@ int max_tile(int mode, int device) {
     if (bytes(tile) <= size_t(optin)) return tile;
   }
   return 16;
-}
-
-// The tile: the largest of 64, 32, 16 (at most tile_cap) with at least one tile (of the walked ones) per SM. The
-// super-blocks: at most kMaxSlots per side; an x-y sum with few tiles on one side takes more on the other, up to two
-// CTAs per SM.
-TilePlan plan_tiles(int64_t n, int64_t m, int64_t d, int64_t elem, bool self, int sms, int tile_cap) {
-  TilePlan P{16, 0, 0, 1, 1, 1};
-  for (int tile : {64, 32, 16}) {
-    if (tile > tile_cap) continue;
-    P.tile = tile;
-    P.tr = ceil_div(n, tile);
-    P.tc = ceil_div(m, tile);
-    const int64_t work = self ? P.tr * (P.tr + 1) / 2 : P.tr * P.tc;
-    if (work >= sms) break;
-  }
-  if (self) {
-    P.pr = P.pc = int(std::min<int64_t>(P.tr, kMaxSlots));
-    P.ctas = int64_t(P.pr) * (P.pr + 1) / 2;
-  } else {
-    int64_t pr = std::min<int64_t>(P.tr, kMaxSlots), pc = std::min<int64_t>(P.tc, kMaxSlots);
-    const int64_t target = 2 * int64_t(sms);
-    // beyond kMaxSlots, a side's slots are bounded by kExtraSlotBytes of partial buffer (row buffers: pc x n x d)
-    const int64_t pc_cap = std::max<int64_t>(kMaxSlots, kExtraSlotBytes / std::max<int64_t>(1, n * d * elem));
-    const int64_t pr_cap = std::max<int64_t>(kMaxSlots, kExtraSlotBytes / std::max<int64_t>(1, m * d * elem));
-    if (pr * pc < target) {
-      if (pr < kMaxSlots) pc = std::min({P.tc, pc_cap, std::max(pc, ceil_div(target, pr))});
-      if (pc < kMaxSlots) pr = std::min({P.tr, pr_cap, std::max(pr, ceil_div(target, pc))});
-    }
-    P.pr = int(pr);
-    P.pc = int(pc);
-    P.ctas = pr * pc;
-  }
-  return P;
 }
 
 template <typename T, int TILE, int MODE, int DIST>
@@ -852,7 +808,11 @@ Walk walk_pairs(const CentredPoints& P, const KernelSumCall& call, int mode, boo
   const bool smooth = !is_laplacian(call.kind);
   const auto o = P.xc.options();
   Walk W;
-  W.plan = plan_tiles(P.n, P.m, P.d, int64_t(sizeof(T)), P.self, sms, max_tile<T>(mode, P.xc.device().index()));
+  const int nt = mode == 2 ? 2 : 1;  // partial copies per side: t1 (and t2 for the second order)
+  const int copies_row = mode >= 1 && (row_side || (P.self && col_side)) ? nt : 0;
+  const int copies_col = mode >= 1 && !P.self && col_side ? nt : 0;
+  W.plan = plan_tiles(P.n, P.m, P.d, int64_t(sizeof(T)), P.self, sms, max_tile<T>(mode, P.xc.device().index()),
+                      copies_row, copies_col);
   const TilePlan& tp = W.plan;
 
   PairArgs<T> a{};
@@ -876,7 +836,6 @@ Walk walk_pairs(const CentredPoints& P, const KernelSumCall& call, int mode, boo
     vec = vec && aligned16(a.u) && aligned16(a.v);
   }
   if (mode >= 1) {
-    const int nt = mode == 2 ? 2 : 1;
     if (row_side || (P.self && col_side)) {
       W.row_t1 = at::zeros({tp.pc, P.n, P.d}, o);
       W.row_s1 = at::zeros({tp.pc, P.n}, o);

@@ -11,21 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "expect.h"
 #include "fastgan/mmd.h"
 #include "fastgan/pair_math.h"
 
 namespace {
 
-int failures = 0;
-int checks = 0;
-
-void expect(bool ok, const std::string& what) {
-  ++checks;
-  if (!ok) {
-    std::printf("FAIL %s\n", what.c_str());
-    ++failures;
-  }
-}
+using fastgan_test::expect;
 
 bool near(double got, double want, double rtol, double atol = 0.0) {
   return std::abs(got - want) <= atol + rtol * std::abs(want);
@@ -264,6 +256,5 @@ int main() {
   test_helpers();
   test_float_against_double();
   test_squaring_chain();
-  std::printf("%d checks, %d failures\n", checks, failures);
-  return failures == 0 ? 0 : 1;
+  return fastgan_test::report();
 }

@@ -122,7 +122,7 @@ class LatentRegressor(GAN):
         else:
             l_fake_g = D(gz)
         g_loss = losses.gan_g_loss(l_fake_g, self.cfg.g_loss)
-        reg = F.mse_loss(E(gz if self.joint else gz.detach()).float(), z.float())
+        reg = F.mse_loss(*losses.wide(E(gz if self.joint else gz.detach()), z))
         g_d = (self.grads(ctx, self.plus(d_loss, r1), self.params("D"), retain=True)
                if self.cfg.update == "simultaneous" else None)  # R1 as in GAN's step and d_steps
         g_e = self.grads(ctx, reg, self.params("E"), retain=True)
@@ -163,7 +163,7 @@ class AutoEncoder(Recipe):
     def step(self, ctx, next_batch, gen):
         x = next_batch()
         rec = self.nets["G"](self.nets["E"](x))
-        rec = rec.float()  # the reconstruction loss in fp32 under autocast
+        rec, x = losses.wide(rec, x)  # the reconstruction loss in fp32 under autocast (an fp64 run stays fp64)
         loss = F.mse_loss(rec, x) if self.p == 2 else F.l1_loss(rec, x)
         self.apply(ctx, "GE", self.grads(ctx, loss, self.params("GE")))
         return {"loss_rec": loss.detach()}

@@ -38,12 +38,6 @@ __all__ = ["AAE", "BetaVAE", "VAE", "WAEGAN", "WAEMMD", "WAE_SCALES", "codes_mmd
 WAE_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # the WAE paper's kernel scales s (C = 2 z_dim sigma_z^2 s)
 IMAGE_Z_DIM = 8  # the codes' size on images (the WAE paper's MNIST); 2 on the 2-D mixtures
 _MIXTURES = ("gmm8", "gmm25")
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    """fp16 / bf16 as fp32 (losses in fp32 under autocast); fp32 and fp64 unchanged."""
-    return t.float() if t.dtype in _HALF else t
 
 
 
@@ -54,7 +48,7 @@ def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Te
 
 def squared_error(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """|x - rec|^2 summed over dimensions, averaged over the batch (the WAE cost c)."""
-    return (_wide(rec) - x).square().sum(1).mean()
+    return (losses.wide(rec) - x).square().sum(1).mean()
 
 
 def codes_mmd2(codes: torch.Tensor, seed: int = 0) -> float:
@@ -141,7 +135,7 @@ class VAE(_Encoding):
 
     def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """-log p(x | z) per row for the decoder's output `out` (Bernoulli logits, or the Gaussian mean)."""
-        out = _wide(out)
+        out = losses.wide(out)
         if self.bernoulli:
             return F.binary_cross_entropy_with_logits(out, (x + 1) / 2, reduction="none").sum(1)
         log_var = self.nets["noise"].log_var
@@ -149,7 +143,7 @@ class VAE(_Encoding):
 
     def terms(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(-log p(x | z), KL(q(z | x) || p(z))) per row, z = mean + exp(log_var / 2) eps."""
-        mean, log_var = (_wide(t) for t in self.nets["E"].moments(x))
+        mean, log_var = (losses.wide(t) for t in self.nets["E"].moments(x))
         z = mean + (0.5 * log_var).exp() * eps
         return self.nll(self.nets["G"](z), x), kl_to_standard_normal(mean, log_var)
 
@@ -245,7 +239,7 @@ class AAE(_LatentAdversary):
     def step(self, ctx, next_batch, gen):
         G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
         x = next_batch()
-        rec = F.mse_loss(_wide(G(E(x))), x)
+        rec = F.mse_loss(losses.wide(G(E(x))), x)
         self.apply(ctx, "GE", self.grads(ctx, rec, self.params("GE")))
         d_loss, l_real, l_fake = self.d_step(ctx, x, gen)
         ex = E(x)
