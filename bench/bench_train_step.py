@@ -52,7 +52,10 @@ from fastgan.train.trainer import make_optimizers
 
 OP = tuple(OPS)  # a recipe's step may run any op (mmdgan: kernel_sum; improved: minibatch_discrimination)
 B, X, Z, H = 128, 784, 50, 1024
-QUICK = {"model": ("bigan", "wgan-gp", "began")}  # --fastgan-quick: the BiGAN, WGAN-GP and BEGAN steps
+# --fastgan-quick: the BiGAN, WGAN-GP and BEGAN steps; the main job's BiGAN in fp32 and bf16; no scaling curve
+QUICK = {"model": ("bigan", "wgan-gp", "began"), "precision": ("fp32", "bf16"), "size": ()}
+# how the cost grows (issue 29): a gan / bigan step over the batch at H = 1024 and over the width at B = 128
+SCALE = [f"B{b}" for b in (32, 64, 128, 256, 512, 1024)] + [f"H{h}" for h in (256, 512, 2048)]
 WARMUP = 3
 
 
@@ -60,15 +63,16 @@ def make_recipe(model: str, impl: str, device, **cfg):
     backend = "eager" if impl in ("eager", "compile") else impl.removeprefix("fastgan-")
     cfg = config_for(model, **{"steps": 1, "hidden": H, "z_dim": Z, "batch_size": B, "backend": backend,
                                "device": str(device), **cfg})
+    b = cfg.batch_size
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(4 * B, X, generator=gen) * 2 - 1
-    split = DataSplit("bench", x, None, x[:B], None, image_shape=(28, 28))
+    x = torch.rand(4 * b, X, generator=gen) * 2 - 1
+    split = DataSplit("bench", x, None, x[:b], None, image_shape=(28, 28))
     torch.manual_seed(0)
     recipe = RECIPES[model](cfg, split, device)
     if impl == "compile":
         recipe.nets = {k: torch.compile(v) for k, v in recipe.nets.items()}
     ctx = StepContext(opts=make_optimizers(recipe, cfg))  # what the trainer hands the step (fp32, one process)
-    return recipe, ctx, x[:B].to(device)
+    return recipe, ctx, x[:b].to(device)
 
 
 _FLOPS = {}
@@ -91,21 +95,39 @@ def test_train_step(measure, device, impl, model):
                   {}, hidden=H)
 
 
-def _measure_step(measure, device, impl, model, group, floor, kw, **info):
+def _measure_step(measure, device, impl, model, group, floor, kw, precision="fp32", **info):
     """One training iteration of `model` (make_recipe(model, impl, device, **kw)) measured in `group`, its floor the
-    eager step's FLOPs at the measured GEMM rate."""
+    eager step's FLOPs at the measured GEMM rate of the step's GEMM dtype. precision 'bf16': the iteration under bf16
+    autocast, as the trainer runs `--precision bf16` (fp32 parameters and optimiser states)."""
     recipe, ctx, x = make_recipe(model, impl, device, **kw)
     gen = torch.Generator(device=device).manual_seed(1)
+    half = {"bf16": torch.bfloat16}.get(precision)
+    autocast = torch.autocast(torch.device(device).type, dtype=half, enabled=half is not None)
 
     def run():
-        out = recipe.step(ctx, lambda: x, gen)
+        with autocast:
+            out = recipe.step(ctx, lambda: x, gen)
         sync(device)
         return out
 
+    gemm_dtype = half or torch.float32
     measure(run, group=group, warmup=WARMUP, compile_fails="the step",
-            floor_s=lambda: flop_floor_s(step_flops(model, device, **kw), device), items=B, unit="samples",
-            model=model, B=B, gflops=lambda: step_flops(model, device, **kw) / 1e9, floor=floor,
+            floor_s=lambda: flop_floor_s(step_flops(model, device, **kw), device, gemm_dtype), items=x.shape[0],
+            unit="samples", model=model, B=x.shape[0], precision=precision,
+            gflops=lambda: step_flops(model, device, **kw) / 1e9, floor=floor,
             **{k: (v(recipe) if callable(v) else v) for k, v in info.items()})
+
+
+@pytest.mark.parametrize("precision", ("fp32", "bf16"))
+@pytest.mark.parametrize("model", ("gan", "bigan"))
+def test_train_step_mnist5k(measure, device, impl, model, precision):
+    """The main job's iteration (issue 29): `fastgan train gan|bigan --data mnist5k` at its defaults -- R1 (gamma 1)
+    on D's real inputs, one D forward serving the loss and the penalty, its double backward through bias_act and (the
+    BiGAN's D) joint_linear -- in fp32 and under bf16 autocast. Floor: the eager step's GEMM FLOPs (the R1 double
+    backward's included) at the GEMM rate of fp32 or bf16 measured in this run."""
+    _measure_step(measure, device, impl, model, f"train-step-{model}-mnist5k-{precision}-B{B}",
+                  f"eager step's GEMM FLOPs / gemm_rate({precision})", dict(data="mnist5k"), precision=precision,
+                  hidden=H)
 
 
 DCGAN = dict(arch="dcgan", hidden=None)  # hidden None: the conv nets' default base width (recipes.base.DCGAN_BASE)
@@ -132,3 +154,20 @@ def test_train_step_gan_dcgan(measure, device, impl):
     right after it (the run order and the VM's drift, not the step: see the report's note)."""
     _measure_step(measure, device, impl, "gan", f"train-step-gan-dcgan-B{B}",
                   "eager step's conv + GEMM FLOPs / gemm_rate", DCGAN, arch="dcgan", base=lambda r: r.base)
+
+
+@pytest.mark.parametrize("size", SCALE)
+@pytest.mark.parametrize("precision", ("fp32", "bf16"))
+@pytest.mark.parametrize("model", ("gan", "bigan"))
+def test_train_step_scaling(measure, device, impl, model, precision, size):
+    """How a step's cost grows (issue 29): `gan` / `bigan` at their mnist5k defaults (R1 on D), the batch from 32 to
+    1024 at H = 1024 (`B<n>`) and the hidden width from 256 to 2048 at B = 128 (`H<n>`), fp32 and bf16 autocast,
+    eager twins against fastgan (torch.compile is left out: a compile per size). The report draws samples / s and
+    % of the GEMM floor against the batch and the width (bench/report.py, FAMILIES_STEP)."""
+    if impl == "compile":
+        pytest.skip("the scaling curves compare eager and fastgan (a torch.compile per size would dominate the run)")
+    batch, hidden = (int(size[1:]), H) if size[0] == "B" else (B, int(size[1:]))
+    _measure_step(measure, device, impl, model, f"train-step-scale-{model}-{precision}-{size}",
+                  f"eager step's GEMM FLOPs / gemm_rate({precision})",
+                  dict(data="mnist5k", batch_size=batch, hidden=hidden), precision=precision, hidden=hidden,
+                  scale_axis="batch" if size[0] == "B" else "width")

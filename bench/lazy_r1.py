@@ -12,10 +12,8 @@ is a warm-up (not counted).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
-import torch
+from .interleave import interleaved, one_iteration, table, threads_note
 
 
 def _arms(args):
@@ -53,29 +51,12 @@ def main(argv=None) -> int:
     p.add_argument("--two-forward", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    from fastgan.train.recipes import StepContext
-
     arms = _arms(args)
-    times = {name: [] for name in arms}
     for t in arms.values():
         t.recipe.train(True)
-    rounds = -(-args.steps // args.block) + 1  # + the warm-up block
-    for r in range(rounds):
-        for name, t in arms.items():
-            t0 = time.perf_counter()
-            for _ in range(args.block):
-                ctx = StepContext(opts=t.opts, scaler=t.scaler, step=t.step)
-                t.recipe.step(ctx, t.next_batch, t.gen)
-                t.step += 1
-            dt = (time.perf_counter() - t0) / args.block
-            if r:
-                times[name].append(dt)
-    print(f"{args.model} on {args.data}, {torch.get_num_threads()} threads, blocks of {args.block} iterations "
-          f"interleaved, {rounds - 1} blocks per arm after one warm-up block")
-    print("| arm | ms / iteration, median of blocks | mean | min | max |\n|---|---|---|---|---|")
-    for name, ts in times.items():
-        ms = [1e3 * x for x in ts]
-        print(f"| {name} | {statistics.median(ms):.1f} | {statistics.mean(ms):.1f} | {min(ms):.1f} | {max(ms):.1f} |")
+    times = interleaved({name: one_iteration(t) for name, t in arms.items()}, args.steps, args.block)
+    print(f"{args.model} on {args.data}, {threads_note(args.steps, args.block)}")
+    print(table(times))
     return 0
 
 

@@ -180,6 +180,27 @@ def _plots(rs: list[dict], stem: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(path)
+    for axis, key in (("batch", "B"), ("width", "hidden")):  # training steps as the work grows (issue 29)
+        pts = [r for r in rs if r["group"].startswith("train-step-scale-") and r["extra"].get("scale_axis") == axis]
+        lines = sorted({(r["extra"].get("model"), r["extra"].get("precision"), r["impl"]) for r in pts})
+        if len({r["extra"].get(key) for r in pts}) < 2:
+            continue
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        for model, prec, impl in lines:
+            mine = sorted((r for r in pts if (r["extra"].get("model"), r["extra"].get("precision"), r["impl"])
+                           == (model, prec, impl)), key=lambda r: r["extra"][key])
+            xs = [r["extra"][key] for r in mine]
+            style = "o-" if impl == "eager" else "s--"
+            a1.loglog(xs, [r["throughput"] or 0 for r in mine], style, label=f"{model} {prec} {impl}")
+            a2.semilogx(xs, [r["pct_of_floor"] or 0 for r in mine], style, label=f"{model} {prec} {impl}")
+        a1.set(xlabel=key, ylabel="samples / s", title=f"training step vs {axis}: throughput")
+        a2.set(xlabel=key, ylabel="% of the GEMM floor", title=f"training step vs {axis}: % of floor")
+        a1.legend(fontsize=6)
+        fig.tight_layout()
+        path = stem.with_name(f"{stem.name}-scaling-train-step-{axis}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
     return made
 
 

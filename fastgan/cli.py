@@ -174,7 +174,10 @@ def _train(args) -> int:
     from .train.distributed import init_from_env, world
 
     cfg.device = init_from_env(cfg.device)  # under torchrun: one process per rank (gloo on CPU, nccl on CUDA)
-    res = Trainer(cfg, resume=args.resume).run()
+    trainer = Trainer(cfg, resume=args.resume)
+    if trainer.cfg.precision_auto and world()[0] == 0:
+        print(f"precision: {trainer.cfg.precision_auto}", flush=True)
+    res = trainer.run()
     if world()[0] == 0:
         _print_results(res, cfg.out)
     return 0
@@ -261,8 +264,9 @@ def _train_args(p, steps_default_note: str) -> None:
                    help="the nets on the data side: mlp (the paper's, default) | dcgan (conv G / D / E, images "
                         "padded to 32x32; --hidden is then their base width, default 32)")
     p.add_argument("--backend", default="fastgan", help="fastgan (auto) | cpp | triton | cuda | eager (the twins)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="fp32 (default); bf16 / fp16 autocast (fp16 with a GradScaler)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
+                   help="fp32 (default); bf16 / fp16 autocast (fp16 with a GradScaler); auto: bf16 where the device "
+                        "has bf16 matrix units (CPU avx512_bf16 / amx_bf16, GPU sm_80+), else fp32")
     p.add_argument("--update", default=None, choices=("simultaneous", "alternating"))
     p.add_argument("--n-critic", type=int, default=None)
     p.add_argument("--g-loss", default=None, choices=("ns", "minimax", "inverse"),

@@ -19,10 +19,11 @@ BACKENDS = ("fastgan", "cpp", "triton", "cuda", "eager")
 ARCHS = ("mlp", "dcgan")
 # the training step's arithmetic: fp32; bf16 / fp16 autocast (GEMMs in half precision with fp32 accumulation, fastgan's
 # pointwise ops in fp32 inside, parameters and optimiser states fp32); fp16 with one dynamic GradScaler
-PRECISIONS = ("fp32", "bf16", "fp16")
+# 'auto': bf16 where the device has bf16 matrix units, else fp32 (train/precision.py; resolved when a Trainer is built)
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 # fields that may differ between a run and its resumption (they do not change the trajectory)
-RUNTIME_FIELDS = ("out", "ckpt_every", "log_every", "progress", "eval_at_end", "device")
+RUNTIME_FIELDS = ("out", "ckpt_every", "log_every", "progress", "eval_at_end", "device", "precision_auto")
 
 
 @dataclass
@@ -44,7 +45,8 @@ class TrainConfig:
     batch_norm: bool | None = None  # the paper's BN in hidden layer 2 (None: on for images, off for 2-D mixtures)
     arch: str = "mlp"               # mlp | dcgan (conv G / D / E on image data; width: hidden = their base)
     backend: str = "fastgan"
-    precision: str = "fp32"         # fp32 | bf16 (autocast) | fp16 (autocast + one GradScaler)
+    precision: str = "fp32"         # fp32 | bf16 (autocast) | fp16 (autocast + one GradScaler) | auto
+    precision_auto: str = ""        # with 'auto': what it chose and why (set by the Trainer, which sets precision)
     g_loss: str = "ns"              # GAN generator: ns | minimax; BiGAN G/E: inverse | minimax (ns means inverse)
     # a moving average of G for samples and evaluation (fastgan.train.ema): its half-life in thousands of images
     # (StyleGAN2-ADA's ema_kimg; 0: off), at most ema_rampup x the images seen so far (0: no ramp-up)

@@ -20,6 +20,7 @@ checkpoint, and is the G that evaluation samples from (samples.png, FD, MMD^2, r
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -30,6 +31,7 @@ import torch
 from .. import data as data_mod
 from .. import metrics as ev
 from . import checkpoint as ckpt
+from . import precision as precision_mod
 from .config import TrainConfig, lr_factor
 from .distributed import all_reduce_mean_, convert_batch_norm, world
 from .ema import EMA
@@ -70,6 +72,9 @@ class Trainer:
         self.cfg = validate_config(cfg)  # what its recipe requires of it, then its values (recipes.validate)
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"device: {cfg.device!r} requested but CUDA is not available")
+        if cfg.precision == "auto":  # chosen once, here: the config then records the precision that runs
+            chosen, why = precision_mod.resolve(cfg.precision, cfg.device)
+            cfg = self.cfg = dataclasses.replace(cfg, precision=chosen, precision_auto=why)
         self.device = torch.device(cfg.device)
         self.split = split if split is not None else data_mod.load(cfg.data, seed=cfg.seed)
         torch.manual_seed(cfg.seed)
