@@ -22,13 +22,22 @@ def tensor(t, arg: str) -> torch.Tensor:
     return t
 
 
-def like(t, arg: str, ref: torch.Tensor, ref_arg: str) -> torch.Tensor:
+def like(t, arg: str, ref: torch.Tensor, ref_arg: str, cast: torch.dtype | None = None) -> torch.Tensor:
+    """t: a tensor on ref's device of ref's dtype. cast: the autocast dtype an op's Autocast kernel will cast both
+    to (floating tensors but fp64, autocast's rule): then the dtypes after that cast must agree."""
     tensor(t, arg)
     if t.device != ref.device:
         raise ValueError(f"{arg}: expected a tensor on {ref.device} like {ref_arg}, got one on {t.device}")
-    if t.dtype != ref.dtype:
+    if autocast_target(t, cast) != autocast_target(ref, cast):
         raise TypeError(f"{arg}: expected dtype {ref.dtype} like {ref_arg}, got {t.dtype}")
     return t
+
+
+def autocast_target(t: torch.Tensor, cast: torch.dtype | None) -> torch.dtype:
+    """The dtype autocast's cast to `cast` gives t (None: no cast): floating tensors but fp64 take `cast`."""
+    if cast is None or not t.is_floating_point() or t.dtype == torch.float64:
+        return t.dtype
+    return cast
 
 
 def dim(d, x: torch.Tensor, arg: str = "dim", x_arg: str = "x") -> int:

@@ -42,12 +42,12 @@ def check_act(act, alpha, gain) -> tuple[float, float]:
     return alpha, gain
 
 
-def _check_args(x, z, weight, z_weight, bias, act, alpha, gain):
+def _check_args(x, z, weight, z_weight, bias, act, alpha, gain, cast=None):
     alpha, gain = check_act(act, alpha, gain)
     _checks.tensor(x, "x")
     named = ((z, "z"), (weight, "weight"), (z_weight, "z_weight")) + (((bias, "bias"),) if bias is not None else ())
     for t, name in named:
-        _checks.like(t, name, x, "x")
+        _checks.like(t, name, x, "x", cast=cast)
     for t, name, shape in ((x, "x", "(N, in_features)"), (z, "z", "(N, z_features)"),
                            (weight, "weight", "(out_features, in_features)"),
                            (z_weight, "z_weight", "(out_features, z_features)")):
@@ -74,13 +74,19 @@ def joint_linear(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weigh
     Differentiable twice on every backend; fp64, fp32, fp16, bf16 (half: GEMMs accumulate in fp32, the epilogue
     computes in fp32). impl: 'auto' | 'reference' | 'cpp' | 'cuda' | 'triton'.
     """
+    _checks.tensor(x, "x")
+    backend = OP.resolve(impl, x.device)
+    # autocast: a matrix product, run in the autocast dtype like torch.mm (fp32 math inside). The C++ ops cast in
+    # their Autocast kernels (csrc/autocast.cpp) through autocast's cache, so a weight is cast once per autocast
+    # region however often D runs in it; the Triton ops and the reference are cast here.
     ac = _checks.autocast_dtype(x)
-    if ac is not None:  # autocast: a matrix product, run in the autocast dtype like torch.mm (fp32 math inside)
+    if ac is not None and backend in ("triton", "reference"):
         x, z, weight, z_weight = (t.to(ac) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
                                   for t in (x, z, weight, z_weight))
         bias = bias.to(ac) if isinstance(bias, torch.Tensor) and bias.is_floating_point() else bias
-    alpha, gain = _check_args(x, z, weight, z_weight, bias, act, alpha, gain)
-    return OP.run(impl, x.device, x, z, weight, z_weight, bias, act, alpha, gain)
+        ac = None
+    alpha, gain = _check_args(x, z, weight, z_weight, bias, act, alpha, gain, cast=ac)
+    return OP.run(backend, x.device, x, z, weight, z_weight, bias, act, alpha, gain)
 
 
 def _autograd(ns, ns_name: str) -> None:
