@@ -86,7 +86,7 @@ def joint_linear(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weigh
         bias = bias.to(ac) if isinstance(bias, torch.Tensor) and bias.is_floating_point() else bias
         ac = None
     alpha, gain = _check_args(x, z, weight, z_weight, bias, act, alpha, gain, cast=ac)
-    return OP.run(backend, x.device, x, z, weight, z_weight, bias, act, alpha, gain)
+    return OP.call(backend, x, z, weight, z_weight, bias, act, alpha, gain)
 
 
 def _autograd(ns, ns_name: str) -> None:

@@ -65,7 +65,10 @@ class Op:
 
     def run(self, impl: str | None, device, *args):
         """Resolves `impl` and runs the op's first kernel (or its reference) on the schema's arguments."""
-        backend = self.resolve(impl, device)
+        return self.call(self.resolve(impl, device), *args)
+
+    def call(self, backend: str, *args):
+        """Runs the op's first kernel on a backend resolve() returned (or its reference)."""
         if backend == "reference":
             return self.reference(*args)
         return getattr(self.namespace(backend), self.kernels[0])(*args)
