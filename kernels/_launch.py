@@ -6,6 +6,9 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from triton.runtime.autotuner import Autotuner
+from triton.runtime.interpreter import InterpretedFunction
+from triton.runtime.jit import JITFunction
 
 __all__ = ["MAX_THREADS_PER_SM", "SM_COUNT", "device_guard", "kernel_params", "launch_spec", "wave_programs",
            "wrap_triton", "concrete"]
@@ -40,15 +43,8 @@ def wrap_triton(kernel):
     torch 2.11 (the GPU image's) raises "wrap_triton only works on functions annotated with triton.jit" for every
     interpreted kernel (issue 28). Call it as a bare `wrap_triton(<kernel name>)`: torch finds the kernels behind a
     triton_op by that pattern (torch._library.triton.get_inner_triton_kernels matches the name)."""
-    from triton.runtime.autotuner import Autotuner
-    from triton.runtime.jit import JITFunction
-
     if isinstance(kernel, (JITFunction, Autotuner)):
         return torch.library.wrap_triton(kernel)
-    try:
-        from triton.runtime.interpreter import InterpretedFunction
-    except ImportError:  # pragma: no cover - a Triton without the interpreter
-        InterpretedFunction = ()
     if isinstance(kernel, InterpretedFunction):
         return kernel
     raise TypeError(f"wrap_triton: expected a @triton.jit or @triton.autotune kernel, got {type(kernel).__name__}")
