@@ -89,10 +89,21 @@ def step_flops(model: str, device, **cfg) -> int:
     return _FLOPS[key]
 
 
+def _precision(precision: str, impl: str) -> str:
+    """The group-name part of a precision (fp32: none, the names results before issue 29 have); bf16 compares eager
+    and fastgan only (a torch.compile per recipe and precision would double the run's longest part)."""
+    if precision != "fp32" and impl == "compile":
+        pytest.skip(f"{precision}: eager and fastgan only (torch.compile is measured in fp32)")
+    return "" if precision == "fp32" else f"-{precision}"
+
+
+@pytest.mark.parametrize("precision", ("fp32", "bf16"))
 @pytest.mark.parametrize("model", sorted(RECIPES))
-def test_train_step(measure, device, impl, model):
-    _measure_step(measure, device, impl, model, f"train-step-{model}-B{B}", "eager step's GEMM FLOPs / gemm_rate",
-                  {}, hidden=H)
+def test_train_step(measure, device, impl, model, precision):
+    """Every recipe's iteration on the MLPs, fp32 and under bf16 autocast (issue 29: the bf16 speed-up per recipe
+    family beside fp32; the weight-clipped critics keep their fp32 sections inside bf16 autocast, as they train)."""
+    _measure_step(measure, device, impl, model, f"train-step-{model}{_precision(precision, impl)}-B{B}",
+                  f"eager step's GEMM FLOPs / gemm_rate({precision})", {}, precision=precision, hidden=H)
 
 
 def _measure_step(measure, device, impl, model, group, floor, kw, precision="fp32", **info):
@@ -133,7 +144,8 @@ def test_train_step_mnist5k(measure, device, impl, model, precision):
 DCGAN = dict(arch="dcgan", hidden=None)  # hidden None: the conv nets' default base width (recipes.base.DCGAN_BASE)
 
 
-def test_train_step_gan_dcgan(measure, device, impl):
+@pytest.mark.parametrize("precision", ("fp32", "bf16"))
+def test_train_step_gan_dcgan(measure, device, impl, precision):
     """One `gan --arch dcgan` iteration (a D step on real and fake, then G through the updated D), B 128, z 50.
 
     Floor: the step's convolution and GEMM FLOPs (GemmFlops counts convolutions too: 30.8 GFLOP, 5.8x the MLP gan
@@ -152,8 +164,9 @@ def test_train_step_gan_dcgan(measure, device, impl):
     (bench/results/intel-xeon-2c-2026-12-02-dcgan4x4.md): 20.7 GFLOP (was 30.8), eager 121 ms (was 212: 43 %
     shorter); fastgan 0.92x eager / 1.05x compile in the pytest-benchmark run, 1.01x eager in an interleaved A/B
     right after it (the run order and the VM's drift, not the step: see the report's note)."""
-    _measure_step(measure, device, impl, "gan", f"train-step-gan-dcgan-B{B}",
-                  "eager step's conv + GEMM FLOPs / gemm_rate", DCGAN, arch="dcgan", base=lambda r: r.base)
+    _measure_step(measure, device, impl, "gan", f"train-step-gan-dcgan{_precision(precision, impl)}-B{B}",
+                  f"eager step's conv + GEMM FLOPs / gemm_rate({precision})", DCGAN, precision=precision,
+                  arch="dcgan", base=lambda r: r.base)
 
 
 @pytest.mark.parametrize("size", SCALE)

@@ -2,6 +2,7 @@
 
     python -m bench.quality --data mnist5k --models gan,bigan --seeds 0,1,2 [--steps N] [--runs runs/quality]
     python -m bench.quality --data gmm8 --models mmdgan,improved --seeds 0,1,2
+    python -m bench.quality --models gan --seeds 0,1,2 --precision fp32,bf16      # a row per (model, precision)
     python -m bench.quality curves OUT.png before=RUN_DIR after=RUN_DIR     # training curves of runs side by side
 
 Trains each model once per seed at its defaults (fastgan.train.config_for; --steps / --hidden override for shorter
@@ -33,16 +34,22 @@ def _list(text: str, kind=str) -> list:
     return [kind(s.strip()) for s in text.split(",") if s.strip()]
 
 
-def run_one(model: str, data: str, seed: int, runs: Path, steps: int | None, hidden: int | None, split) -> dict:
+def label(model: str, precision: str) -> str:
+    """A row's name and its runs' directory stem: the model, with the precision unless it is fp32."""
+    return model if precision == "fp32" else f"{model}-{precision}"
+
+
+def run_one(model: str, data: str, seed: int, runs: Path, steps: int | None, hidden: int | None, split,
+            precision: str = "fp32") -> dict:
     from fastgan.train import Trainer, config_for
 
-    out = runs / data / f"{model}-seed{seed}"
+    out = runs / data / f"{label(model, precision)}-seed{seed}"
     done = out / "results.json"
     if done.is_file():
         return json.loads(done.read_text())
     if out.exists():
         shutil.rmtree(out)  # an interrupted run: start it again from scratch
-    cfg = config_for(model, data=data, seed=seed, steps=steps, hidden=hidden, out=str(out),
+    cfg = config_for(model, data=data, seed=seed, steps=steps, hidden=hidden, out=str(out), precision=precision,
                      progress=False, ckpt_every=10 ** 9)
     return Trainer(cfg, split=split).run()
 
@@ -109,6 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--steps", type=int, default=None, help="override every model's default length")
     p.add_argument("--hidden", type=int, default=None, help="override the hidden width")
+    p.add_argument("--precision", default="fp32", help="comma-separated: fp32, bf16, fp16 (a row per model and "
+                   "precision; rows other than fp32 are named MODEL-PRECISION)")
     p.add_argument("--runs", default="runs/quality", help="where the run directories go (not committed)")
     p.add_argument("--results", default=None, help="default bench/results/quality/<data>")
     p.add_argument("--note", default="", help="a paragraph for the top of the Markdown file")
@@ -119,7 +128,7 @@ def main(argv=None) -> int:
     from fastgan import data as data_mod
     from fastgan.train import RECIPES
 
-    models, seeds = _list(args.models), _list(args.seeds, int)
+    models, seeds, precisions = _list(args.models), _list(args.seeds, int), _list(args.precision)
     unknown = [m for m in models if m not in RECIPES]
     if unknown or not models or not seeds:
         p.error(f"--models: unknown {unknown}; expected names from {sorted(RECIPES)}" if unknown
@@ -130,22 +139,23 @@ def main(argv=None) -> int:
     table = json.loads(store.read_text()) if store.is_file() else {}
     split = data_mod.load(args.data)
     runs_root = Path(args.runs)
-    for model in models:
-        rows = []
+    for model, precision in ((m, pr) for m in models for pr in precisions):
+        name, rows = label(model, precision), []
         for seed in seeds:
-            if args.only_finished and not (runs_root / args.data / f"{model}-seed{seed}" / "results.json").is_file():
+            run = runs_root / args.data / f"{name}-seed{seed}"
+            if args.only_finished and not (run / "results.json").is_file():
                 continue
-            res = {**run_one(model, args.data, seed, runs_root, args.steps, args.hidden, split), "seed": seed}
-            samples = runs_root / args.data / f"{model}-seed{seed}" / "samples.png"
-            if not rows and samples.is_file():
-                shutil.copyfile(samples, results / f"{model}-samples.png")
+            res = {**run_one(model, args.data, seed, runs_root, args.steps, args.hidden, split, precision),
+                   "seed": seed}
+            if not rows and (run / "samples.png").is_file():
+                shutil.copyfile(run / "samples.png", results / f"{name}-samples.png")
                 res["_samples"] = True
             rows.append(res)
-            print(f"{model} seed {seed}: " + ", ".join(f"{k} {res[k]:.4g}" for k, *_ in COLUMNS
-                                                        if isinstance(res.get(k), (int, float))), flush=True)
+            print(f"{name} seed {seed}: " + ", ".join(f"{k} {res[k]:.4g}" for k, *_ in COLUMNS
+                                                       if isinstance(res.get(k), (int, float))), flush=True)
         if not rows:
             continue
-        table[model] = rows
+        table[name] = rows
         store.write_text(json.dumps(table, indent=2) + "\n")
         (results / f"{args.data.replace(':', '_')}.md").write_text(markdown(args.data, table, args.note))
     print(f"results: {results}")

@@ -2,6 +2,7 @@
 #include <torch/extension.h>
 
 #include "fastgan/activations.h"
+#include "fastgan/weight_grads.h"
 
 namespace {
 
@@ -45,4 +46,9 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "fastgan C++/CUDA kernels (registered as torch.ops.fastgan.*)";
   m.def("activation_table", &activation_table, "The C++ activation table, for checking it against Python's");
   m.def("build_info", &build_info, "How this extension was built");
+  // fastgan.ops.input_grads marks its graph task here, where the C++ autograd kernels (csrc/autograd.cpp) look
+  m.def("mark_input_grads_task", &fastgan::mark_input_grads_task, "Marks a graph task as wanting input gradients only");
+  m.def("unmark_input_grads_task", &fastgan::unmark_input_grads_task, "Unmarks a graph task");
+  m.def("weight_grads_skipped", &fastgan::weight_grads_skipped,
+        "True in the backward of a graph task marked by mark_input_grads_task");
 }

@@ -1,7 +1,8 @@
 """Fused bias + activation + gain + clamp: the public function, fake kernels and autograd of the op on every backend.
 
 The C++ ops (torch.ops.fastgan.*, CPU and CUDA kernels) and the Triton ops (torch.ops.fastgan_triton.*) share one
-autograd structure, registered by `_autograd` for both namespaces (fastgan/ops/registry.py):
+autograd structure: `_autograd` registers it for the Triton ops, csrc/autograd.cpp states it in C++ for the C++ ops
+(Python's per-node overhead cost more than these kernels, issue 29):
 
     bias_act            forward; saves y (activations whose derivative is a function of the output, fp32/fp64)
                         or x (otherwise, and always for fp16/bf16 so the gradient is as exact as the forward)
@@ -170,7 +171,7 @@ def _triton() -> dict:
 
 OP = declare("bias_act", kernels=("bias_act", "bias_act_backward", "bias_act_backward2"),
              backends=("reference", "cpp", "cuda", "triton"), reference=reference.bias_act, fakes=_FAKES,
-             autograd=_autograd, triton=_triton, last="bias_act_backward2")
+             autograd=_autograd, triton=_triton, last="bias_act_backward2", cpp_autograd=True)
 
 
 def output_slope_ops(impl: str | None, device, acts, dtype: torch.dtype):

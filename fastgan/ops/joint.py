@@ -6,10 +6,10 @@ Forward: C++ on CPU and CUDA (both GEMMs accumulate into one output buffer, then
 pass); Triton (torch.ops.fastgan_triton.joint_linear: one tiled matmul over both K ranges into one accumulator with
 the bias + activation epilogue). Backward, the same structure on every backend: dA = gy * act'(y) * gain with the
 fused bias_act_backward kernel of the backend (which also reduces db), then the four matrix products (torch.mm for
-the C++ backends; for Triton the joint kernel itself with act = linear). It is composed of registered ops that have
-their own autograd, so second derivatives (gradient penalties through stacks of these layers) are exact; these
-activations have a zero second derivative, so the backward's own backward is a masked product computed from the
-saved output's sign: no pre-activation is saved.
+the C++ backends, whose autograd is C++: csrc/autograd.cpp; for Triton the joint kernel itself with act = linear).
+It is composed of registered ops that have their own autograd, so second derivatives (gradient penalties through
+stacks of these layers) are exact; these activations have a zero second derivative, so the backward's own backward
+is a masked product computed from the saved output's sign: no pre-activation is saved.
 """
 from __future__ import annotations
 
@@ -90,14 +90,12 @@ def joint_linear(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weigh
 
 
 def _autograd(ns, ns_name: str) -> None:
-    act_ns = ACT_OP.namespace("triton" if ns_name == "fastgan_triton" else "cpp")  # bias_act_backward of the backend
+    """The Triton op's autograd (the C++ op's is csrc/autograd.cpp, the same structure with torch.mm)."""
+    act_ns = ACT_OP.namespace("triton")  # bias_act_backward of the backend
 
-    if ns_name == "fastgan_triton":
-        def mm(a, b):  # a @ b with the joint kernel (act linear, no z range): differentiable through this op again
-            return ns.joint_linear(a, a.new_empty((a.shape[0], 0)), b.t(), b.new_empty((b.shape[1], 0)), None,
-                                   "linear", 0.0, 1.0)
-    else:
-        mm = torch.mm
+    def mm(a, b):  # a @ b with the joint kernel (act linear, no z range): differentiable through this op again
+        return ns.joint_linear(a, a.new_empty((a.shape[0], 0)), b.t(), b.new_empty((b.shape[1], 0)), None,
+                               "linear", 0.0, 1.0)
 
     def setup(ctx, inputs, output):
         x, z, weight, z_weight, bias, act, alpha, gain = inputs
@@ -134,4 +132,4 @@ OP = declare("joint_linear", kernels=("joint_linear",), backends=("reference", "
              reference=reference.joint_linear,
              fakes={"joint_linear": lambda x, z, weight, z_weight, bias, act, alpha, gain:
                     x.new_empty((x.shape[0], weight.shape[0]))},
-             autograd=_autograd, triton=_triton)
+             autograd=_autograd, triton=_triton, cpp_autograd=True)

@@ -8,9 +8,10 @@ kernels and autograd of its C++ ops, and its Triton launchers. Everything else i
 - the namespaces: `op.namespace(backend)` is torch.ops.fastgan (the C++ ops: cpp and cuda, the dispatcher picks
   the device) or torch.ops.fastgan_triton (the Triton ops, defined on first use, so importing fastgan never imports
   triton);
-- initialisation: the C++ ops get their fake kernels and autograd when the op is declared (if fastgan._C loaded);
-  the Triton ops are defined with the C++ ops' schemas (csrc/registration.cpp is the one statement of every schema)
-  and get the same autograd on first use;
+- initialisation: the C++ ops get their fake kernels and autograd when the op is declared (if fastgan._C loaded),
+  unless their autograd is C++ (`cpp_autograd`: csrc/autograd.cpp, for the ops an iteration calls dozens of times,
+  whose Python autograd cost more than their kernels); the Triton ops are defined with the C++ ops' schemas
+  (csrc/registration.cpp is the one statement of every schema) and get the Python autograd on first use;
 - the end of the chain: the last derivative an op implements raises NotImplementedError when differentiated again.
 
 Bench and tests ask the registry which ops exist and which backends each has: `OPS`, `get(name)`, `backends(name)`.
@@ -43,6 +44,7 @@ class Op:
     autograd: Callable[[object, str], None]
     triton: Callable[[], Mapping[str, Callable]] | None
     last: str | None
+    cpp_autograd: bool = False
     _ns: dict = field(default_factory=dict, repr=False)
 
     def resolve(self, impl: str | None, device) -> str:
@@ -77,6 +79,13 @@ class Op:
         if ns_name == CPP_NS:  # a triton_op traces its own fake
             for kernel, fake in self.fakes.items():
                 torch.library.register_fake(f"{CPP_NS}::{kernel}")(fake)
+            if self.cpp_autograd:
+                missing = [k for k in self.kernels
+                           if not torch._C._dispatch_has_kernel_for_dispatch_key(f"{CPP_NS}::{k}", "Autograd")]
+                if missing:
+                    raise RuntimeError(f"fastgan.{self.name}: declared with C++ autograd, but fastgan._C registers "
+                                       f"none for {missing} (an extension built from older sources: rebuild it)")
+                return
         self.autograd(getattr(torch.ops, ns_name), ns_name)
         if self.last is not None:
             _end_of_chain(f"{ns_name}::{self.last}", self.name)
@@ -98,7 +107,8 @@ class Op:
 OPS: dict[str, Op] = {}
 
 
-def declare(name: str, *, kernels, backends, reference, fakes, autograd, triton=None, last=None) -> Op:
+def declare(name: str, *, kernels, backends, reference, fakes, autograd, triton=None, last=None,
+            cpp_autograd=False) -> Op:
     """Declares op `name` (the public function's name: backend resolution, fastgan.backend.AUTO_CUDA, errors).
 
     kernels: the names of its C++ ops in csrc/registration.cpp, the one it runs first (`run`) first; the Triton ops
@@ -106,17 +116,19 @@ def declare(name: str, *, kernels, backends, reference, fakes, autograd, triton=
     backends: the backends it has, among 'reference', 'cpp', 'cuda', 'triton'.
     reference: the pure-PyTorch spec, called by `run` with the first kernel's arguments.
     fakes: kernel name -> its fake (meta) function, for torch.compile and opcheck (C++ ops).
-    autograd: autograd(ns, ns_name) registers the autograd of the kernels in namespace ns (the same for both).
+    autograd: autograd(ns, ns_name) registers the autograd of the kernels in namespace ns (the same for both,
+        or for the Triton ops only with cpp_autograd).
     triton: a function returning kernel name -> launcher (called with the schema's arguments); it imports the
         Triton kernels, so it runs on first use only.
     last: the kernel whose derivative is not implemented (differentiating it raises NotImplementedError).
+    cpp_autograd: the C++ ops' autograd is registered in C++ (csrc/autograd.cpp), with the same structure.
     """
     if name in OPS:
         raise ValueError(f"name: op {name!r} is declared twice")
     unknown = set(backends) - set(IMPLS)
     if unknown or "auto" in backends:
         raise ValueError(f"backends: expected a subset of 'reference', 'cpp', 'cuda', 'triton', got {backends!r}")
-    op = Op(name, frozenset(backends), tuple(kernels), reference, dict(fakes), autograd, triton, last)
+    op = Op(name, frozenset(backends), tuple(kernels), reference, dict(fakes), autograd, triton, last, cpp_autograd)
     OPS[name] = op
     if _ext.load() is not None:
         op._register(CPP_NS)

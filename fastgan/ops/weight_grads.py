@@ -19,14 +19,28 @@ from typing import Sequence
 
 import torch
 
+from .. import _ext
+
 __all__ = ["input_grads", "weight_grads_skipped"]
 
 _tasks: set[int] = set()  # graph tasks that want input gradients only (set operations are atomic under the GIL)
 
 
+def _py_skipped() -> bool:
+    return bool(_tasks) and torch._C._current_graph_task_id() in _tasks
+
+
+# The marks live in C++ when the extension is built, where the C++ autograd kernels (csrc/autograd.cpp) read them;
+# the Python ones (Triton ops) read the same marks through these functions.
+_C = _ext.load()
+_mark, _unmark = (_C.mark_input_grads_task, _C.unmark_input_grads_task) if _C is not None else \
+    (_tasks.add, _tasks.discard)
+_skipped = _C.weight_grads_skipped if _C is not None else _py_skipped
+
+
 def weight_grads_skipped() -> bool:
     """True in the backward of a graph task started by input_grads: fastgan ops then skip their weight gradients."""
-    return bool(_tasks) and torch._C._current_graph_task_id() in _tasks
+    return _skipped()
 
 
 class _MarkTask(torch.autograd.Function):
@@ -41,7 +55,7 @@ class _MarkTask(torch.autograd.Function):
     def backward(ctx, g):
         tid = torch._C._current_graph_task_id()
         ctx.ids.append(tid)
-        _tasks.add(tid)
+        _mark(tid)
         return g, None
 
 
@@ -58,4 +72,4 @@ def input_grads(outputs, inputs, grad_outputs=None, skip_weights: bool = True, *
         return torch.autograd.grad(marked[0] if single else marked, inputs, grad_outputs, **kwargs)
     finally:
         for tid in ids:
-            _tasks.discard(tid)
+            _unmark(tid)
