@@ -51,6 +51,24 @@ AUTO_CUDA = {
                                                          "memory"),
 }
 _AUTO_CPU = ("cpp", "reference")
+
+# A Linear layer followed by one of these activations (gain 1, no clamp) that auto leaves to torch's own ops on CPU
+# tensors (issue 29, measured): torch's addmm takes the bias inside the GEMM and its relu / leaky_relu kernels are as
+# fast as fastgan's pass, so the fused form (the GEMM without bias, then bias_act) cost 3-6 % of an MLP training
+# step (lsgan, the f-GANs, gan; fp32 and bf16 autocast; interleaved A/B, python -m bench.ab_steps). Other
+# activations, a gain or a clamp keep the fused pass (tanh: fastgan's vectorised kernel is ~2x torch.tanh).
+NATIVE_LINEAR_CPU = ("linear", "relu", "lrelu")
+NATIVE_LINEAR_WHY = ("on CPU tensors with the auto backend this pair runs as torch's linear (the bias inside the "
+                     "GEMM) and activation: measured faster there (issue 29)")
+
+
+def linear_act_native(impl: str | None, device, act: str, gain: float, clamp) -> bool:
+    """True when a Linear followed by act(.) * gain (clamp: None or 'none' for no clamp) on `device` runs as torch's
+    own F.linear + activation under backend `impl` (None: the backend in force): auto on CPU tensors, for
+    NATIVE_LINEAR_CPU at gain 1 without a clamp. An explicit backend always runs fastgan's op."""
+    if gain != 1.0 or act not in NATIVE_LINEAR_CPU or not (clamp is None or clamp == "none"):
+        return False
+    return torch.device(device).type == "cpu" and (current_backend() if impl is None else impl) == "auto"
 _warned: set = set()
 _resolved: dict = {}
 

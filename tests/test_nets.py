@@ -191,7 +191,7 @@ def compare_twins(name, dtype, fn, impl=None):
         close(a[k], b[k], dtype, k, slack.get(k, 0.0))
 
 
-@pytest.mark.parametrize("impl", [None, "reference"])
+@pytest.mark.parametrize("impl", [None, "cpp", "reference"])  # cpp: the fused op where auto leaves a pair to torch
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", list(NETS))
 def test_twin_forward_backward(name, dtype, impl):
@@ -247,3 +247,38 @@ def test_bad_inputs():
         d(torch.randn(2, 3, 32, 32), torch.randn(2, 4))
     with pytest.raises(ValueError, match="^z:"):
         DCGANDiscriminator(nc=3, size=32, base=2, z_dim=4)(torch.randn(2, 3, 32, 32))
+
+
+def test_linear_act_native_policy(monkeypatch):
+    """fastgan.backend.linear_act_native (issue 29): auto on CPU tensors leaves a Linear + relu / lrelu / identity at
+    gain 1 without a clamp to torch's ops; anything else, or an explicit backend, runs fastgan's op."""
+    import fastgan
+    from fastgan.backend import linear_act_native as native
+
+    monkeypatch.delenv("FASTGAN_BACKEND", raising=False)
+    assert native(None, "cpu", "lrelu", 1.0, None) and native("auto", torch.device("cpu"), "relu", 1.0, "none")
+    assert not native("cpp", "cpu", "lrelu", 1.0, None)  # asked for by name: it runs
+    assert not native(None, "cpu", "lrelu", 2 ** 0.5, None) and not native(None, "cpu", "lrelu", 1.0, 256.0)
+    assert not native(None, "cpu", "tanh", 1.0, None) and not native(None, "meta", "relu", 1.0, None)
+    with fastgan.use_backend("cpp"):
+        assert not native(None, "cpu", "relu", 1.0, None)
+    monkeypatch.setenv("FASTGAN_BACKEND", "reference")
+    assert not native(None, "cpu", "relu", 1.0, None)
+
+
+@pytest.mark.parametrize("act,impl,fused", [("lrelu", None, False), ("lrelu", "cpp", True), ("tanh", None, True)])
+def test_linear_act_runs_the_measured_faster_form(monkeypatch, act, impl, fused):
+    from fastgan.nn import layers
+    from fastgan.nn.layers import LinearAct
+
+    monkeypatch.delenv("FASTGAN_BACKEND", raising=False)
+    calls = []
+    real = layers.bias_act
+    monkeypatch.setattr(layers, "bias_act", lambda *a, **k: calls.append(a) or real(*a, **k))
+    torch.manual_seed(0)
+    m = LinearAct(6, 4, act=act, impl=impl)
+    twin = copy.deepcopy(m)
+    twin.eager = True
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(m(x), twin(x))
+    assert len(calls) == (1 if fused else 0)  # the eager twin never calls it

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from torch import fx, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ...backend import IMPLS
+from ...backend import IMPLS, NATIVE_LINEAR_CPU, NATIVE_LINEAR_WHY
 from .layers import Epilogue, FusedAway, FusedLayer, fused_class, stock_base
 from .match import Refused, Step, module_step, node_step
 
@@ -274,6 +274,8 @@ class _Planner:
                     n.graph.erase_node(n)
                 rewrite.add(id(c.container))
             note = next((s.note for s, _ in c.steps if s.note), None)
+            if c.base is nn.Linear and ep.act in NATIVE_LINEAR_CPU and ep.gain == 1.0 and ep.clamp is None:
+                note = f"{note}; {NATIVE_LINEAR_WHY}" if note else NATIVE_LINEAR_WHY
             self.report.fused.append(FusedPair(c.layer_path, absorbed, ep, c.how, note))
         for cid in rewrite:
             m, graph = self.graphs[cid]

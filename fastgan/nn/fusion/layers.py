@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...backend import linear_act_native
 from ...ops.fused_act import bias_act
+from ..layers import torch_act
 
 __all__ = ["Epilogue", "FusedAway", "FusedLayer", "STOCK_LAYERS", "fused_class", "stock_base"]
 
@@ -66,7 +68,10 @@ class FusedLayer:
         nd, conv_t = STOCK_LAYERS[self._fastgan_base]
         if output_size is not None and conv_t is None:
             raise TypeError(f"{self._fastgan_base.__name__}.forward() takes no output_size")
+        ep = self.fastgan_epilogue
         if nd is None:
+            if linear_act_native(ep.impl, input.device, ep.act, ep.gain, ep.clamp):
+                return torch_act(F.linear(input, self.weight, self.bias), ep.act, ep.alpha, ep.gain)
             h = F.linear(input, self.weight)
         elif conv_t is None:
             h = self._conv_forward(input, self.weight, None)
@@ -77,7 +82,6 @@ class FusedLayer:
                                                   nd, self.dilation)
             h = conv_t(input, self.weight, None, self.stride, self.padding, output_padding, self.groups,
                        self.dilation)
-        ep = self.fastgan_epilogue
         # the bias runs along the features (Linear: the last dim) or the channels (conv: batched or not)
         dim = -1 if nd is None else -(nd + 1)
         return bias_act(h, self.bias, dim, ep.act, ep.alpha, ep.gain, ep.clamp, impl=ep.impl)
