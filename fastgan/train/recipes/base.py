@@ -350,6 +350,14 @@ class Recipe:
         """The learned representation of x for the 1NN protocol: E(x) (None if the model has no encoder)."""
         return self.nets["E"](x) if "E" in self.nets else None
 
+    @torch.no_grad()
+    def hidden_features(self, x: torch.Tensor) -> torch.Tensor | None:
+        """E's last hidden layer, the input of its output layer: the representation of the BiGAN paper's Table 1 (its
+        released code's NNC_e-, `f_encoder.feats(X)`); None for a model without an encoder E. Each encoder net
+        family defines `features` once (the MLPs: fastgan.nn.bigan; the conv nets: fastgan.nn.dcgan's adapter; a
+        Gaussian encoder: its net's)."""
+        return self.nets["E"].features(x) if "E" in self.nets else None
+
     def evaluation(self, split, features, out) -> dict:
         """Metrics (and pictures into `out`, a Path or None) that only this recipe has, added to evaluate()'s
         results; `features(fn, x)` applies fn to x in chunks on the recipe's device (CPU results). Networks are in
