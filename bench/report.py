@@ -119,16 +119,22 @@ def _table(rs: list[dict]) -> list[str]:
 
 
 def losses(rs: list[dict]) -> list[str]:
-    """The plain statements of where a fastgan implementation is slower than eager or torch.compile."""
+    """The plain statements of where a fastgan implementation is slower than eager or torch.compile; a gap smaller
+    than the larger IQR of the two rows is said to be within the run's noise (pytest-benchmark measures the rows of
+    a group one after the other: an interleaved A/B, bench/ab_steps.py, decides those)."""
     out = []
+    by = {(r["group"], r["impl"]): r for r in rs}
     for r in rs:
         if not r["impl"].startswith("fastgan"):
             continue
         for base in ("eager", "compile"):
             v = r[f"speedup_vs_{base}"]
             if v is not None and v < 1:
+                b = by.get((r["group"], base))
+                iqr = max((x["iqr_s"] or 0.0) for x in (r, b)) if b else 0.0
+                noise = b is not None and r["median_s"] - b["median_s"] < iqr
                 out.append(f"- {r['group']}: {r['impl']} is **slower than {base}** ({v:.2f}x: "
-                           f"{r['median_s'] * 1e3:.3f} ms)")
+                           f"{r['median_s'] * 1e3:.3f} ms)" + (" -- within the rows' IQR" if noise else ""))
     return out
 
 
@@ -226,6 +232,10 @@ def write_report(results_path, out=None) -> Path:
     slower = losses(rs)
     lines += ["## Where fastgan loses", "", *(slower or ["- nowhere in this run: every fastgan row is at least as fast "
                                                         "as eager and torch.compile where they ran"]), ""]
+    if slower:
+        lines += ["(pytest-benchmark times a group's rows one after the other; on a small VM that drifts by 5-10 % "
+                  "between minutes, read a line within the rows' IQR as noise and confirm any line with an "
+                  "interleaved A/B: `python -m bench.ab_steps`, as the README's figures are.)", ""]
     failed = [f for f in results.get("failures", [])]
     if failed:
         lines += ["## Cases an implementation could not run", ""]

@@ -52,23 +52,28 @@ AUTO_CUDA = {
 }
 _AUTO_CPU = ("cpp", "reference")
 
-# A Linear layer followed by one of these activations (gain 1, no clamp) that auto leaves to torch's own ops on CPU
-# tensors (issue 29, measured): torch's addmm takes the bias inside the GEMM and its relu / leaky_relu kernels are as
-# fast as fastgan's pass, so the fused form (the GEMM without bias, then bias_act) cost 3-6 % of an MLP training
-# step (lsgan, the f-GANs, gan; fp32 and bf16 autocast; interleaved A/B, python -m bench.ab_steps). Other
-# activations, a gain or a clamp keep the fused pass (tanh: fastgan's vectorised kernel is ~2x torch.tanh).
+# A Linear layer followed by one of these activations (gain 1, no clamp) that auto leaves to torch's own ops on fp32 /
+# fp64 CPU tensors outside autocast (issue 29, measured): torch's addmm takes the bias inside the GEMM and its relu /
+# leaky_relu kernels are as fast as fastgan's pass, so the fused form (the GEMM without bias, then bias_act) cost
+# 3-6 % of an MLP training step (lsgan, the f-GANs, gan; interleaved A/B, python -m bench.ab_steps). Under bf16 /
+# fp16 autocast the fused form stays although it is as slow there: it adds the bias in fp32 and rounds once, where
+# addmm rounds the half-precision GEMM output with the bias in it (the aae's bf16 gradient fell from cosine >= 0.99 to
+# 0.988 against fp32's, tests/test_train_amp.py). Other activations, a gain or a clamp keep the fused pass (tanh:
+# fastgan's vectorised kernel is ~2x torch.tanh).
 NATIVE_LINEAR_CPU = ("linear", "relu", "lrelu")
-NATIVE_LINEAR_WHY = ("on CPU tensors with the auto backend this pair runs as torch's linear (the bias inside the "
-                     "GEMM) and activation: measured faster there (issue 29)")
+NATIVE_LINEAR_WHY = ("on fp32 CPU tensors with the auto backend, outside autocast, this pair runs as torch's linear "
+                     "(the bias inside the GEMM) and activation: measured faster there (issue 29)")
 
 
-def linear_act_native(impl: str | None, device, act: str, gain: float, clamp) -> bool:
-    """True when a Linear followed by act(.) * gain (clamp: None or 'none' for no clamp) on `device` runs as torch's
-    own F.linear + activation under backend `impl` (None: the backend in force): auto on CPU tensors, for
-    NATIVE_LINEAR_CPU at gain 1 without a clamp. An explicit backend always runs fastgan's op."""
+def linear_act_native(impl: str | None, x: torch.Tensor, act: str, gain: float, clamp) -> bool:
+    """True when a Linear on input x followed by act(.) * gain (clamp: None or 'none' for no clamp) runs as torch's
+    own F.linear + activation under backend `impl` (None: the backend in force): auto, x an fp32 / fp64 CPU tensor
+    outside autocast, NATIVE_LINEAR_CPU at gain 1 without a clamp. An explicit backend always runs fastgan's op."""
     if gain != 1.0 or act not in NATIVE_LINEAR_CPU or not (clamp is None or clamp == "none"):
         return False
-    return torch.device(device).type == "cpu" and (current_backend() if impl is None else impl) == "auto"
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled("cpu"):
+        return False
+    return (current_backend() if impl is None else impl) == "auto"
 _warned: set = set()
 _resolved: dict = {}
 

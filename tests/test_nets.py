@@ -256,14 +256,18 @@ def test_linear_act_native_policy(monkeypatch):
     from fastgan.backend import linear_act_native as native
 
     monkeypatch.delenv("FASTGAN_BACKEND", raising=False)
-    assert native(None, "cpu", "lrelu", 1.0, None) and native("auto", torch.device("cpu"), "relu", 1.0, "none")
-    assert not native("cpp", "cpu", "lrelu", 1.0, None)  # asked for by name: it runs
-    assert not native(None, "cpu", "lrelu", 2 ** 0.5, None) and not native(None, "cpu", "lrelu", 1.0, 256.0)
-    assert not native(None, "cpu", "tanh", 1.0, None) and not native(None, "meta", "relu", 1.0, None)
+    x, x64 = torch.ones(2, 3), torch.ones(2, 3, dtype=torch.float64)
+    assert native(None, x, "lrelu", 1.0, None) and native("auto", x64, "relu", 1.0, "none")
+    assert not native("cpp", x, "lrelu", 1.0, None)  # asked for by name: it runs
+    assert not native(None, x, "lrelu", 2 ** 0.5, None) and not native(None, x, "lrelu", 1.0, 256.0)
+    assert not native(None, x, "tanh", 1.0, None) and not native(None, x.to("meta"), "relu", 1.0, None)
+    assert not native(None, x.bfloat16(), "relu", 1.0, None)  # half precision: the fused pass rounds once
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not native(None, x, "relu", 1.0, None)
     with fastgan.use_backend("cpp"):
-        assert not native(None, "cpu", "relu", 1.0, None)
+        assert not native(None, x, "relu", 1.0, None)
     monkeypatch.setenv("FASTGAN_BACKEND", "reference")
-    assert not native(None, "cpu", "relu", 1.0, None)
+    assert not native(None, x, "relu", 1.0, None)
 
 
 @pytest.mark.parametrize("act,impl,fused", [("lrelu", None, False), ("lrelu", "cpp", True), ("tanh", None, True)])

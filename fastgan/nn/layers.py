@@ -69,9 +69,9 @@ class LinearAct(nn.Module):
 
     Fused: F.linear without the bias, then fastgan.bias_act(h, bias, dim=1, ...) adds the bias, applies the
     activation and gain in one pass, and computes the bias gradient in the same pass as the input gradient (a plain
-    F.linear(x, w, b) when act is 'linear'); on CPU tensors with the auto backend, relu / lrelu at gain 1 run as
-    the eager form (fastgan.backend.linear_act_native: measured faster there). Eager: F.linear(x, weight, bias) and
-    the torch activation.
+    F.linear(x, w, b) when act is 'linear'); on fp32 CPU tensors with the auto backend, outside autocast, relu / lrelu
+    at gain 1 run as the eager form (fastgan.backend.linear_act_native: measured faster there). Eager:
+    F.linear(x, weight, bias) and the torch activation.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, act: str = "linear",
@@ -93,7 +93,7 @@ class LinearAct(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.eager or linear_act_native(self.impl, x.device, self.act, self.gain, None):
+        if self.eager or linear_act_native(self.impl, x, self.act, self.gain, None):
             return torch_act(F.linear(x, self.weight, self.bias), self.act, self.alpha, self.gain)
         if self.act == "linear" and self.gain == 1.0:
             return F.linear(x, self.weight, self.bias)

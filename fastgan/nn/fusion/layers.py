@@ -70,7 +70,7 @@ class FusedLayer:
             raise TypeError(f"{self._fastgan_base.__name__}.forward() takes no output_size")
         ep = self.fastgan_epilogue
         if nd is None:
-            if linear_act_native(ep.impl, input.device, ep.act, ep.gain, ep.clamp):
+            if linear_act_native(ep.impl, input, ep.act, ep.gain, ep.clamp):
                 return torch_act(F.linear(input, self.weight, self.bias), ep.act, ep.alpha, ep.gain)
             h = F.linear(input, self.weight)
         elif conv_t is None:
