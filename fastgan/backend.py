@@ -74,6 +74,22 @@ def linear_act_native(impl: str | None, x: torch.Tensor, act: str, gain: float, 
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled("cpu"):
         return False
     return (current_backend() if impl is None else impl) == "auto"
+
+
+def linear_act_joint(impl: str | None, x: torch.Tensor, act: str, gain: float, clamp) -> bool:
+    """True when that Linear + activation runs as fastgan's joint_linear with an empty z range: auto, x a 2-D CPU
+    tensor under autocast or in half precision, act linear / relu / lrelu, gain != 0, no clamp. One GEMM and the
+    bias + activation applied in place, one C++ autograd node deriving from the output's sign: the fused form's
+    numerics (the same half-precision GEMM output, then bias and activation in fp32, rounded once; the forward is
+    bit-identical) and as fast or faster (issue 29, bf16 on mnist5k, interleaved, against eager: lsgan 0.985, 0.990,
+    0.977x where the fused form read 0.953, 0.967, 0.957x; gan 0.959x against 0.960x)."""
+    if gain == 0.0 or act not in NATIVE_LINEAR_CPU or not (clamp is None or clamp == "none"):
+        return False
+    if x.device.type != "cpu" or x.dim() != 2:
+        return False
+    if not (torch.is_autocast_enabled("cpu") or x.dtype in (torch.bfloat16, torch.float16)):
+        return False
+    return (current_backend() if impl is None else impl) == "auto"
 _warned: set = set()
 _resolved: dict = {}
 

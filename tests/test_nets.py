@@ -286,3 +286,40 @@ def test_linear_act_runs_the_measured_faster_form(monkeypatch, act, impl, fused)
     x = torch.randn(3, 6)
     torch.testing.assert_close(m(x), twin(x))
     assert len(calls) == (1 if fused else 0)  # the eager twin never calls it
+
+
+def test_linear_act_under_cpu_autocast_runs_joint_linear_with_the_fused_numerics(monkeypatch):
+    """Issue 29: under CPU autocast LinearAct(relu / lrelu) runs joint_linear with an empty z range
+    (fastgan.backend.linear_act_joint), whose output and gradients equal the fused form's (GEMM, then bias_act):
+    the same bf16 GEMM output, then bias and activation in fp32, one rounding."""
+    import fastgan
+    from fastgan.backend import linear_act_joint as joint
+    from fastgan.nn import layers
+    from fastgan.nn.layers import LinearAct
+
+    monkeypatch.delenv("FASTGAN_BACKEND", raising=False)
+    x = torch.randn(6, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert joint(None, x, "lrelu", 1.0, None) and not joint("cpp", x, "lrelu", 1.0, None)
+        assert not joint(None, x, "tanh", 1.0, None) and not joint(None, x[None], "relu", 1.0, None)
+        assert not joint(None, x, "relu", 1.0, 4.0)
+    assert not joint(None, x, "relu", 1.0, None) and joint(None, x.bfloat16(), "relu", 1.0, None)
+    calls = []
+    real = layers.joint_linear
+    monkeypatch.setattr(layers, "joint_linear", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for act in ("relu", "lrelu"):
+        torch.manual_seed(0)
+        m = LinearAct(5, 7, act=act)
+        outs = []
+        for impl_scope in ("auto", "cpp"):  # auto: joint_linear; cpp named: the fused form (GEMM, then bias_act)
+            xg = x.clone().requires_grad_(True)
+            with fastgan.use_backend(impl_scope), torch.autocast("cpu", dtype=torch.bfloat16):
+                y = m(xg)
+            g = torch.autograd.grad(y.float().square().sum(), [xg, m.weight, m.bias])
+            outs.append((y, *g))
+        assert len(calls) == 1
+        calls.clear()
+        for a, b in zip(*outs):
+            assert a.dtype == b.dtype
+            torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)  # bf16
+        assert torch.equal(outs[0][0], outs[1][0])  # the forward: bit for bit

@@ -16,8 +16,9 @@ from torch import nn
 
 from .._checks import positive_int
 from ..activations import get_act
-from ..backend import linear_act_native
+from ..backend import linear_act_joint, linear_act_native
 from ..ops.fused_act import bias_act
+from ..ops.joint import joint_linear
 from ..ops.reference import activation
 from .bias_act import BiasAct
 
@@ -70,8 +71,9 @@ class LinearAct(nn.Module):
     Fused: F.linear without the bias, then fastgan.bias_act(h, bias, dim=1, ...) adds the bias, applies the
     activation and gain in one pass, and computes the bias gradient in the same pass as the input gradient (a plain
     F.linear(x, w, b) when act is 'linear'); on fp32 CPU tensors with the auto backend, outside autocast, relu / lrelu
-    at gain 1 run as the eager form (fastgan.backend.linear_act_native: measured faster there). Eager:
-    F.linear(x, weight, bias) and the torch activation.
+    at gain 1 run as the eager form (fastgan.backend.linear_act_native: measured faster there), and under CPU
+    autocast linear / relu / lrelu run as joint_linear with an empty z range (linear_act_joint: the same numerics,
+    faster). Eager: F.linear(x, weight, bias) and the torch activation.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, act: str = "linear",
@@ -97,6 +99,10 @@ class LinearAct(nn.Module):
             return torch_act(F.linear(x, self.weight, self.bias), self.act, self.alpha, self.gain)
         if self.act == "linear" and self.gain == 1.0:
             return F.linear(x, self.weight, self.bias)
+        alpha = _alpha_of(self.act, self.alpha) if self.act == "lrelu" else 0.0
+        if alpha >= 0 and linear_act_joint(self.impl, x, self.act, self.gain, None):
+            return joint_linear(x, x.new_empty((x.shape[0], 0)), self.weight,
+                                self.weight.new_empty((self.weight.shape[0], 0)), self.bias, self.act, alpha, self.gain)
         return bias_act(F.linear(x, self.weight), self.bias, 1, self.act, self.alpha, self.gain, impl=self.impl)
 
     def extra_repr(self) -> str:
