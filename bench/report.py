@@ -138,6 +138,15 @@ def losses(rs: list[dict]) -> list[str]:
     return out
 
 
+def _save(plt, fig, stem: Path, suffix: str) -> Path:
+    """Writes fig as <stem>-<suffix>.png next to the report and closes it."""
+    fig.tight_layout()
+    path = stem.with_name(f"{stem.name}-{suffix}.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _plots(rs: list[dict], stem: Path) -> list[Path]:
     import matplotlib
 
@@ -160,11 +169,7 @@ def _plots(rs: list[dict], stem: Path) -> list[Path]:
         ax.set_yticks([i + 0.4 - h / 2 for i in range(len(groups))], groups, fontsize=7)
         ax.set_xlabel("speedup vs eager (median; > 1 is faster)")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = stem.with_name(stem.name + "-speedups.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path)
+        made.append(_save(plt, fig, stem, "speedups"))
     for fam, (key, prefix) in FAMILIES.items():
         pts = [r for r in rs if r["group"].startswith(prefix) and r["extra"].get(key) is not None]
         if len({r["extra"][key] for r in pts}) < 2:
@@ -181,11 +186,7 @@ def _plots(rs: list[dict], stem: Path) -> list[Path]:
         a1.set(xlabel=key, ylabel="median ms", title=f"{fam}: time")
         a2.set(xlabel=key, ylabel="peak MB", title=f"{fam}: peak memory")
         a1.legend(fontsize=7)
-        fig.tight_layout()
-        path = stem.with_name(f"{stem.name}-scaling-{fam}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path)
+        made.append(_save(plt, fig, stem, f"scaling-{fam}"))
     for axis, key in (("batch", "B"), ("width", "hidden")):  # training steps as the work grows (issue 29)
         pts = [r for r in rs if r["group"].startswith("train-step-scale-") and r["extra"].get("scale_axis") == axis]
         lines = sorted({(r["extra"].get("model"), r["extra"].get("precision"), r["impl"]) for r in pts})
@@ -202,11 +203,7 @@ def _plots(rs: list[dict], stem: Path) -> list[Path]:
         a1.set(xlabel=key, ylabel="samples / s", title=f"training step vs {axis}: throughput")
         a2.set(xlabel=key, ylabel="% of the GEMM floor", title=f"training step vs {axis}: % of floor")
         a1.legend(fontsize=6)
-        fig.tight_layout()
-        path = stem.with_name(f"{stem.name}-scaling-train-step-{axis}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path)
+        made.append(_save(plt, fig, stem, f"scaling-train-step-{axis}"))
     return made
 
 
