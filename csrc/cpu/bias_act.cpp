@@ -29,7 +29,8 @@ struct Params {
 
 // in[0..N-1]: unit-stride runs (the last is the reference), out: the output run; n elements.
 using RunConst = double (*)(const void* const* in, void* out, int64_t n, double bias, const Params& prm, bool sum);
-using RunVec = void (*)(const void* const* in, void* out, int64_t n, const void* bias, double* acc, const Params& prm);
+using RunVec = void (*)(const void* const* in, const int64_t* rstride, void* out, int64_t rows, int64_t n,
+                       const void* bias, double* acc, const Params& prm);
 
 template <Kind K, int A, bool YREF, typename scalar_t>
 struct Kernel {
@@ -81,8 +82,12 @@ struct Kernel {
     return 0;
   }
 
-  static void run_vec(const void* const* vin, void* vout, int64_t n, const void* vbias, double* acc,
-                      const Params& prm) {
+  // rows x n elements, row r of operand k at in[k] + r * rstride[k] (n or 0: a broadcast operand), of the output at
+  // out + r * n; bias: n values (or null). With acc (n doubles), acc[i] += the sum over the rows of element i:
+  // column tiles of kBlock, summed over at most kBlock rows in acc_t registers, then added to acc in double (the
+  // precision of run_const's sums; per element in double the reduction cost ~3x the element pass, issue 29).
+  static void run_vec(const void* const* vin, const int64_t* rstride, void* vout, int64_t rows, int64_t n,
+                      const void* vbias, double* acc, const Params& prm) {
     const scalar_t* in[N];
     for (int k = 0; k < N; ++k) in[k] = static_cast<const scalar_t*>(vin[k]);
     scalar_t* __restrict__ out = static_cast<scalar_t*>(vout);
@@ -90,29 +95,45 @@ struct Kernel {
     const acc_t alpha = acc_t(prm.alpha), gain = acc_t(prm.gain), clamp = acc_t(prm.clamp);
     if constexpr (K != Kind::kFwd) {
       if (acc) {
-        acc_t tmp[kBlock];
         for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
           const int64_t m = std::min(kBlock, n - i0);
-          const scalar_t* blk[N];
-          for (int k = 0; k < N; ++k) blk[k] = in[k] + i0;
-          if (bias) {
-            for (int64_t i = 0; i < m; ++i) tmp[i] = elem(blk, i, bias[i0 + i], alpha, gain, clamp);
-          } else {
-            for (int64_t i = 0; i < m; ++i) tmp[i] = elem(blk, i, acc_t(0), alpha, gain, clamp);
-          }
-          double* __restrict__ a = acc + i0;
-          for (int64_t i = 0; i < m; ++i) {
-            out[i0 + i] = scalar_t(tmp[i]);
-            a[i] += double(tmp[i]);
+          for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
+            acc_t s[kBlock] = {};
+            const int64_t r1 = std::min(rows, r0 + kBlock);
+            for (int64_t r = r0; r < r1; ++r) {
+              const scalar_t* blk[N];
+              for (int k = 0; k < N; ++k) blk[k] = in[k] + r * rstride[k] + i0;
+              scalar_t* __restrict__ o = out + r * n + i0;
+              if (bias) {
+                for (int64_t i = 0; i < m; ++i) {
+                  const acc_t v = elem(blk, i, bias[i0 + i], alpha, gain, clamp);
+                  o[i] = scalar_t(v);
+                  s[i] += v;
+                }
+              } else {
+                for (int64_t i = 0; i < m; ++i) {
+                  const acc_t v = elem(blk, i, acc_t(0), alpha, gain, clamp);
+                  o[i] = scalar_t(v);
+                  s[i] += v;
+                }
+              }
+            }
+            double* __restrict__ a = acc + i0;
+            for (int64_t i = 0; i < m; ++i) a[i] += double(s[i]);
           }
         }
         return;
       }
     }
-    if (bias) {
-      for (int64_t i = 0; i < n; ++i) out[i] = scalar_t(elem(in, i, bias[i], alpha, gain, clamp));
-    } else {
-      for (int64_t i = 0; i < n; ++i) out[i] = scalar_t(elem(in, i, acc_t(0), alpha, gain, clamp));
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* row[N];
+      for (int k = 0; k < N; ++k) row[k] = in[k] + r * rstride[k];
+      scalar_t* __restrict__ o = out + r * n;
+      if (bias) {
+        for (int64_t i = 0; i < n; ++i) o[i] = scalar_t(elem(row, i, bias[i], alpha, gain, clamp));
+      } else {
+        for (int64_t i = 0; i < n; ++i) o[i] = scalar_t(elem(row, i, acc_t(0), alpha, gain, clamp));
+      }
     }
   }
 };
@@ -180,20 +201,24 @@ void drive(const Job& j, const BiasLayout& L) {
   }
   // Short runs per channel (channels-last, or (N, C) with dim=1): blocks of whole [C][S] rows, one partial bias
   // sum per block.
-  const int64_t rowlen = C * S, rows_per_blk = std::max<int64_t>(1, kChunk / rowlen);
-  const int64_t nblk = ceil_div(O, rows_per_blk);
+  // Blocks of equal row counts (at most kChunk elements each): 128 rows of 784 as 4 x 32, not 3 x 41 + 5 (two threads
+  // would then take 82 and 46 rows). The split depends on the shape only, never on the thread count.
+  const int64_t rowlen = C * S, nblk = ceil_div(O, std::max<int64_t>(1, kChunk / rowlen));
+  const int64_t rows_per_blk = ceil_div(O, nblk);
   std::vector<double> partial(reduce ? nblk * C : 0, 0.0);
+  int64_t rstride[3];
+  for (int k = 0; k < 3; ++k) rstride[k] = j.inc[k] ? rowlen : 0;
   at::parallel_for(0, nblk, 1, [&](int64_t begin, int64_t end) {
     const void* in[3];
     for (int64_t blk = begin; blk < end; ++blk) {
       double* acc = reduce ? &partial[blk * C] : nullptr;
-      const int64_t o1 = std::min(O, (blk + 1) * rows_per_blk);
-      for (int64_t o = blk * rows_per_blk; o < o1; ++o) {
-        if (S == 1) {
-          operands_at(j, o * rowlen, in);
-          j.run_vec(in, j.out + o * rowlen * j.elsize, C, j.bias, acc, j.prm);
-          continue;
-        }
+      const int64_t o0 = blk * rows_per_blk, o1 = std::min(O, o0 + rows_per_blk);
+      if (S == 1) {
+        operands_at(j, o0 * rowlen, in);
+        j.run_vec(in, rstride, j.out + o0 * rowlen * j.elsize, o1 - o0, C, j.bias, acc, j.prm);
+        continue;
+      }
+      for (int64_t o = o0; o < o1; ++o) {
         for (int64_t c = 0; c < C; ++c) {
           const int64_t i0 = o * rowlen + c * S;
           operands_at(j, i0, in);
