@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 
 from . import _ext
+from .activations import get_act
 
 IMPLS = ("auto", "reference", "cpp", "triton", "cuda")
 _scoped: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastgan_backend", default=None)
@@ -55,14 +56,22 @@ _AUTO_CPU = ("cpp", "reference")
 # A Linear layer followed by one of these activations (gain 1, no clamp) that auto leaves to torch's own ops on fp32 /
 # fp64 CPU tensors outside autocast (issue 29, measured): torch's addmm takes the bias inside the GEMM and its relu /
 # leaky_relu kernels are as fast as fastgan's pass, so the fused form (the GEMM without bias, then bias_act) cost
-# 3-6 % of an MLP training step (lsgan, the f-GANs, gan; interleaved A/B, python -m bench.ab_steps). Under bf16 /
-# fp16 autocast the fused form stays although it is as slow there: it adds the bias in fp32 and rounds once, where
-# addmm rounds the half-precision GEMM output with the bias in it (the aae's bf16 gradient fell from cosine >= 0.99 to
-# 0.988 against fp32's, tests/test_train_amp.py). Other activations, a gain or a clamp keep the fused pass (tanh:
-# fastgan's vectorised kernel is ~2x torch.tanh).
-NATIVE_LINEAR_CPU = ("linear", "relu", "lrelu")
+# 3-6 % of an MLP training step (lsgan, the f-GANs, gan; interleaved A/B, python -m bench.ab_steps); tanh (G's output
+# layer) joined on 2026-12-07: 128 x 1024 -> 784 forward + backward, interleaved, fused form 0.95x the torch form.
+# Under bf16 / fp16 autocast the fused form stays although it is as slow there: it adds the bias in fp32 and rounds
+# once, where addmm rounds the half-precision GEMM output with the bias in it (the aae's bf16 gradient fell from cosine
+# >= 0.99 to 0.988 against fp32's, tests/test_train_amp.py). Other activations, a gain or a clamp keep the fused pass.
+NATIVE_LINEAR_CPU = ("linear", "relu", "lrelu", "tanh")
 NATIVE_LINEAR_WHY = ("on fp32 CPU tensors with the auto backend, outside autocast, this pair runs as torch's linear "
                      "(the bias inside the GEMM) and activation: measured faster there (issue 29)")
+# The activations joint_linear's in-place epilogue takes (linear_act_joint): derivable from the output's sign.
+JOINT_LINEAR_ACTS = ("linear", "relu", "lrelu")
+# A bias-free activation (BiasAct(None, ...), e.g. after a batch norm) that auto leaves to torch on CPU tensors in any
+# dtype: relu / leaky_relu at gain 1 without a clamp have nothing to fuse, and torch's kernels are the same arithmetic
+# (one comparison, one multiply, one rounding; their derivatives read the sign alone), measured faster per call
+# (128 x 1024 fp32 forward 16 vs 24 us, bf16 backward 26 vs 41 us) and at the step: bf16 ae-l2 on mnist5k 0.959x eager
+# with fastgan's pass there, interleaved (issue 29, 2026-12-07).
+NATIVE_ACT_CPU = ("relu", "lrelu")
 
 
 def linear_act_native(impl: str | None, x: torch.Tensor, act: str, gain: float, clamp) -> bool:
@@ -76,6 +85,21 @@ def linear_act_native(impl: str | None, x: torch.Tensor, act: str, gain: float, 
     return (current_backend() if impl is None else impl) == "auto"
 
 
+def act_native(impl: str | None, x: torch.Tensor, bias, act: str, alpha, gain, clamp) -> bool:
+    """True when bias_act(x, bias, act, alpha, gain, clamp) runs as torch's activation under backend `impl` (None: the
+    one in force): no bias, auto, x a CPU tensor, NATIVE_ACT_CPU (lrelu with alpha >= 0) at gain 1 (alpha / gain None:
+    the activation's defaults -- relu's and lrelu's gain is sqrt(2)) without a clamp. An explicit backend always runs
+    fastgan's op."""
+    if bias is not None or act not in NATIVE_ACT_CPU:
+        return False
+    spec = get_act(act)
+    if (spec.default_gain if gain is None else gain) != 1.0 or (spec.default_alpha if alpha is None else alpha) < 0:
+        return False
+    if not (clamp is None or clamp == "none") or x.device.type != "cpu" or not x.is_floating_point():
+        return False
+    return (current_backend() if impl is None else impl) == "auto"
+
+
 def linear_act_joint(impl: str | None, x: torch.Tensor, act: str, gain: float, clamp) -> bool:
     """True when that Linear + activation runs as fastgan's joint_linear with an empty z range: auto, x a 2-D CPU
     tensor under autocast or in half precision, act linear / relu / lrelu, gain != 0, no clamp. One GEMM and the
@@ -83,7 +107,7 @@ def linear_act_joint(impl: str | None, x: torch.Tensor, act: str, gain: float, c
     numerics (the same half-precision GEMM output, then bias and activation in fp32, rounded once; the forward is
     bit-identical) and as fast or faster (issue 29, bf16 on mnist5k, interleaved, against eager: lsgan 0.985, 0.990,
     0.977x where the fused form read 0.953, 0.967, 0.957x; gan 0.959x against 0.960x)."""
-    if gain == 0.0 or act not in NATIVE_LINEAR_CPU or not (clamp is None or clamp == "none"):
+    if gain == 0.0 or act not in JOINT_LINEAR_ACTS or not (clamp is None or clamp == "none"):
         return False
     if x.device.type != "cpu" or x.dim() != 2:
         return False

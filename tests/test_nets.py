@@ -250,8 +250,8 @@ def test_bad_inputs():
 
 
 def test_linear_act_native_policy(monkeypatch):
-    """fastgan.backend.linear_act_native (issue 29): auto on CPU tensors leaves a Linear + relu / lrelu / identity at
-    gain 1 without a clamp to torch's ops; anything else, or an explicit backend, runs fastgan's op."""
+    """fastgan.backend.linear_act_native (issue 29): auto on CPU tensors leaves a Linear + relu / lrelu / tanh /
+    identity at gain 1 without a clamp to torch's ops; anything else, or an explicit backend, runs fastgan's op."""
     import fastgan
     from fastgan.backend import linear_act_native as native
 
@@ -260,7 +260,8 @@ def test_linear_act_native_policy(monkeypatch):
     assert native(None, x, "lrelu", 1.0, None) and native("auto", x64, "relu", 1.0, "none")
     assert not native("cpp", x, "lrelu", 1.0, None)  # asked for by name: it runs
     assert not native(None, x, "lrelu", 2 ** 0.5, None) and not native(None, x, "lrelu", 1.0, 256.0)
-    assert not native(None, x, "tanh", 1.0, None) and not native(None, x.to("meta"), "relu", 1.0, None)
+    assert native(None, x, "tanh", 1.0, None) and not native(None, x, "sigmoid", 1.0, None)
+    assert not native(None, x.to("meta"), "relu", 1.0, None)
     assert not native(None, x.bfloat16(), "relu", 1.0, None)  # half precision: the fused pass rounds once
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not native(None, x, "relu", 1.0, None)
@@ -270,7 +271,8 @@ def test_linear_act_native_policy(monkeypatch):
     assert not native(None, x, "relu", 1.0, None)
 
 
-@pytest.mark.parametrize("act,impl,fused", [("lrelu", None, False), ("lrelu", "cpp", True), ("tanh", None, True)])
+@pytest.mark.parametrize("act,impl,fused", [("lrelu", None, False), ("lrelu", "cpp", True), ("tanh", None, False),
+                                            ("sigmoid", None, True), ("tanh", "cpp", True)])
 def test_linear_act_runs_the_measured_faster_form(monkeypatch, act, impl, fused):
     from fastgan.nn import layers
     from fastgan.nn.layers import LinearAct
@@ -286,6 +288,43 @@ def test_linear_act_runs_the_measured_faster_form(monkeypatch, act, impl, fused)
     x = torch.randn(3, 6)
     torch.testing.assert_close(m(x), twin(x))
     assert len(calls) == (1 if fused else 0)  # the eager twin never calls it
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_bias_free_relu_runs_as_torch_on_cpu_under_auto(monkeypatch, dtype):
+    """fastgan.backend.act_native (issue 29): BiasAct(None, relu / lrelu) at gain 1 without a clamp is torch's
+    activation on CPU tensors under auto, in every dtype (the same arithmetic: equal outputs and gradients, first and
+    second order, to the fused op's); a bias, a gain (relu's default is sqrt 2), a clamp, another activation or a named
+    backend runs bias_act."""
+    import fastgan
+    from fastgan.backend import act_native as native
+    from fastgan.nn import bias_act as mod
+    from fastgan.nn.bias_act import BiasAct
+
+    monkeypatch.delenv("FASTGAN_BACKEND", raising=False)
+    x = torch.ones(2, 3, dtype=dtype)
+    assert native(None, x, None, "relu", None, 1.0, None) and native("auto", x, None, "lrelu", 0.1, 1.0, "none")
+    assert not native(None, x, torch.zeros(3), "relu", None, 1.0, None)  # a bias: fused
+    assert not native(None, x, None, "relu", None, None, None)  # relu's default gain is sqrt(2)
+    assert not native(None, x, None, "lrelu", -0.5, 1.0, None) and not native(None, x, None, "tanh", None, 1.0, None)
+    assert not native(None, x, None, "relu", None, 1.0, 4.0) and not native("cpp", x, None, "relu", None, 1.0, None)
+    assert not native(None, x.to("meta"), None, "relu", None, 1.0, None)
+    assert not native(None, torch.ones(2, 3, dtype=torch.int32), None, "relu", None, 1.0, None)
+    with fastgan.use_backend("cpp"):
+        assert not native(None, x, None, "relu", None, 1.0, None)
+    calls = []
+    real = mod.bias_act
+    monkeypatch.setattr(mod, "bias_act", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for act, alpha in (("relu", None), ("lrelu", 0.2)):
+        m, named = BiasAct(None, act, alpha, gain=1.0), BiasAct(None, act, alpha, gain=1.0, impl="cpp")
+        x0 = torch.randn(5, 7, dtype=dtype)
+        xs = [x0.clone().requires_grad_() for _ in range(2)]
+        ys = [m(xs[0]), named(xs[1])]
+        assert len(calls) == 1  # the named backend only
+        torch.testing.assert_close(ys[0], ys[1], rtol=0, atol=0)
+        gs = [torch.autograd.grad((y * y).sum(), xi, create_graph=True)[0] for y, xi in zip(ys, xs)]
+        torch.testing.assert_close(gs[0], gs[1], rtol=0, atol=0)
+        calls.clear()
 
 
 def test_linear_act_under_cpu_autocast_runs_joint_linear_with_the_fused_numerics(monkeypatch):

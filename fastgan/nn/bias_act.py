@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..activations import get_act
+from ..backend import act_native
 from ..ops.fused_act import bias_act
 
 
@@ -11,7 +13,8 @@ class BiasAct(nn.Module):
     """A learnable bias (optional) followed by the fused activation, gain and clamp.
 
     BiasAct(channels, act="lrelu") on a (N, C, ...) tensor computes fastgan.bias_act(x, self.bias, dim, act, ...).
-    channels=None: no bias.
+    channels=None: no bias; then relu / lrelu at gain 1 without a clamp run as torch's activation on CPU tensors under
+    the auto backend (fastgan.backend.act_native: nothing to fuse, torch's kernel measured faster).
     """
 
     def __init__(self, channels: int | None = None, act: str = "linear", alpha: float | None = None,
@@ -27,6 +30,10 @@ class BiasAct(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if act_native(self.impl, x, self.bias, self.act, self.alpha, self.gain, self.clamp):
+            # nothing to fuse: torch's kernel (fastgan.backend.act_native)
+            return F.relu(x) if self.act == "relu" else F.leaky_relu(x, get_act(self.act).default_alpha
+                                                                      if self.alpha is None else self.alpha)
         return bias_act(x, self.bias, self.dim, self.act, self.alpha, self.gain, self.clamp, impl=self.impl)
 
     def extra_repr(self) -> str:
