@@ -24,10 +24,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-COLUMNS = (("fd", "classifier FD", 1.0, ".1f"), ("classifier_score", "classifier score", 1.0, ".2f"),
-           ("1nn_accuracy", "1NN acc %", 100.0, ".2f"), ("mmd2", "MMD^2", 1.0, ".4f"),
-           ("modes_covered", "modes", 1.0, ".1f"), ("high_quality", "high quality %", 100.0, ".1f"),
-           ("steps_per_s", "steps/s", 1.0, ".1f"))
+COLUMNS = (("fd", "classifier FD", 1.0, ".1f"), ("fd_real", "FD train vs test", 1.0, ".2f"),
+           ("kid", "KID x 1e3", 1e3, ".2f"), ("precision", "precision %", 100.0, ".1f"),
+           ("recall", "recall %", 100.0, ".1f"), ("classifier_score", "classifier score", 1.0, ".2f"),
+           ("1nn_accuracy_hidden", "1NN hidden %", 100.0, ".2f"), ("1nn_accuracy", "1NN acc %", 100.0, ".2f"),
+           ("mmd2", "MMD^2", 1.0, ".4f"), ("modes_covered", "modes", 1.0, ".1f"),
+           ("high_quality", "high quality %", 100.0, ".1f"), ("steps_per_s", "steps/s", 1.0, ".1f"))
 
 
 def _list(text: str, kind=str) -> list:

@@ -374,7 +374,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError, ImportError) as e:
+    except (ValueError, TypeError, RuntimeError, OSError, ImportError) as e:
         if os.environ.get("FASTGAN_TRACEBACK"):
             raise
         print(f"error: {e}", file=sys.stderr)

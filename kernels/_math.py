@@ -116,7 +116,7 @@ def _act(s, alpha, ACT: tl.constexpr):
     if ACT == _LINEAR:
         a = s
     elif ACT == _RELU:
-        a = tl.where(s > 0, s, 0.0)
+        a = tl.where(s < 0, 0.0, s)  # NaN passes through, as torch.relu's
     elif ACT == _LRELU:
         a = tl.where(s > 0, s, alpha * s)
     elif ACT == _TANH:
@@ -141,7 +141,7 @@ def _d1_x(s, a, alpha, ACT: tl.constexpr):
     if ACT == _LINEAR:
         d = tl.full(s.shape, 1.0, s.dtype)
     elif ACT == _RELU:
-        d = tl.where(s > 0, 1.0, 0.0).to(s.dtype)
+        d = tl.where(s <= 0, 0.0, 1.0).to(s.dtype)  # at NaN: 1 (threshold_backward)
     elif ACT == _LRELU:
         d = tl.where(s > 0, 1.0, alpha)
     elif ACT == _TANH:
@@ -149,9 +149,9 @@ def _d1_x(s, a, alpha, ACT: tl.constexpr):
     elif ACT == _SIGMOID:
         d = a * (1.0 - a)
     elif ACT == _ELU:
-        d = tl.where(s > 0, 1.0, alpha * _exp(_nonpos(s)))
+        d = tl.where(s > 0, 1.0, tl.where(s <= 0, alpha * _exp(_nonpos(s)), 0.0))  # NaN: 0, the reference's
     elif ACT == _SELU:
-        d = tl.where(s > 0, _SELU_L, _SELU_LA * _exp(_nonpos(s)))
+        d = tl.where(s > 0, _SELU_L, tl.where(s <= 0, _SELU_LA * _exp(_nonpos(s)), 0.0))
     elif ACT == _SOFTPLUS:
         d = _sigmoid(s)
     else:  # swish
@@ -188,7 +188,7 @@ def _d1_y(a, alpha, ACT: tl.constexpr):
     if ACT == _LINEAR:
         d = tl.full(a.shape, 1.0, a.dtype)
     elif ACT == _RELU:
-        d = tl.where(a > 0, 1.0, 0.0).to(a.dtype)
+        d = tl.where(a <= 0, 0.0, 1.0).to(a.dtype)
     elif ACT == _LRELU:
         d = tl.where(a > 0, 1.0, alpha)
     elif ACT == _TANH:
@@ -196,9 +196,9 @@ def _d1_y(a, alpha, ACT: tl.constexpr):
     elif ACT == _SIGMOID:
         d = a * (1.0 - a)
     elif ACT == _ELU:
-        d = tl.where(a > 0, 1.0, a + alpha)
+        d = tl.where(a > 0, 1.0, tl.where(a <= 0, a + alpha, 0.0))
     elif ACT == _SELU:
-        d = tl.where(a > 0, _SELU_L, a + _SELU_LA)
+        d = tl.where(a > 0, _SELU_L, tl.where(a <= 0, a + _SELU_LA, 0.0))
     elif ACT == _SOFTPLUS:
         d = -_expm1(-a)  # sigmoid(s) = 1 - e^-a
     else:  # swish: not y_ok, never used on the y path

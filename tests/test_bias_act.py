@@ -357,3 +357,21 @@ def test_triton_bounded_bias_partials(impl, monkeypatch):
                 close(y, ry, dtype, f"forward {shape} {act}")
                 for k, (a, e) in enumerate(zip(g1 + g2, rg1 + rg2)):
                     close(a.to(e.dtype), e, dtype, f"derivative #{k} {shape} {act}")
+
+
+@pytest.mark.parametrize("impl", impl_params())
+@pytest.mark.parametrize("act", ACTS)
+def test_non_finite_values_pass_as_the_reference_passes_them(impl, act):
+    """Issue 31: NaN and +-inf inputs (and +-1e30) give what the reference gives, forward and backward -- a NaN that
+    an activation swallowed (relu's `s > 0 ? s : 0` made it 0) hides a diverged run from the trainer's NaN guard."""
+    dev = IMPL_DEVICE[impl]
+    special = [float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 0.0, -0.0, 1.5, -1.5]
+    x = torch.tensor(special, device=dev).repeat(3, 1)
+    b = torch.tensor([0.0, 0.5, float("nan")], device=dev)
+    for bias in (None, b):
+        xs = [x.clone().requires_grad_(True) for _ in range(2)]
+        ys = [_run(impl, xs[0], bias, 0, act, None), _run("reference", xs[1], bias, 0, act, None)]
+        torch.testing.assert_close(ys[0], ys[1], equal_nan=True, msg=lambda m: f"{act} forward: {m}")
+        gy = torch.ones_like(ys[0])
+        gs = [torch.autograd.grad(y, xi, gy)[0] for y, xi in zip(ys, xs)]
+        torch.testing.assert_close(gs[0], gs[1], equal_nan=True, msg=lambda m: f"{act} backward: {m}")

@@ -249,8 +249,16 @@ def test_from_tensors_errors():
         data.from_tensors(x, test_x=torch.randn(2, 4))
     with pytest.raises(ValueError, match="test_fraction"):
         data.from_tensors(x, test_fraction=1.0)
-    with pytest.raises(ValueError, match="x: holds NaN"):
+    with pytest.raises(ValueError, match=r"x: holds NaN or infinite values in row\(s\) 0, 1, 2, 3$"):
         data.from_tensors(torch.full((4, 2), float("nan")))
+    bad = torch.randn(30, 2)
+    bad[[3, 17], 1] = float("inf")
+    bad[25:, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"test_x: .* row\(s\) 3, 17, 25, 26, 27, 28, 29$"):
+        data.from_tensors(torch.randn(30, 2), test_x=bad)
+    bad[:, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"x: .* row\(s\) 0, 1, .*, 9 \.\.\. \(30 rows\)$"):
+        data.from_tensors(bad)
 
 
 class ListDataset(torch.utils.data.Dataset):

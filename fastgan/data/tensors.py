@@ -15,8 +15,11 @@ def _features(t, name: str) -> torch.Tensor:
         raise TypeError(f"{name}: expected a floating tensor, got dtype {t.dtype}")
     if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
         raise ValueError(f"{name}: expected a non-empty 2-D tensor (N, D), got shape {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name}: holds NaN or infinite values")
+    finite = torch.isfinite(t).all(1)
+    if not finite.all():
+        rows = (~finite).nonzero().flatten().tolist()
+        shown = ", ".join(map(str, rows[:10])) + (f" ... ({len(rows)} rows)" if len(rows) > 10 else "")
+        raise ValueError(f"{name}: holds NaN or infinite values in row(s) {shown}")
     return t.detach().to(torch.float32).contiguous()
 
 

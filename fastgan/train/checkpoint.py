@@ -34,6 +34,11 @@ def save(path, state: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # a full disk, a read-only directory (torch.save may wrap the OSError)
+        cause = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+        err = OSError(f"checkpoint {path}: cannot write it ({cause}); the previous checkpoint, if any, is untouched")
+        err.errno = getattr(e, "errno", None)
+        raise err from e
     finally:
         if tmp.exists():
             tmp.unlink()

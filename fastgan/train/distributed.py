@@ -16,13 +16,15 @@ and the 'improved' recipe's minibatch discrimination and feature-matching target
 """
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["GlobalBatchNorm1d", "all_reduce_mean_", "convert_batch_norm", "init_from_env", "world"]
+__all__ = ["GlobalBatchNorm1d", "all_reduce_mean_", "collective_timeout", "convert_batch_norm", "init_from_env",
+           "world"]
 
 
 def world() -> tuple[int, int]:
@@ -41,8 +43,22 @@ def init_from_env(device: str) -> str:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=collective_timeout())
     return device
+
+
+def collective_timeout() -> datetime.timedelta:
+    """How long a collective waits for a rank that does not come (issue 31: a dead rank must stop the others, not
+    hang them): FASTGAN_DIST_TIMEOUT seconds, default 300 (torch's default is 30 minutes). Under torchrun a rank that
+    dies is noticed sooner: the agent stops the others and exits non-zero."""
+    text = os.environ.get("FASTGAN_DIST_TIMEOUT", "300")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and seconds < float("inf")):
+        raise ValueError(f"FASTGAN_DIST_TIMEOUT: expected a positive number of seconds, got {text!r}")
+    return datetime.timedelta(seconds=seconds)
 
 
 def all_reduce_mean_(tensors: list) -> None:

@@ -15,6 +15,14 @@ wall-clock figures — the only fields that differ between identical runs), conf
 of fastgan.train.evaluate, and curves.png (every logged quantity against the step: losses, D's accuracy on real and
 fake; redrawn from metrics.jsonl at the end of every run; `fastgan plot RUN_DIR` redraws it).
 
+Non-finite values (issue 31): the losses averaged for a metrics line are checked when the line is written (the
+logging interval's host sync, none added per step), the parameters and the partial sums before every checkpoint. A
+non-finite one in an fp32 / bf16 run stops it with NonFiniteError (a RuntimeError naming the step and the values)
+before anything overwrites the checkpoint: checkpoint.pt keeps the last finite state. The line is still written,
+non-finite numbers as null and their names under "non_finite" (metrics.jsonl stays JSON). fp16 runs keep the
+GradScaler's rule (an overflowing step is skipped, the scale lowered): their losses are not checked, their parameters
+are.
+
 cfg.ema > 0: a moving average of G (fastgan.train.ema.EMA, self.ema) is updated after every iteration, saved in the
 checkpoint, and is the G that evaluation samples from (samples.png, FD, MMD^2, reconstructions).
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -39,10 +48,25 @@ from .evaluate import evaluate
 from .recipes import RECIPES, StepContext
 from .recipes import validate as validate_config
 
-__all__ = ["Trainer", "make_optimizers"]
+__all__ = ["NonFiniteError", "Trainer", "make_optimizers"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+
+
+class NonFiniteError(RuntimeError):
+    """A training run met a NaN or an infinity in its losses or parameters and stopped before saving it."""
+
+
+def _json_safe(obj):
+    """obj with every non-finite float replaced by None (JSON has no NaN / Infinity)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def make_optimizers(recipe, cfg) -> dict:
@@ -103,6 +127,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.step = 0
         self.metrics_pos = 0
+        self._saved_step = None  # the step of the checkpoint on disk (None: none written or resumed)
         self._sums, self._count = {}, 0  # the losses summed since the last metrics line
         self.out = Path(cfg.out) if cfg.out else None
         if resume:
@@ -133,7 +158,30 @@ class Trainer:
     def save(self) -> None:
         if self.world_size > 1:  # the partial metric sums as the mean over ranks (the next line's mean is the same)
             self._reduce_sums()
+        self._check_finite()
         self._on_rank0(lambda: ckpt.save(self.out / CHECKPOINT, self.state()), "write the checkpoint")
+        self._saved_step = self.step
+
+    def _stop_non_finite(self, what: str) -> None:
+        where = (f"{self.out / CHECKPOINT} keeps step {self._saved_step}, the last finite state"
+                 if self.out is not None and self._saved_step is not None else "no checkpoint was written")
+        raise NonFiniteError(f"step {self.step}: {what}; the run stops ({where}). A diverging run: lower the "
+                             f"learning rate (--lr, now {self.cfg.lr:g}) or try another precision")
+
+    def _check_finite(self) -> None:
+        """Before a checkpoint: the parameters of every net and the loss sums since the last line are finite (one
+        device-side reduction, one host sync: what the checkpoint's copy to the host costs anyway)."""
+        tensors = {f"{name} parameters": [p.detach() for p in net.parameters()]
+                   for name, net in self.recipe.nets.items()}
+        if self.scaler is None:
+            tensors["losses"] = [v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+                                 for v in self._sums.values()]
+        names = [k for k, ts in tensors.items() if ts]
+        flags = torch.stack([torch.stack([t.isfinite().all().to(self.device) for t in tensors[k]]).all()
+                             for k in names]).cpu()
+        bad = [k for k, ok in zip(names, flags.tolist()) if not ok]
+        if bad:
+            self._stop_non_finite(f"non-finite values in {', '.join(bad)} before the checkpoint")
 
     def _on_rank0(self, fn, what: str) -> None:
         """fn() on rank 0 (the run directory's only writer); under torch.distributed every rank learns whether it
@@ -203,7 +251,7 @@ class Trainer:
         self.sampler = sampler
         self.gen.set_state(state["latent_rng"])
         torch.set_rng_state(state["torch_rng"])
-        self.step, self.metrics_pos = step, pos
+        self.step, self.metrics_pos, self._saved_step = step, pos, step
         self._count = int(acc["count"])
         self._sums = {k: v.to(self.device) for k, v in acc["sums"].items()}
 
@@ -220,6 +268,8 @@ class Trainer:
         if self.out is None or self.rank != 0:
             return None
         self.out.mkdir(parents=True, exist_ok=True)
+        for stale in self.out.glob(f".{CHECKPOINT}.tmp*"):  # a checkpoint write killed before its rename
+            stale.unlink()
         (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         path = self.out / METRICS
         f = open(path, "a+b")
@@ -236,8 +286,14 @@ class Trainer:
 
     def _write_line(self, log, line: dict) -> None:
         if log is not None:
-            log.write((json.dumps(line) + "\n").encode())
-            log.flush()
+            try:
+                log.write((json.dumps(_json_safe(line), allow_nan=False) + "\n").encode())
+                log.flush()
+            except OSError as e:
+                err = OSError(f"{self.out / METRICS}: cannot write the metrics line of step {self.step} "
+                              f"({e.strerror or e}); {CHECKPOINT} keeps step {self._saved_step}")
+                err.errno = e.errno
+                raise err from e
             self.metrics_pos = log.tell()
 
     def next_batch(self) -> torch.Tensor:
@@ -293,11 +349,17 @@ class Trainer:
                     rate = (self.step - step_last) / max(now - t_last, 1e-9)
                     if self.scaler is not None:  # the scale now (get_scale syncs a GPU: once per line, not per step)
                         means["loss_scale"] = float(self.scaler.get_scale())
+                    bad = [k for k, v in means.items() if not math.isfinite(v)]
                     line = {"step": self.step, **means, "lr": lr,
                             "time": {"elapsed_s": now - t0, "steps_per_s": rate}}
+                    if bad:
+                        line["non_finite"] = bad
                     bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
                     if self.out is not None:  # the same on every rank
                         self._on_rank0(lambda: self._write_line(log, line), "write the metrics line")
+                    if bad and self.scaler is None:  # fp16: the GradScaler skips overflowing steps
+                        self._stop_non_finite("non-finite " + ", ".join(f"{k} = {means[k]}" for k in bad)
+                                              + f" (the mean over steps {step_last + 1}-{self.step})")
                     self._sums, self._count, t_last, step_last = {}, 0, now, self.step
                 if self.out is not None and (self.step % cfg.ckpt_every == 0 or self.step == self.total):
                     self.save()

@@ -95,7 +95,7 @@ FG_HD T act_fwd(T s, T alpha) {
   if constexpr (A == kLinear) {
     return s;
   } else if constexpr (A == kRelu) {
-    return s > T(0) ? s : T(0);
+    return s < T(0) ? T(0) : s;  // NaN passes through, as torch.relu's (issue 31)
   } else if constexpr (A == kLrelu) {
     return s > T(0) ? s : alpha * s;
   } else if constexpr (A == kTanh) {
@@ -120,7 +120,7 @@ FG_HD T act_d1_x(T s, T a, T alpha) {
   if constexpr (A == kLinear) {
     return T(1);
   } else if constexpr (A == kRelu) {
-    return s > T(0) ? T(1) : T(0);
+    return s <= T(0) ? T(0) : T(1);  // at NaN: 1, the gradient passes (torch's threshold_backward)
   } else if constexpr (A == kLrelu) {
     return s > T(0) ? T(1) : alpha;
   } else if constexpr (A == kTanh) {
@@ -128,9 +128,9 @@ FG_HD T act_d1_x(T s, T a, T alpha) {
   } else if constexpr (A == kSigmoid) {
     return a * (T(1) - a);
   } else if constexpr (A == kElu) {
-    return s > T(0) ? T(1) : alpha * fg_exp(s);
+    return s > T(0) ? T(1) : (s <= T(0) ? alpha * fg_exp(s) : T(0));  // NaN: 0, the reference's (issue 31)
   } else if constexpr (A == kSelu) {
-    return s > T(0) ? T(kSeluLambda) : T(kSeluLambda * kSeluAlpha) * fg_exp(s);
+    return s > T(0) ? T(kSeluLambda) : (s <= T(0) ? T(kSeluLambda * kSeluAlpha) * fg_exp(s) : T(0));
   } else if constexpr (A == kSoftplus) {
     return fg_sigmoid(s);
   } else {  // kSwish
@@ -167,7 +167,7 @@ FG_HD T act_d1_y(T a, T alpha) {
   if constexpr (A == kLinear) {
     return T(1);
   } else if constexpr (A == kRelu) {
-    return a > T(0) ? T(1) : T(0);
+    return a <= T(0) ? T(0) : T(1);
   } else if constexpr (A == kLrelu) {
     return a > T(0) ? T(1) : alpha;
   } else if constexpr (A == kTanh) {
@@ -175,9 +175,9 @@ FG_HD T act_d1_y(T a, T alpha) {
   } else if constexpr (A == kSigmoid) {
     return a * (T(1) - a);
   } else if constexpr (A == kElu) {
-    return a > T(0) ? T(1) : a + alpha;
+    return a > T(0) ? T(1) : (a <= T(0) ? a + alpha : T(0));
   } else if constexpr (A == kSelu) {
-    return a > T(0) ? T(kSeluLambda) : a + T(kSeluLambda * kSeluAlpha);
+    return a > T(0) ? T(kSeluLambda) : (a <= T(0) ? a + T(kSeluLambda * kSeluAlpha) : T(0));
   } else if constexpr (A == kSoftplus) {
     return -fg_expm1(-a);  // sigmoid(s) = 1 - e^-a
   } else {  // kSwish: not y_ok; never instantiated on the y path
