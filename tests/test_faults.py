@@ -220,3 +220,25 @@ def test_kill_anywhere_fast(tmp_path):
 
     t = kill_anywhere("gan", "fp32", trials=3, seed=0, root=tmp_path)
     assert t["identical"] == t["trials"] == 3 and not t["unloadable"], t
+
+
+def test_hostile_run_directories(tmp_path):
+    """A run directory that is a file; a metrics log or config.json edited by hand (eval reads the checkpoint's own
+    configuration, plot refuses a log that is not JSON lines): errors that say what is wrong, exit 2, no traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    res = _cli("train", "gan", "--data", "gmm8", "--steps", "2", "--hidden", "8", "--no-progress", "--out", str(afile))
+    assert res.returncode == 2 and "out:" in res.stderr and "is not a directory" in res.stderr, res.stderr
+    run = tmp_path / "r"
+    res = _cli("train", "gan", "--data", "gmm8", "--steps", "4", "--hidden", "8", "--no-progress", "--no-eval",
+               "--out", str(run))
+    assert res.returncode == 0, res.stderr
+    (run / "config.json").write_text('{"model": "gan", "hidden": -3, "steps": "many"')  # edited, and cut
+    res = _cli("eval", str(run))
+    assert res.returncode == 0 and "modes covered" in res.stdout, res.stderr  # the checkpoint's configuration
+    (run / "metrics.jsonl").write_text("garbage\n")
+    res = _cli("plot", str(run))
+    assert res.returncode == 2 and "is not a metrics log" in res.stderr and "Traceback" not in res.stderr
+    res = _cli("train", "gan", "--data", "gmm8", "--steps", "4", "--hidden", "8", "--no-progress", "--no-eval",
+               "--out", str(run), "--resume")  # a metrics log shorter than the checkpoint says
+    assert res.returncode == 2 and "metrics.jsonl is shorter" in res.stderr, res.stderr

@@ -130,6 +130,8 @@ class Trainer:
         self._saved_step = None  # the step of the checkpoint on disk (None: none written or resumed)
         self._sums, self._count = {}, 0  # the losses summed since the last metrics line
         self.out = Path(cfg.out) if cfg.out else None
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"out: {self.out} exists and is not a directory (a run directory is expected)")
         if resume:
             if self.out is None:
                 raise ValueError("resume: needs the run directory (cfg.out)")
