@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-PAUSE_S = 0.03  # the pause inside each slowed write
+PAUSE_S = 0.03  # the pause inside each slowed metrics line
+CKPT_PAUSE_S = 0.15  # and inside each checkpoint write (between the temporary file's bytes and its rename)
 
 
 def _slow_writers() -> None:
@@ -38,7 +39,7 @@ def _slow_writers() -> None:
     def slow_torch_save(obj, f, *a, **k):
         real_save(obj, f, *a, **k)
         f.flush()
-        time.sleep(PAUSE_S)  # the temporary file is written, not yet synced nor renamed
+        time.sleep(CKPT_PAUSE_S)  # the temporary file is written, not yet synced nor renamed
 
     class SlowFile:
         def __init__(self, f):
@@ -111,17 +112,28 @@ def _loadable(run: Path) -> list:
     return bad
 
 
-def kill_anywhere(model: str, precision: str, trials: int, seed: int, root: Path, steps: int = 40) -> dict:
+def _wait_for(path: Path, proc, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def kill_anywhere(model: str, precision: str, trials: int, seed: int, root: Path, steps: int = 60) -> dict:
     """Run `trials` killed-and-resumed runs against one uninterrupted run; returns the tallies."""
     root.mkdir(parents=True, exist_ok=True)
     ref = root / f"{model}-{precision}-ref"
     subprocess.run(_child_cmd(_args(model, precision, ref, steps)), check=True, env=_env(), capture_output=True)
     want = _final(ref)
     rng = random.Random(f"{seed}-{model}-{precision}")
-    # how long a run takes, start-up included, so that the kill instants cover all of it
+    # how long the training part of a run takes (from config.json, written as the loop starts, to the exit), so that
+    # the kill instants fall inside it rather than in Python's start-up
+    timing = root / f"{model}-{precision}-timing"
+    proc = subprocess.Popen(_child_cmd(_args(model, precision, timing, steps)), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(timing / "config.json", proc)
     t0 = time.monotonic()
-    subprocess.run(_child_cmd(_args(model, precision, root / "timing", steps)), check=True, env=_env(),
-                   capture_output=True)
+    if proc.wait() != 0:
+        raise RuntimeError(f"{model} {precision}: the timing run failed")
     horizon = time.monotonic() - t0
     tally = {"trials": 0, "identical": 0, "in_ckpt_write": 0, "in_metrics_write": 0, "before_first_ckpt": 0,
              "unloadable": []}
@@ -129,6 +141,7 @@ def kill_anywhere(model: str, precision: str, trials: int, seed: int, root: Path
         run = root / f"{model}-{precision}-{i}"
         proc = subprocess.Popen(_child_cmd(_args(model, precision, run, steps)), env=_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(run / "config.json", proc)
         time.sleep(rng.uniform(0.0, horizon))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

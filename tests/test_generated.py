@@ -94,7 +94,7 @@ def _clear_error(e: Exception, *names) -> bool:
     return isinstance(e, (TypeError, ValueError, RuntimeError)) and any(n in str(e) for n in names)
 
 
-@pytest.mark.parametrize("impl", impl_params(("cpp", "triton")))
+@pytest.mark.parametrize("impl", impl_params(("cpp", "triton", "cuda")))
 @SETTINGS
 @given(data=st.data())
 def test_bias_act_on_generated_inputs(impl, data):
@@ -132,7 +132,7 @@ def test_bias_act_on_generated_inputs(impl, data):
             _assert_like(g, w, dtype, f"{act} backward")
 
 
-@pytest.mark.parametrize("impl", impl_params(("cpp", "triton")))
+@pytest.mark.parametrize("impl", impl_params(("cpp", "triton", "cuda")))
 @SETTINGS
 @given(data=st.data())
 def test_bias_act_refuses_what_it_cannot_take(impl, data):
@@ -169,7 +169,7 @@ def test_bias_act_refuses_what_it_cannot_take(impl, data):
     assert _clear_error(e.value, "x", "b", "dim", "act", "clamp", "gain"), str(e.value)
 
 
-@pytest.mark.parametrize("impl", impl_params(("cpp", "triton")))
+@pytest.mark.parametrize("impl", impl_params(("cpp", "triton", "cuda")))
 @SETTINGS
 @given(data=st.data())
 def test_joint_linear_on_generated_inputs(impl, data):
@@ -217,7 +217,7 @@ def test_joint_linear_on_generated_inputs(impl, data):
             _assert_within(g, wnt, m, dtype, f"joint_linear {act} d{key}")
 
 
-@pytest.mark.parametrize("impl", impl_params(("cpp", "triton")))
+@pytest.mark.parametrize("impl", impl_params(("cpp", "triton", "cuda")))
 @SETTINGS
 @given(data=st.data())
 def test_kernel_sum_on_generated_inputs(impl, data):
@@ -257,7 +257,7 @@ def test_kernel_sum_on_generated_inputs(impl, data):
                                    msg=lambda msg: f"{kernel} gradient: {msg}")
 
 
-@pytest.mark.parametrize("impl", impl_params(("cpp", "triton")))
+@pytest.mark.parametrize("impl", impl_params(("cpp", "triton", "cuda")))
 @SETTINGS
 @given(data=st.data())
 def test_minibatch_discrimination_on_generated_inputs(impl, data):
