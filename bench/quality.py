@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 COLUMNS = (("fd", "classifier FD", 1.0, ".1f"), ("fd_real", "FD train vs test", 1.0, ".2f"),
-           ("kid", "KID x 1e3", 1e3, ".2f"), ("precision", "precision %", 100.0, ".1f"),
+           ("kid", "KID", 1.0, ".3f"), ("precision", "precision %", 100.0, ".1f"),
            ("recall", "recall %", 100.0, ".1f"), ("classifier_score", "classifier score", 1.0, ".2f"),
            ("1nn_accuracy_hidden", "1NN hidden %", 100.0, ".2f"), ("1nn_accuracy", "1NN acc %", 100.0, ".2f"),
            ("mmd2", "MMD^2", 1.0, ".4f"), ("modes_covered", "modes", 1.0, ".1f"),
