@@ -125,11 +125,24 @@ def test_bias_act_on_generated_inputs(impl, data):
     inputs = [(t, r) for t, r in ((x0, xr), (b0, br)) if t is not None and t.requires_grad]
     if inputs and y.numel() and torch.isfinite(x).all() and dtype != torch.float16:
         gy = torch.randn_like(ref)
-        got = torch.autograd.grad(y, [t for t, _ in inputs], gy)
-        want = torch.autograd.grad(ref, [r for _, r in inputs], gy)
+        got = torch.autograd.grad(y, [t for t, _ in inputs], gy, retain_graph=True)
+        want = torch.autograd.grad(ref, [r for _, r in inputs], gy, retain_graph=True)
         for g, w in zip(got, want):
             assert g.shape == w.shape and g.dtype == w.dtype
             _assert_like(g, w, dtype, f"{act} backward")
+        if dtype in (torch.float64, torch.float32):  # double backward: a penalty-like function of the gradients
+            got = torch.autograd.grad(y, [t for t, _ in inputs], gy, create_graph=True)
+            want = torch.autograd.grad(ref, [r for _, r in inputs], gy, create_graph=True)
+            pg = sum((g * g).sum() for g in got)
+            pw = sum((w * w).sum() for w in want)
+            if pg.requires_grad and pw.requires_grad:
+                got2 = torch.autograd.grad(pg, [t for t, _ in inputs], allow_unused=True)
+                want2 = torch.autograd.grad(pw, [r for _, r in inputs], allow_unused=True)
+                for g, w in zip(got2, want2):
+                    if w is None or g is None:
+                        assert (g is None or not g.any()) and (w is None or not w.any()), f"{act} double backward"
+                        continue
+                    _assert_like(g, w, dtype, f"{act} double backward")
 
 
 @pytest.mark.parametrize("impl", impl_params(("cpp", "triton", "cuda")))
@@ -280,3 +293,47 @@ def test_minibatch_discrimination_on_generated_inputs(impl, data):
         w, = torch.autograd.grad(want, mr, gy)
         _assert_within(g, w, torch.full_like(w.double(), 2.0 * terms * float(gy.abs().max())), dtype,
                        "minibatch backward")
+
+
+@pytest.mark.parametrize("impl", impl_params(("cpp", "triton", "cuda")))
+@SETTINGS
+@given(data=st.data())
+def test_the_other_ops_refuse_what_they_cannot_take(impl, data):
+    """joint_linear, kernel_sum, minibatch_discrimination: integer / complex / bool tensors, mismatched sizes and
+    dtypes, tensors on another device, wrong ranks -- a clear error naming the argument, never a crash."""
+    dev = IMPL_DEVICE[impl]
+    op = data.draw(st.sampled_from(["joint_linear", "kernel_sum", "minibatch"]), label="op")
+    bad = data.draw(st.sampled_from(["int", "complex", "bool", "size", "dtype", "device", "rank"]), label="bad")
+    f = torch.randn
+    if op == "joint_linear":
+        args = {"x": f(3, 4, device=dev), "z": f(3, 2, device=dev), "weight": f(5, 4, device=dev),
+                "z_weight": f(5, 2, device=dev), "bias": f(5, device=dev)}
+        run = lambda a: fastgan.joint_linear(a["x"], a["z"], a["weight"], a["z_weight"], a["bias"], impl=impl)  # noqa: E731
+    elif op == "kernel_sum":
+        args = {"x": f(3, 4, device=dev), "y": f(5, 4, device=dev)}
+        run = lambda a: fastgan.kernel_sum(a["x"], a["y"], impl=impl)  # noqa: E731
+    else:
+        args = {"m": f(3, 2, 4, device=dev), "reference": f(5, 2, 4, device=dev)}
+        run = lambda a: fastgan.minibatch_discrimination(a["m"], a["reference"], impl=impl)  # noqa: E731
+    name = data.draw(st.sampled_from(sorted(args)), label="argument")
+    t = args[name]
+    if bad == "int":
+        t = t.to(torch.int32)
+    elif bad == "complex":
+        t = t.to(torch.complex64)
+    elif bad == "bool":
+        t = t > 0
+    elif bad == "size":
+        t = torch.randn(*t.shape[:-1], t.shape[-1] + 1, device=dev)
+    elif bad == "dtype":
+        t = t.double() if t.dtype != torch.float64 else t.float()
+    elif bad == "device":
+        t = t.to("meta")
+    else:
+        t = t.reshape(-1) if t.dim() > 1 else t[None, None]
+    args[name] = t
+    with pytest.raises((TypeError, ValueError, RuntimeError, NotImplementedError)) as e:
+        run(args)
+    text = str(e.value)
+    assert isinstance(e.value, (TypeError, ValueError)) or name in text or "device" in text or "meta" in text, \
+        f"{op}: {bad} {name}: {type(e.value).__name__}: {e.value}"
