@@ -248,12 +248,15 @@ def test_kernel_sum_on_generated_inputs(impl, data):
     x = data.draw(tensors((n, d), dtype, False), label="x").to(dev)
     y = data.draw(tensors((m, d), dtype, False), label="y").to(dev) if cross else None
     grads = data.draw(st.booleans(), label="requires_grad")
+    y_grad = y is not None and data.draw(st.booleans(), label="y requires_grad")
     xg, xr = x.detach().requires_grad_(grads), x.detach().clone().requires_grad_(grads)
+    yg = None if y is None else y.detach().requires_grad_(y_grad)
+    yr = None if y is None else y.detach().clone().requires_grad_(y_grad)
     weights = [1.0] * len(bandwidths)
     if kernel == "poly":
         bandwidths, weights = (1.0 / d,), [1.0]
-    got = fastgan.kernel_sum(xg, y, kernel, bandwidths, weights, diagonal=diagonal, impl=impl)
-    ref = reference.kernel_sum(xr, y, kernel, bandwidths, weights, diagonal)
+    got = fastgan.kernel_sum(xg, yg, kernel, bandwidths, weights, diagonal=diagonal, impl=impl)
+    ref = reference.kernel_sum(xr, yr, kernel, bandwidths, weights, diagonal)
     assert got.dim() == 0
     # a sum of n m terms: its error scales with n m (the terms are at most sum(weights) for the distance kernels)
     terms = max(1, n * (m if cross else n))
@@ -263,11 +266,14 @@ def test_kernel_sum_on_generated_inputs(impl, data):
         scale = max(scale, float(reference.kernel_sum(xr.detach().abs(), None if y is None else y.abs(), kernel,
                                                       bandwidths, weights, diagonal)))
     assert abs(got.item() - ref.item()) <= tol * scale, (got.item(), ref.item())
-    if grads and n and dtype in (torch.float64, torch.float32):
-        g, = torch.autograd.grad(got, xg)
-        w, = torch.autograd.grad(ref, xr)
-        torch.testing.assert_close(g, w, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10 * max(1.0, terms * scale / n),
-                                   msg=lambda msg: f"{kernel} gradient: {msg}")
+    wrt = [(a, b) for a, b, on in ((xg, xr, grads and n), (yg, yr, y_grad and m)) if on]
+    if wrt and dtype in (torch.float64, torch.float32):
+        gs = torch.autograd.grad(got, [a for a, _ in wrt])
+        ws = torch.autograd.grad(ref, [b for _, b in wrt])
+        for g, w in zip(gs, ws):
+            torch.testing.assert_close(g, w, rtol=TOL[dtype] * 10,
+                                       atol=TOL[dtype] * 10 * max(1.0, terms * scale / g.shape[0]),
+                                       msg=lambda msg: f"{kernel} gradient: {msg}")
 
 
 @pytest.mark.parametrize("impl", impl_params(("cpp", "triton", "cuda")))
@@ -282,17 +288,22 @@ def test_minibatch_discrimination_on_generated_inputs(impl, data):
     m = data.draw(tensors((b, k, c), dtype, False), label="m").to(dev)
     ref_batch = data.draw(tensors((r, k, c), dtype, False), label="ref").to(dev) if with_ref else None
     mg, mr = m.detach().requires_grad_(True), m.detach().clone().requires_grad_(True)
-    got = fastgan.minibatch_discrimination(mg, ref_batch, exclude_self, impl=impl)
-    want = reference.minibatch_disc(mr, ref_batch, exclude_self)
+    r_grad = with_ref and data.draw(st.booleans(), label="reference requires_grad")
+    rg = None if ref_batch is None else ref_batch.detach().requires_grad_(r_grad)
+    rr = None if ref_batch is None else ref_batch.detach().clone().requires_grad_(r_grad)
+    got = fastgan.minibatch_discrimination(mg, rg, exclude_self, impl=impl)
+    want = reference.minibatch_disc(mr, rr, exclude_self)
     assert got.shape == want.shape == (b, k) and got.dtype == dtype
     terms = max(1, r if with_ref else b)
     _assert_within(got, want, torch.full_like(want.double(), float(terms)), dtype, "minibatch forward")
     if got.numel() and dtype in (torch.float64, torch.float32):
         gy = torch.randn_like(want)
-        g, = torch.autograd.grad(got, mg, gy)
-        w, = torch.autograd.grad(want, mr, gy)
-        _assert_within(g, w, torch.full_like(w.double(), 2.0 * terms * float(gy.abs().max())), dtype,
-                       "minibatch backward")
+        wrt = [(mg, mr)] + ([(rg, rr)] if r_grad and r else [])
+        gs = torch.autograd.grad(got, [a for a, _ in wrt], gy)
+        ws = torch.autograd.grad(want, [b for _, b in wrt], gy)
+        for g, w in zip(gs, ws):
+            bound = 2.0 * max(terms, b) * float(gy.abs().max())
+            _assert_within(g, w, torch.full_like(w.double(), bound), dtype, "minibatch backward")
 
 
 @pytest.mark.parametrize("impl", impl_params(("cpp", "triton", "cuda")))
