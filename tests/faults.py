@@ -1,8 +1,10 @@
 """The fault suite's long half (issue 31): runs killed at random instants, resumed, compared with an uninterrupted run.
 
-    python -m tests.faults                         # every case: >= 50 kill instants over gan, bigan, wgan-gp, vae
-    python -m tests.faults --trials 3 --models gan # what CI runs (tests/test_faults.py::test_kill_anywhere_fast)
-    pytest tests/test_faults.py                    # the rest of the suite (NaN, full disk, dead rank, hostile files)
+    python -m tests.faults                         # all of it: >= 50 kill instants over gan, bigan, wgan-gp, vae,
+                                                   # then tests/test_faults.py and tests/test_generated.py with
+                                                   # 500 hypothesis examples per test (--examples)
+    python -m tests.faults --kills-only            # the kill instants alone
+    pytest tests/test_faults.py tests/test_generated.py   # what CI runs: 3 kill instants, 40 examples per test
 
 A trial: `fastgan train MODEL` on gmm8 (tiny nets) in a subprocess whose checkpoint and metrics writers are slowed
 (each write pauses half way: `python -m tests.faults --child`), SIGKILLed after a seeded random delay, then resumed
@@ -189,6 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=9, help="kill instants per (model, precision)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default="runs/faults")
+    p.add_argument("--kills-only", action="store_true", help="skip the pytest half")
+    p.add_argument("--examples", type=int, default=500, help="hypothesis examples per test in the pytest half")
     args = p.parse_args(argv)
     cases = CASES if args.models is None else [(m, pr) for m in args.models.split(",")
                                                for pr in args.precisions.split(",")]
@@ -201,7 +205,13 @@ def main(argv=None) -> int:
               f"(killed inside a checkpoint write {t['in_ckpt_write']}, inside a metrics line {t['in_metrics_write']},"
               f" before the first checkpoint {t['before_first_ckpt']}); unloadable files: {t['unloadable'] or 0}",
               flush=True)
-    print(f"kill instants: {total}, differences or unloadable files: {failed}")
+    print(f"kill instants: {total}, differences or unloadable files: {failed}", flush=True)
+    if not args.kills_only:
+        here = Path(__file__).resolve().parent
+        env = {**os.environ, "FASTGAN_HYPOTHESIS_EXAMPLES": str(args.examples)}
+        res = subprocess.run([sys.executable, "-m", "pytest", "-q", str(here / "test_faults.py"),
+                              str(here / "test_generated.py")], env=env, cwd=here.parent)
+        failed += res.returncode != 0
     return 1 if failed else 0
 
 
