@@ -1,4 +1,4 @@
-"""The fault suite's long half (issue 31): runs killed at random instants, resumed, compared with an uninterrupted run.
+"""The fault suite (issue 31), all of it: runs killed at random instants and resumed, then the pytest half.
 
     python -m tests.faults                         # all of it: >= 50 kill instants over gan, bigan, wgan-gp, vae,
                                                    # then tests/test_faults.py and tests/test_generated.py with

@@ -205,6 +205,7 @@ def test_a_dead_rank_stops_the_run_and_it_resumes_from_the_last_checkpoint(tmp_p
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    print(f"dead rank: exit code {rc}, {took:.1f} s after the kill")
     assert rc != 0 and took < 60, (rc, took)
     state = ckpt.load(run / "checkpoint.pt")
     assert 25 <= state["step"] < 2000 and state["step"] % 25 == 0 and finite_state(state)
