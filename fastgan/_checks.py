@@ -97,3 +97,14 @@ def autocast_promote(x, y):
         dt = torch.promote_types(x.dtype, y.dtype)
         return x.to(dt), y.to(dt)
     return x, y
+
+
+def on_device(device: torch.device, *tensors) -> bool:
+    """Every argument a tensor on `device` or None: the arguments an op's C++ kernel can be left to check itself (a
+    tensor on another device must be refused before dispatch, which would take a meta tensor's kernel)."""
+    return all(t is None or (isinstance(t, torch.Tensor) and t.device == device) for t in tensors)
+
+
+def plain_scalars(*values) -> bool:
+    """Every value a str, float, int (not bool) or None: hashable arguments whose checks can be memoised."""
+    return all(v is None or type(v) in (str, float, int) for v in values)

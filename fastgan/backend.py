@@ -74,15 +74,41 @@ JOINT_LINEAR_ACTS = ("linear", "relu", "lrelu")
 NATIVE_ACT_CPU = ("relu", "lrelu")
 
 
+def _auto_here(impl: str | None, x: torch.Tensor) -> bool:
+    """x a CPU tensor and the auto backend in force (impl None: the one in force): where the torch-form routes below
+    apply. An explicit backend always runs fastgan's ops."""
+    return x.device.type == "cpu" and (current_backend() if impl is None else impl) == "auto"
+
+
+def linear_route(impl: str | None, x: torch.Tensor, act: str, gain: float, clamp) -> str:
+    """How a Linear on input x followed by act(.) * gain (clamp: None or 'none' for no clamp) runs under backend
+    `impl` (None: the backend in force), decided once per call:
+
+    'torch'  torch's F.linear (bias inside the GEMM) + activation: auto, an fp32 / fp64 CPU tensor outside autocast,
+             NATIVE_LINEAR_CPU at gain 1 without a clamp;
+    'joint'  fastgan's joint_linear with an empty z range (one GEMM, bias and activation in place, one C++ autograd
+             node deriving from the output's sign): auto, a 2-D CPU tensor under autocast or in half precision,
+             JOINT_LINEAR_ACTS, gain != 0, no clamp. The fused form's numerics (the same half-precision GEMM output,
+             then bias and activation in fp32, rounded once; the forward is bit-identical) and as fast or faster
+             (issue 29, bf16 on mnist5k, interleaved, against eager: lsgan 0.985, 0.990, 0.977x where the fused form
+             read 0.953, 0.967, 0.957x; gan 0.959x against 0.960x);
+    'fused'  otherwise: F.linear without the bias, then fastgan.bias_act.
+    """
+    if act not in NATIVE_LINEAR_CPU or not (clamp is None or clamp == "none") or not _auto_here(impl, x):
+        return "fused"
+    if torch.is_autocast_enabled("cpu") or x.dtype in (torch.bfloat16, torch.float16):
+        return "joint" if act in JOINT_LINEAR_ACTS and gain != 0.0 and x.dim() == 2 else "fused"
+    return "torch" if gain == 1.0 and x.dtype in (torch.float32, torch.float64) else "fused"
+
+
 def linear_act_native(impl: str | None, x: torch.Tensor, act: str, gain: float, clamp) -> bool:
-    """True when a Linear on input x followed by act(.) * gain (clamp: None or 'none' for no clamp) runs as torch's
-    own F.linear + activation under backend `impl` (None: the backend in force): auto, x an fp32 / fp64 CPU tensor
-    outside autocast, NATIVE_LINEAR_CPU at gain 1 without a clamp. An explicit backend always runs fastgan's op."""
-    if gain != 1.0 or act not in NATIVE_LINEAR_CPU or not (clamp is None or clamp == "none"):
-        return False
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled("cpu"):
-        return False
-    return (current_backend() if impl is None else impl) == "auto"
+    """linear_route(...) == 'torch'."""
+    return linear_route(impl, x, act, gain, clamp) == "torch"
+
+
+def linear_act_joint(impl: str | None, x: torch.Tensor, act: str, gain: float, clamp) -> bool:
+    """linear_route(...) == 'joint'."""
+    return linear_route(impl, x, act, gain, clamp) == "joint"
 
 
 def act_native(impl: str | None, x: torch.Tensor, bias, act: str, alpha, gain, clamp) -> bool:
@@ -90,30 +116,14 @@ def act_native(impl: str | None, x: torch.Tensor, bias, act: str, alpha, gain, c
     one in force): no bias, auto, x a CPU tensor, NATIVE_ACT_CPU (lrelu with alpha >= 0) at gain 1 (alpha / gain None:
     the activation's defaults -- relu's and lrelu's gain is sqrt(2)) without a clamp. An explicit backend always runs
     fastgan's op."""
-    if bias is not None or act not in NATIVE_ACT_CPU:
+    if bias is not None or act not in NATIVE_ACT_CPU or not (clamp is None or clamp == "none"):
         return False
     spec = get_act(act)
     if (spec.default_gain if gain is None else gain) != 1.0 or (spec.default_alpha if alpha is None else alpha) < 0:
         return False
-    if not (clamp is None or clamp == "none") or x.device.type != "cpu" or not x.is_floating_point():
-        return False
-    return (current_backend() if impl is None else impl) == "auto"
+    return x.is_floating_point() and _auto_here(impl, x)
 
 
-def linear_act_joint(impl: str | None, x: torch.Tensor, act: str, gain: float, clamp) -> bool:
-    """True when that Linear + activation runs as fastgan's joint_linear with an empty z range: auto, x a 2-D CPU
-    tensor under autocast or in half precision, act linear / relu / lrelu, gain != 0, no clamp. One GEMM and the
-    bias + activation applied in place, one C++ autograd node deriving from the output's sign: the fused form's
-    numerics (the same half-precision GEMM output, then bias and activation in fp32, rounded once; the forward is
-    bit-identical) and as fast or faster (issue 29, bf16 on mnist5k, interleaved, against eager: lsgan 0.985, 0.990,
-    0.977x where the fused form read 0.953, 0.967, 0.957x; gan 0.959x against 0.960x)."""
-    if gain == 0.0 or act not in JOINT_LINEAR_ACTS or not (clamp is None or clamp == "none"):
-        return False
-    if x.device.type != "cpu" or x.dim() != 2:
-        return False
-    if not (torch.is_autocast_enabled("cpu") or x.dtype in (torch.bfloat16, torch.float16)):
-        return False
-    return (current_backend() if impl is None else impl) == "auto"
 _warned: set = set()
 _resolved: dict = {}
 
@@ -268,7 +278,7 @@ def resolve(impl: str | None, device: torch.device | str, op: str, implemented: 
     raises; auto skips it.
     """
     impl = current_backend() if impl is None else _check_impl(impl)
-    device_type = torch.device(device).type
+    device_type = device.type if isinstance(device, torch.device) else torch.device(device).type
     key = (impl, device_type, implemented)
     hit = _resolved.get(key)
     if hit is not None:

@@ -8,15 +8,16 @@ same parameters and state-dict keys:
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import positive_int
+from .._checks import autocast_target, positive_int
 from ..activations import get_act
-from ..backend import linear_act_joint, linear_act_native
+from ..backend import linear_route
 from ..ops.fused_act import bias_act
 from ..ops.joint import joint_linear
 from ..ops.reference import activation
@@ -27,6 +28,21 @@ __all__ = ["ConvAct", "EagerAct", "LinearAct", "make_act", "torch_act"]
 
 def _alpha_of(act: str, alpha: float | None) -> float:
     return get_act(act).default_alpha if alpha is None else float(alpha)
+
+
+def no_columns(rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """An empty (rows, 0) tensor: the z range of a joint_linear that has none, made in the dtype the op computes in
+    (the autocast dtype under autocast), so its Autocast kernel has nothing to cast. It has no elements to write, so
+    one is shared per (rows, device, dtype); while torch.compile traces, a fresh one (no global tensor in a graph).
+    Two allocations and two casts per call were a tenth of a small layer's time (issue 29)."""
+    if torch.compiler.is_compiling():
+        return torch.empty((rows, 0), device=device, dtype=dtype)
+    return _no_columns(rows, device, dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _no_columns(rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.empty((rows, 0), device=device, dtype=dtype)
 
 
 def torch_act(x: torch.Tensor, act: str, alpha: float | None = None, gain: float = 1.0) -> torch.Tensor:
@@ -95,14 +111,16 @@ class LinearAct(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.eager or linear_act_native(self.impl, x, self.act, self.gain, None):
+        route = "torch" if self.eager else linear_route(self.impl, x, self.act, self.gain, None)
+        if route == "torch":
             return torch_act(F.linear(x, self.weight, self.bias), self.act, self.alpha, self.gain)
         if self.act == "linear" and self.gain == 1.0:
             return F.linear(x, self.weight, self.bias)
         alpha = _alpha_of(self.act, self.alpha) if self.act == "lrelu" else 0.0
-        if alpha >= 0 and linear_act_joint(self.impl, x, self.act, self.gain, None):
-            return joint_linear(x, x.new_empty((x.shape[0], 0)), self.weight,
-                                self.weight.new_empty((self.weight.shape[0], 0)), self.bias, self.act, alpha, self.gain)
+        if route == "joint" and alpha >= 0:
+            dt = autocast_target(x, torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return joint_linear(x, no_columns(x.shape[0], x.device, dt), self.weight,
+                                no_columns(self.out_features, x.device, dt), self.bias, self.act, alpha, self.gain)
         return bias_act(F.linear(x, self.weight), self.bias, 1, self.act, self.alpha, self.gain, impl=self.impl)
 
     def extra_repr(self) -> str:

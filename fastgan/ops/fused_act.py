@@ -12,6 +12,8 @@ autograd structure: `_autograd` registers it for the Triton ops, csrc/autograd.c
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .. import _checks
@@ -25,8 +27,19 @@ __all__ = ["bias_act", "output_slope_ops", "OP"]
 _EXACT_Y = (torch.float32, torch.float64)
 
 
-def _resolve_args(x, b, dim, act, alpha, gain, clamp):
+def _act_scalars(act, alpha, gain, clamp) -> tuple[str, float, float, float]:
+    """(act, alpha, gain, clamp) as the op takes them: the activation's defaults filled in, checked."""
     spec = get_act(act)
+    alpha = spec.default_alpha if alpha is None else _checks.finite(alpha, "alpha")
+    gain = spec.default_gain if gain is None else _checks.finite(gain, "gain")
+    return spec.name, alpha, gain, _checks.clamp(clamp)
+
+
+_act_scalars_memo = functools.lru_cache(maxsize=64)(_act_scalars)
+
+
+def _resolve_args(x, b, dim, act, alpha, gain, clamp):
+    get_act(act)
     _checks.tensor(x, "x")
     if b is not None:
         _checks.like(b, "b", x, "x")
@@ -36,9 +49,7 @@ def _resolve_args(x, b, dim, act, alpha, gain, clamp):
                              f"got shape {tuple(b.shape)}")
     elif isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"dim: expected an int, got {type(dim).__name__}")
-    alpha = spec.default_alpha if alpha is None else _checks.finite(alpha, "alpha")
-    gain = spec.default_gain if gain is None else _checks.finite(gain, "gain")
-    return spec, dim, alpha, gain, _checks.clamp(clamp)
+    return (dim, *_act_scalars(act, alpha, gain, clamp))
 
 
 def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: str = "linear",
@@ -51,11 +62,16 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
     clamp was active). Differentiable twice on every backend; fp64, fp32, fp16 and bf16 (fp32 math inside).
     impl: 'auto' | 'reference' | 'cpp' | 'triton' | 'cuda' (default: fastgan.current_backend()).
     """
-    if _checks.autocast_dtype(x) is not None and isinstance(b, torch.Tensor) and isinstance(x, torch.Tensor) \
-            and b.is_floating_point() and x.is_floating_point():
+    _checks.tensor(x, "x")
+    if _checks.autocast_dtype(x) is not None and isinstance(b, torch.Tensor) and b.is_floating_point():
         b = b.to(x.dtype)  # autocast: a pointwise op follows its input (fp32 math inside); the fp32 bias is cast
-    spec, dim, alpha, gain, clamp = _resolve_args(x, b, dim, act, alpha, gain, clamp)
-    return OP.run(impl, x.device, x, b, dim, spec.name, alpha, gain, clamp)
+    backend = OP.resolve(impl, x.device)
+    if backend in ("cpp", "cuda") and type(dim) is int and _checks.on_device(x.device, b) \
+            and _checks.plain_scalars(act, alpha, gain, clamp):
+        # The C++ op checks the tensors, dim and the numbers itself, with these messages (csrc/include/fastgan/
+        # checks.h); the activation's defaults are resolved once per argument tuple (issue 29: per-call overhead).
+        return OP.call(backend, x, b, dim, *_act_scalars_memo(act, alpha, gain, clamp))
+    return OP.call(backend, x, b, *_resolve_args(x, b, dim, act, alpha, gain, clamp))
 
 
 def _bias_shape(ndim: int, dim: int) -> list[int]:

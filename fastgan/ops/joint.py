@@ -13,6 +13,8 @@ is a masked product computed from the saved output's sign: no pre-activation is 
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .. import _checks
@@ -40,6 +42,21 @@ def check_act(act, alpha, gain) -> tuple[float, float]:
     if gain == 0:
         raise ValueError("gain: expected a finite non-zero number, got 0.0")
     return alpha, gain
+
+
+_CPP_BACKENDS = ("cpp", "cuda")
+
+
+@functools.lru_cache(maxsize=64)
+def _check_act_memo(act: str, alpha, gain) -> tuple[float, float]:
+    return check_act(act, alpha, gain)
+
+
+def _checked_act(act, alpha, gain) -> tuple[float, float]:
+    """check_act, memoised for the plain str / float / int arguments a layer passes on every call."""
+    if _checks.plain_scalars(act, alpha, gain):
+        return _check_act_memo(act, alpha, gain)
+    return check_act(act, alpha, gain)
 
 
 def _check_args(x, z, weight, z_weight, bias, act, alpha, gain, cast=None):
@@ -76,6 +93,12 @@ def joint_linear(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, z_weigh
     """
     _checks.tensor(x, "x")
     backend = OP.resolve(impl, x.device)
+    if backend in _CPP_BACKENDS and _checks.on_device(x.device, z, weight, z_weight, bias):
+        # The C++ op checks every tensor itself, with these messages, after its Autocast kernel's casts
+        # (csrc/include/fastgan/joint_linear.h): checking them here too cost more than a small layer's GEMM (issue 29).
+        # Tensors on another device are refused here (the dispatcher would take a meta tensor's kernel).
+        alpha, gain = _checked_act(act, alpha, gain)
+        return OP.call(backend, x, z, weight, z_weight, bias, act, alpha, gain)
     # autocast: a matrix product, run in the autocast dtype like torch.mm (fp32 math inside). The C++ ops cast in
     # their Autocast kernels (csrc/autocast.cpp) through autocast's cache, so a weight is cast once per autocast
     # region however often D runs in it; the Triton ops and the reference are cast here.

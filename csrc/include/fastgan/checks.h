@@ -24,19 +24,38 @@ inline int parse_act(const std::string& name) {
   return 0;
 }
 
+// A dtype as Python spells it (torch.float32, not c10's Float): the messages read like the Python-side checks'.
+inline std::string dtype_name(at::ScalarType st) {
+  switch (st) {
+    case at::kDouble: return "torch.float64";
+    case at::kFloat: return "torch.float32";
+    case at::kHalf: return "torch.float16";
+    case at::kBFloat16: return "torch.bfloat16";
+    case at::kLong: return "torch.int64";
+    case at::kInt: return "torch.int32";
+    case at::kShort: return "torch.int16";
+    case at::kChar: return "torch.int8";
+    case at::kByte: return "torch.uint8";
+    case at::kBool: return "torch.bool";
+    case at::kComplexFloat: return "torch.complex64";
+    case at::kComplexDouble: return "torch.complex128";
+    default: return std::string("torch.") + c10::toString(st);
+  }
+}
+
 inline void check_float_tensor(const at::Tensor& t, const char* arg) {
   TORCH_CHECK_TYPE(t.defined(), arg, ": expected a tensor, got None");
   const auto st = t.scalar_type();
   TORCH_CHECK_TYPE(st == at::kDouble || st == at::kFloat || st == at::kHalf || st == at::kBFloat16, arg,
-                   ": expected a floating tensor of dtype float64, float32, float16 or bfloat16, got ", st);
+                   ": expected a floating tensor of dtype float64, float32, float16 or bfloat16, got ", dtype_name(st));
 }
 
 inline void check_like(const at::Tensor& t, const char* arg, const at::Tensor& ref, const char* ref_arg) {
   check_float_tensor(t, arg);
   TORCH_CHECK_VALUE(t.device() == ref.device(), arg, ": expected a tensor on ", ref.device(), " like ", ref_arg,
                     ", got one on ", t.device());
-  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), arg, ": expected dtype ", ref.scalar_type(), " like ",
-                   ref_arg, ", got ", t.scalar_type());
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), arg, ": expected dtype ", dtype_name(ref.scalar_type()),
+                   " like ", ref_arg, ", got ", dtype_name(t.scalar_type()));
 }
 
 inline void check_same_shape(const at::Tensor& t, const char* arg, const at::Tensor& ref, const char* ref_arg) {
