@@ -227,7 +227,7 @@ FG_HD T bias_act_fwd_elem(T x, T bv, T alpha, T gain, T clamp) {
 template <int A, bool YREF, typename T>
 FG_HD T bias_act_bwd_elem(T g, T ref, T bv, T alpha, T gain, T clamp) {
   if constexpr (YREF) {
-    const T a = ref / gain;
+    const T a = gain == T(1) ? ref : ref / gain;  // the same value; a loop-invariant test the compiler unswitches
     return clamp_pass(ref, clamp) ? g * gain * act_d1_y<A>(a, alpha) : T(0);
   } else {
     const T s = ref + bv;
