@@ -1,4 +1,4 @@
-"""fastgan.bias_act against the eager F.* composition and torch.compile of it (DESIGN.md §6).
+"""fastgan.bias_act against the eager F.* composition and torch.compile of it (docs/design.md, "Benchmarks").
 
     pytest bench/bench_bias_act.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
 

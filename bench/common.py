@@ -1,5 +1,5 @@
-"""The bench suite's own harness (DESIGN.md §6): which implementations a case compares, the one `measure` every
-case ends with, and the description of the machine the numbers were measured on.
+"""The bench suite's own harness (docs/design.md, "Benchmarks"): which implementations a case compares, the one
+`measure` every case ends with, and the description of the machine the numbers were measured on.
 
 The timing basics (timeit, make_step, the floors, peak memory, the other processes' load) are the package's:
 fastgan.benchmarking, shared with `fastgan demo`. bench/conftest.py turns these into pytest fixtures and hooks.

@@ -1,4 +1,4 @@
-"""The one benchmark harness of every bench/bench_*.py (DESIGN.md §6), on pytest-benchmark.
+"""The one benchmark harness of every bench/bench_*.py (docs/design.md, "Benchmarks"), on pytest-benchmark.
 
     pytest bench/bench_bias_act.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
 

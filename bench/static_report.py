@@ -1,4 +1,4 @@
-"""Static sm_90 report of fastgan's GPU kernels, without a GPU (DESIGN.md, "GPU shape").
+"""Static sm_90 report of fastgan's GPU kernels, without a GPU (docs/design.md, "GPU shape").
 
     python bench/static_report.py [--out bench/results/static-sm90.md] [--no-cuda] [--fail | --no-fail]
 

@@ -1,4 +1,4 @@
-"""The activation table (DESIGN.md §4), Python side.
+"""The activation table (docs/design.md, "The activation table"), Python side.
 
 The C++/CUDA side is csrc/include/fastgan/activations.h; Triton's is kernels/bias_act.py. Names, ids and defaults
 here must equal the C++ table: tests/test_bias_act.py compares them through fastgan._C.activation_table().

@@ -1,4 +1,4 @@
-"""Which implementation of an op runs (DESIGN.md §3).
+"""Which implementation of an op runs (docs/design.md, "Backends").
 
 `impl` is one of "auto" | "reference" | "cpp" | "triton" | "cuda", chosen per call (`impl=`), per scope
 (`with fastgan.use_backend("triton"):`) or per process (environment variable FASTGAN_BACKEND); the default is auto.
@@ -58,9 +58,10 @@ _AUTO_CPU = ("cpp", "reference")
 # leaky_relu kernels are as fast as fastgan's pass, so the fused form (the GEMM without bias, then bias_act) cost
 # 3-6 % of an MLP training step (lsgan, the f-GANs, gan; interleaved A/B, python -m bench.ab_steps); tanh (G's output
 # layer) joined on 2026-12-07: 128 x 1024 -> 784 forward + backward, interleaved, fused form 0.95x the torch form.
-# Under bf16 / fp16 autocast the fused form stays although it is as slow there: it adds the bias in fp32 and rounds
-# once, where addmm rounds the half-precision GEMM output with the bias in it (the aae's bf16 gradient fell from cosine
-# >= 0.99 to 0.988 against fp32's, tests/test_train_amp.py). Other activations, a gain or a clamp keep the fused pass.
+# Under bf16 / fp16 autocast torch's form is not used: fastgan adds the bias in fp32 and rounds once, where addmm
+# rounds the half-precision GEMM output with the bias in it (the aae's bf16 gradient fell from cosine >= 0.99 to 0.988
+# against fp32's, tests/test_train_amp.py); linear / relu / lrelu run as joint_linear there (linear_route's 'joint').
+# Other activations, a gain or a clamp keep the fused pass.
 NATIVE_LINEAR_CPU = ("linear", "relu", "lrelu", "tanh")
 NATIVE_LINEAR_WHY = ("on fp32 CPU tensors with the auto backend, outside autocast, this pair runs as torch's linear "
                      "(the bias inside the GEMM) and activation: measured faster there (issue 29)")

@@ -13,7 +13,7 @@ from triton.runtime.jit import JITFunction
 __all__ = ["MAX_THREADS_PER_SM", "SM_COUNT", "device_guard", "kernel_params", "launch_spec", "wave_programs",
            "wrap_triton", "concrete"]
 
-SM_COUNT = 132  # the H100 SXM the grids are shaped for (DESIGN.md, "GPU shape")
+SM_COUNT = 132  # the H100 SXM the grids are shaped for (docs/design.md, "GPU shape")
 MAX_THREADS_PER_SM = 2048
 
 

@@ -12,8 +12,9 @@ tensors); alpha, gain and clamp travel as fp64 and are rounded to the compute ty
 launches through wrap_triton, so they also trace with FakeTensors (torch.compile); no autograd here. Every launch runs
 under the device guard of its tensors (`device_guard`: a no-op for CPU tensors).
 
-GPU shape (DESIGN.md, "GPU shape"): one function, `config`, decides the tiles and the grid for the launch helpers and
-for `static_variants` (the static sm_90 report, bench/static_report.py), so the report cannot drift from the launches.
+GPU shape (docs/design.md, "GPU shape"): one function, `config`, decides the tiles and the grid for the launch helpers
+and for `static_variants` (the static sm_90 report, bench/static_report.py), so the report cannot drift from the
+launches.
 A program handles BLOCK elements (fewer for small tensors, so that at least 2 x 132 programs exist when the tensor
 allows it). With BIAS_SUM the grid is capped at one wave of the 132-SM H100 (132 x 16 resident programs of 4 warps):
 each program then walks its o-tiles po = p, p + PO, p + 2 PO, ... in that fixed order, summing into registers, and

@@ -15,7 +15,7 @@ activation table of kernels/_math.py (one source of truth with the C++ kernels).
 interpreter (TRITON_INTERPRET=1) half tiles are widened to fp32 before the dot (exact products, like the tensor
 cores) and bf16 stores are rounded to nearest even by the shared _to_out.
 
-GPU shape (DESIGN.md, "GPU shape"): `config(M, N, K, ...)` is the one configuration function of matmul_act and of
+GPU shape (docs/design.md, "GPU shape"): `config(M, N, K, ...)` is the one configuration function of matmul_act and of
 static_variants (bench/static_report.py compiles those for sm_90 and reports registers, spills and waves). It takes
 the largest spill-free tile whose grid has >= 132 programs (an H100's SMs); when even the smallest tile gives fewer
 (e.g. B = 128 rows x 1024 columns: 32 tiles of 64 x 64), it splits the joint K axis into up to 16 chunks of >= 3 BK

@@ -1,4 +1,4 @@
-"""The implementation matrix of the test suite (DESIGN.md §5).
+"""The implementation matrix of the test suite (docs/design.md, "The test matrix").
 
 - cpp: always (CI builds the extension);
 - triton: on CUDA tensors where a GPU exists, else on CPU tensors under the Triton interpreter. TRITON_INTERPRET=1

@@ -1,4 +1,5 @@
-"""Backend selection (DESIGN.md §3): explicit requests raise with the reason, auto falls back once with one warning."""
+"""Backend selection (docs/design.md, "Backends"): explicit requests raise with the reason, auto falls back once
+with one warning."""
 import os
 import subprocess
 import sys

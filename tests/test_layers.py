@@ -1,7 +1,7 @@
-"""The package's layers only look down (DESIGN.md; issue 17): every import inside fastgan/ — at module level or in a
-function — goes to the same layer or one below, the import graph has no cycle, and a function-level import of a
-fastgan module exists only where laziness is the point (the optional Triton kernels; the command line's start-up),
-never to dodge a cycle."""
+"""The package's layers only look down (docs/design.md, "Layers"; issue 17): every import inside fastgan/ — at module
+level or in a function — goes to the same layer or one below, the import graph has no cycle, and a function-level
+import of a fastgan module exists only where laziness is the point (the optional Triton kernels; the command line's
+start-up), never to dodge a cycle."""
 import ast
 import fnmatch
 from pathlib import Path
