@@ -19,10 +19,19 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FORMAT", "load", "save", "check_compatible"]
+__all__ = ["FORMAT", "load", "save", "check_compatible", "write_error"]
 
 FORMAT = "fastgan-checkpoint/1"
 _KEYS = ("format", "config", "step", "nets", "opts", "sampler", "latent_rng", "torch_rng", "metrics_pos")
+
+
+def write_error(what: str, cause: BaseException, intact: str) -> OSError:
+    """The OSError of a failed write of a run's files: what failed, why (the OS's reason where there is one), what is
+    left intact; its errno is the cause's (ENOSPC, EROFS, ...)."""
+    why = cause.strerror if isinstance(cause, OSError) and cause.strerror else f"{type(cause).__name__}: {cause}"
+    err = OSError(f"{what} ({why}); {intact}")
+    err.errno = getattr(cause, "errno", None)
+    return err
 
 
 def save(path, state: dict) -> None:
@@ -35,10 +44,8 @@ def save(path, state: dict) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # a full disk, a read-only directory (torch.save may wrap the OSError)
-        cause = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
-        err = OSError(f"checkpoint {path}: cannot write it ({cause}); the previous checkpoint, if any, is untouched")
-        err.errno = getattr(e, "errno", None)
-        raise err from e
+        raise write_error(f"checkpoint {path}: cannot write it", e,
+                          "the previous checkpoint, if any, is untouched") from e
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -292,10 +292,8 @@ class Trainer:
                 log.write((json.dumps(_json_safe(line), allow_nan=False) + "\n").encode())
                 log.flush()
             except OSError as e:
-                err = OSError(f"{self.out / METRICS}: cannot write the metrics line of step {self.step} "
-                              f"({e.strerror or e}); {CHECKPOINT} keeps step {self._saved_step}")
-                err.errno = e.errno
-                raise err from e
+                raise ckpt.write_error(f"{self.out / METRICS}: cannot write the metrics line of step {self.step}", e,
+                                       f"{CHECKPOINT} keeps step {self._saved_step}") from e
             self.metrics_pos = log.tell()
 
     def next_batch(self) -> torch.Tensor:
