@@ -7,6 +7,26 @@ from torch import nn
 from ..activations import get_act
 from ..backend import act_native
 from ..ops.fused_act import bias_act
+from ..ops.reference import activation
+
+
+def _alpha_of(act: str, alpha: float | None) -> float:
+    return get_act(act).default_alpha if alpha is None else float(alpha)
+
+
+def torch_act(x: torch.Tensor, act: str, alpha: float | None = None, gain: float = 1.0) -> torch.Tensor:
+    """The activation as eager torch ops (what a user writes by hand): the eager twins' non-linearity."""
+    if act == "lrelu":
+        x = F.leaky_relu(x, _alpha_of(act, alpha))
+    elif act == "relu":
+        x = F.relu(x)
+    elif act == "tanh":
+        x = torch.tanh(x)
+    elif act == "sigmoid":
+        x = torch.sigmoid(x)
+    elif act != "linear":
+        x = activation(x, act, _alpha_of(act, alpha))
+    return x if gain == 1.0 else x * gain
 
 
 class BiasAct(nn.Module):
@@ -31,9 +51,7 @@ class BiasAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if act_native(self.impl, x, self.bias, self.act, self.alpha, self.gain, self.clamp):
-            # nothing to fuse: torch's kernel (fastgan.backend.act_native)
-            return F.relu(x) if self.act == "relu" else F.leaky_relu(x, get_act(self.act).default_alpha
-                                                                      if self.alpha is None else self.alpha)
+            return torch_act(x, self.act, self.alpha)  # nothing to fuse: torch's kernel (fastgan.backend.act_native)
         return bias_act(x, self.bias, self.dim, self.act, self.alpha, self.gain, self.clamp, impl=self.impl)
 
     def extra_repr(self) -> str:

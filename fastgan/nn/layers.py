@@ -4,7 +4,8 @@ same parameters and state-dict keys:
     LinearAct   act(x W^T + b) * gain          (nn.Linear's parameters; fused: F.linear + fastgan.bias_act)
     ConvAct     5x5 stride-2 (transposed) conv -> [BatchNorm2d] -> bias + activation   (DCGAN)
     make_act    a parameter-free activation module: fastgan BiasAct(None, ...) or EagerAct
-    torch_act   the activation as the eager torch ops a user writes by hand (the one eager definition)
+    torch_act   the activation as the eager torch ops a user writes by hand (the one eager definition; in
+                nn/bias_act.py, which BiasAct uses too)
 """
 from __future__ import annotations
 
@@ -20,14 +21,9 @@ from ..activations import get_act
 from ..backend import linear_route
 from ..ops.fused_act import bias_act
 from ..ops.joint import joint_linear
-from ..ops.reference import activation
-from .bias_act import BiasAct
+from .bias_act import BiasAct, _alpha_of, torch_act
 
 __all__ = ["ConvAct", "EagerAct", "LinearAct", "make_act", "torch_act"]
-
-
-def _alpha_of(act: str, alpha: float | None) -> float:
-    return get_act(act).default_alpha if alpha is None else float(alpha)
 
 
 def no_columns(rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -43,21 +39,6 @@ def no_columns(rows: int, device: torch.device, dtype: torch.dtype) -> torch.Ten
 @functools.lru_cache(maxsize=64)
 def _no_columns(rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty((rows, 0), device=device, dtype=dtype)
-
-
-def torch_act(x: torch.Tensor, act: str, alpha: float | None = None, gain: float = 1.0) -> torch.Tensor:
-    """The activation as eager torch ops (what a user writes by hand): the eager twins' non-linearity."""
-    if act == "lrelu":
-        x = F.leaky_relu(x, _alpha_of(act, alpha))
-    elif act == "relu":
-        x = F.relu(x)
-    elif act == "tanh":
-        x = torch.tanh(x)
-    elif act == "sigmoid":
-        x = torch.sigmoid(x)
-    elif act != "linear":
-        x = activation(x, act, _alpha_of(act, alpha))
-    return x if gain == 1.0 else x * gain
 
 
 class EagerAct(nn.Module):
