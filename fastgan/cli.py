@@ -319,17 +319,18 @@ def _train_args(p, steps_default_note: str) -> None:
 
 
 def _bench(argv) -> int:
-    """`fastgan bench ...` = `python -m bench ...`: the suite lives in the source checkout's bench/ (next to the
-    fastgan package in an editable install), not in the installed package."""
+    """`fastgan bench ...` runs `python -m bench ...` in the source checkout the package was installed from (editable
+    install): the suite lives in the checkout's bench/, not in the package, and the package never edits sys.path to
+    reach it. From an installed wheel (no bench/ next to the package) it says so and returns 2."""
+    import subprocess
+
     root = Path(__file__).resolve().parent.parent
     if not (root / "bench" / "__main__.py").exists():
-        print(f"fastgan bench: needs the source checkout's bench/ next to the fastgan package (not found under "
-              f"{root}); install with `pip install -e .` from a clone", file=sys.stderr)
+        print(f"fastgan bench: the benchmark suite is `python -m bench` in a source checkout (no bench/ next to the "
+              f"fastgan package under {root}); clone the repository and `pip install -e .` there", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(root))
-    from bench.__main__ import main as bench_main
-
-    return bench_main(list(argv) if isinstance(argv, (list, tuple)) else [])
+    args = list(argv) if isinstance(argv, (list, tuple)) else []  # the subparser hands its namespace
+    return subprocess.call([sys.executable, "-m", "bench", *args], cwd=root)
 
 
 def main(argv=None) -> int:

@@ -6,11 +6,15 @@ import ast
 import fnmatch
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parent.parent / "fastgan"
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "fastgan"
+# the trees the walker reads, as the modules they are imported as: kernels/ is installed as fastgan._triton
+TREES = {"fastgan": PKG, "fastgan._triton": ROOT / "kernels", "bench": ROOT / "bench"}
 
 # lowest first; a module may import its own layer and the layers below
 LAYERS = [
     ("base", ["fastgan._checks", "fastgan.activations", "fastgan._ext", "fastgan.allocator"]),
+    ("kernels (fastgan._triton)", ["fastgan._triton", "fastgan._triton.*"]),
     ("backend", ["fastgan.backend"]),
     ("ops", ["fastgan.ops", "fastgan.ops.*"]),
     ("nn, data, metrics", ["fastgan.nn", "fastgan.nn.*", "fastgan.data", "fastgan.data.*", "fastgan.metrics",
@@ -18,9 +22,11 @@ LAYERS = [
     ("losses, penalties", ["fastgan.losses", "fastgan.penalties", "fastgan.penalties.*"]),
     ("train", ["fastgan.train", "fastgan.train.*"]),
     ("cli", ["fastgan.cli", "fastgan.__main__", "fastgan"]),
+    ("bench (the benchmark scripts, outside the package)", ["bench", "bench.*"]),
 ]
 LAZY_TARGETS = ["fastgan._triton", "fastgan._triton.*"]  # kernels/: imports triton, which is optional
-LAZY_SOURCES = ["fastgan.cli", "fastgan.__main__"]  # the command line imports what a subcommand needs
+# the command line and the benchmark scripts import what a subcommand needs
+LAZY_SOURCES = ["fastgan.cli", "fastgan.__main__", "bench", "bench.*"]
 
 
 def _match(name: str, patterns) -> bool:
@@ -36,9 +42,12 @@ def layer_of(module: str) -> int:
 
 def modules() -> dict[str, Path]:
     out = {}
-    for p in PKG.rglob("*.py"):
-        parts = p.relative_to(PKG.parent).with_suffix("").parts
-        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    for name, tree in TREES.items():
+        for p in tree.rglob("*.py"):
+            if name == "fastgan" and p.is_relative_to(ROOT / "kernels"):
+                continue
+            parts = (*name.split("."), *p.relative_to(tree).with_suffix("").parts)
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
     return out
 
 
@@ -59,7 +68,7 @@ def imports(mods: dict[str, Path]):
             else:
                 continue
             for t in targets:
-                if t.startswith("fastgan"):
+                if t.split(".")[0] in ("fastgan", "bench"):
                     yield mod, t, id(node) in top
 
 
@@ -67,6 +76,8 @@ def test_imports_only_look_down_and_are_not_cyclic():
     mods = modules()
     edges = [e for e in imports(mods) if not _match(e[1], LAZY_TARGETS)]
     assert len(edges) > 50, "the walker found too few imports to be right"
+    reach = {s.split(".")[0] + (".kernels" if s.startswith("fastgan._triton") else "") for s, _, _ in edges}
+    assert {"fastgan", "fastgan.kernels", "bench"} <= reach, f"the walker reads only {sorted(reach)}"
     upward = [f"{s} ({LAYERS[layer_of(s)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
               for s, t, _ in edges if layer_of(t) > layer_of(s)]
     assert not upward, "upward imports:\n" + "\n".join(upward)
@@ -103,3 +114,17 @@ def test_the_walker_sees_an_upward_and_a_cyclic_import(tmp_path, monkeypatch):
     assert found == [("fastgan.ops.bad", "fastgan.train.Trainer", False)] or \
         found == [("fastgan.ops.bad", "fastgan.train", False)]
     assert layer_of(found[0][1]) > layer_of("fastgan.ops.bad")
+
+
+def test_the_package_cannot_reach_up_into_kernels_internals_or_bench(tmp_path):
+    """A kernel file importing the ops layer, and a package module importing the benchmark scripts, are upward."""
+    fake = dict(modules())
+    k = tmp_path / "k.py"
+    k.write_text("from ..ops import registry\n")
+    fake["fastgan._triton.k"] = k
+    b = tmp_path / "b.py"
+    b.write_text("from bench.ab_steps import main\n")
+    fake["fastgan.train.b"] = b
+    found = {s: t for s, t, _ in imports(fake) if s in ("fastgan._triton.k", "fastgan.train.b")}
+    assert layer_of(found["fastgan._triton.k"]) > layer_of("fastgan._triton.k")
+    assert layer_of(found["fastgan.train.b"]) > layer_of("fastgan.train.b")
