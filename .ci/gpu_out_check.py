@@ -1,7 +1,7 @@
 """The GPU check's return contract (issue 28), checked on the folder `bash bench/gpu.sh [--dry-run]` filled as $OUT:
 the device tool returns at most 8 files from $OUT, none more than 2 folders down, so the check must leave no more; the
-ones the README promises are there (summary.txt, gpu.tgz, smoke.json, info.json; bench.json and bench.md when the
-benchmark ran); the archive opens and holds every step's log the summary names; the smoke stage answered yes.
+ones docs/benchmarks.md promises are there (summary.txt, gpu.tgz, smoke.json, info.json; bench.json and bench.md when
+the benchmark ran); the archive opens and holds every step's log the summary names; the smoke stage answered yes.
 
     python .ci/gpu_out_check.py OUT_DIR        (exit 1 with the reasons when the contract is broken)
 """

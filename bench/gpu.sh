@@ -7,7 +7,7 @@
 #   bench.json    the quick benchmark's results file;  bench.md  its report
 #   gpu-auto.md   the measured `auto` table;  info.json  `fastgan info` (what was built, what auto picks)
 #   gpu.tgz       everything else: every step's log, JUnit XML, the nvcc times, the plots
-# Commit them under bench/results/gpu-<date>/ (README "On a GPU").
+# Commit them under bench/results/gpu-<date>/ (docs/benchmarks.md "On a GPU").
 #
 #   bash bench/gpu.sh            # on the GPU machine (python3 holds torch 2.11.0+cu130, Triton 3.6.0, nvcc 13.0)
 #   bash bench/gpu.sh --dry-run  # the same plumbing on a CPU machine (CI): no build; the smoke stage on cpp and
@@ -117,7 +117,7 @@ else
   step smoke 150 "$PY" -m bench.gpu_smoke --device cuda --out "$WORK/smoke.json"
   XDIST=()
   if "$PY" -c "import xdist" 2>/dev/null; then XDIST=(-n 8); fi
-  NOT="not compile"  # no torch.compile cases on a first run; opcheck needs expecttest (README: carry its wheel)
+  NOT="not compile"  # no torch.compile cases on a first run; opcheck needs expecttest (docs/benchmarks.md: carry its wheel)
   if ! "$PY" -c "import expecttest" 2>/dev/null; then NOT="$NOT and not opcheck"; status+=("(expecttest missing: opcheck tests left out)"); fi
   if ((cuda_ok)); then
     step tests-cuda 60 "${PYTEST[@]}" "${XDIST[@]}" "${TESTS_OPS[@]}" -k "cuda and $NOT" \

@@ -232,7 +232,7 @@ def write_report(results_path, out=None) -> Path:
     if slower:
         lines += ["(pytest-benchmark times a group's rows one after the other; on a small VM that drifts by 5-10 % "
                   "between minutes, read a line within the rows' IQR as noise and confirm any line with an "
-                  "interleaved A/B: `python -m bench.ab_steps`, as the README's figures are.)", ""]
+                  "interleaved A/B: `python -m bench.ab_steps`, as the figures in docs/ are.)", ""]
     failed = [f for f in results.get("failures", [])]
     if failed:
         lines += ["## Cases an implementation could not run", ""]

@@ -94,7 +94,7 @@ def _demo(args) -> int:
         vc = f"{rows[mode, 'compile'].median / t.median:10.2f}x" if (mode, "compile") in rows else f"{'-':>11s}"
         print(f"{mode:8s} {name:14s} {t.median * 1e3:10.2f} {t.iqr * 1e3:8.2f} {ve:8.2f}x {vc} "
               f"{floors[mode] / t.median * 100:7.0f}%")
-    print("\n(full benchmark suite: python -m bench [--quick] [--device cpu|cuda] [--out DIR]; see README)")
+    print("\n(full benchmark suite: python -m bench [--quick] [--device cpu|cuda] [--out DIR]; see docs/benchmarks.md)")
     return 0
 
 
