@@ -197,6 +197,34 @@ def test_r1_from_outputs_equals_the_penalty_and_checks_its_arguments():
         r1_from_outputs(critic(*pts).sum(), pts, 0.3)
 
 
+def test_penalty_from_outputs_takes_per_sample_outputs_or_their_sum():
+    """penalty_from_outputs on a critic's outputs (B,) and on their sum (0-d: each sample's term depends on its own
+    input) = weight * mean (|grad|_i - center)^2 by torch's double backward, value and parameter gradients (fp64); a
+    wrong batch size is refused."""
+    from fastgan.penalties import penalty_from_outputs
+
+    torch.manual_seed(0)
+    critic = MLPCritic(6, hidden=(8, 8)).double()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    p0 = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(critic(p0).sum(), p0, create_graph=True)
+    exp = 0.7 * (g.norm(dim=1) - 0.5).square().mean()
+    params = list(critic.parameters())
+    kw = dict(allow_unused=True, materialize_grads=True)
+    exp_grads = torch.autograd.grad(exp, params, **kw)
+    for out_of in (lambda v: v, lambda v: v.sum()):
+        pts = x.clone().requires_grad_(True)
+        got = penalty_from_outputs(out_of(critic(pts)), pts, "wgan-gp", 0.5, 0.7)
+        close(got, exp, torch.float64, "wgan-gp from outputs")
+        for a, b in zip(torch.autograd.grad(got, params, **kw), exp_grads):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    pts = x.clone().requires_grad_(True)
+    with pytest.raises(ValueError, match="out: expected the outputs with the inputs' batch size 5"):
+        penalty_from_outputs(critic(pts)[:4], pts)
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        penalty_from_outputs(critic(pts), pts, kind="r3")
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=lambda d: str(d).split(".")[-1])
 @pytest.mark.parametrize("act", ["lrelu", "relu"])
 @pytest.mark.parametrize("kind", ["wgan-gp", "r1", "r2"])

@@ -32,7 +32,7 @@ from .._checks import autocast_dtype
 from ..ops.weight_grads import input_grads
 from .fused import _MLPCriticLoss, _MLPPenalty, fused_args, fused_reason
 
-__all__ = ["gradient_penalty", "r1_from_outputs", "wgan_critic_loss", "CriticLoss", "KINDS"]
+__all__ = ["gradient_penalty", "penalty_from_outputs", "r1_from_outputs", "wgan_critic_loss", "CriticLoss", "KINDS"]
 
 KINDS = ("wgan-gp", "r1", "r2")
 
@@ -159,22 +159,36 @@ def _penalty_of(out, points, kind, center, weight, scaler, skip_weights) -> torc
     return (weight / 2) * flat.square().sum(1).mean()
 
 
-def r1_from_outputs(out: torch.Tensor, inputs, weight: float, scaler=None, skip_weights: bool = True) -> torch.Tensor:
-    """The R1 penalty weight / 2 * mean_i |grad D(real_i)|^2 from the critic's outputs `out` (B,) or (B, ...) on
-    `inputs` (a tensor or tuple of tensors that require grad, and from which `out` was computed in this forward):
-    for a loss that already ran the critic on the real batch, so one forward serves both (its outputs can feed the
-    loss too; with batch norm the penalty then sees the loss's batch statistics, as gradient_penalty's second forward
-    over the same batch would). The same value and gradients as gradient_penalty(critic, inputs, kind='r1',
-    fused=False); scaler and skip_weights as there. Inputs that are not leaves count as independent inputs of the
-    critic (the gradient w.r.t. them, not through them)."""
-    _check_center_weight(0.0, weight)
+def penalty_from_outputs(out: torch.Tensor, inputs, kind: str = "wgan-gp", center: float = 1.0,
+                         weight: float = 10.0, scaler=None, skip_weights: bool = True) -> torch.Tensor:
+    """gradient_penalty's penalty (kind, center, weight, scaler, skip_weights as there) from a function's outputs
+    `out` on `inputs` (a tensor or tuple of tensors that require grad, from which `out` was computed in this
+    forward): per-sample outputs (B,) or (B, ...), or a 0-d tensor that is their sum over the batch -- each sample's
+    term depending on its own input alone (e.g. a witness function summed over points: the per-sample gradients are
+    then the gradient of the sum). For a loss that already ran the critic on the batch, so one forward serves both.
+    Inputs that are not leaves count as independent inputs (the gradient w.r.t. them, not through them)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    _check_center_weight(center, weight)
     points = _as_tuple(inputs, "inputs")
     if not all(p.requires_grad for p in points):
         raise ValueError("inputs: every input must require grad (set requires_grad before the critic's forward)")
-    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != points[0].shape[0]:
-        raise ValueError(f"out: expected the critic's outputs with the inputs' batch size {points[0].shape[0]}, got "
-                         f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
-    return _penalty_of(out, points, "r1", 0.0, weight, scaler, skip_weights)
+    if not isinstance(out, torch.Tensor) or (out.dim() > 0 and out.shape[0] != points[0].shape[0]):
+        raise ValueError(f"out: expected the outputs with the inputs' batch size {points[0].shape[0]} (or their sum, "
+                         f"0-d), got {tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    return _penalty_of(out, points, kind, center, weight, scaler, skip_weights)
+
+
+def r1_from_outputs(out: torch.Tensor, inputs, weight: float, scaler=None, skip_weights: bool = True) -> torch.Tensor:
+    """The R1 penalty weight / 2 * mean_i |grad D(real_i)|^2 from the critic's outputs `out` (B,) or (B, ...) on
+    `inputs` (penalty_from_outputs with kind 'r1'): for a loss that already ran the critic on the real batch, so one
+    forward serves both (its outputs can feed the loss too; with batch norm the penalty then sees the loss's batch
+    statistics, as gradient_penalty's second forward over the same batch would). The same value and gradients as
+    gradient_penalty(critic, inputs, kind='r1', fused=False)."""
+    if isinstance(out, torch.Tensor) and out.dim() == 0:
+        rows = _as_tuple(inputs, "inputs")[0].shape[0]
+        raise ValueError(f"out: expected the critic's outputs with the inputs' batch size {rows}, got a 0-d tensor")
+    return penalty_from_outputs(out, inputs, "r1", 0.0, weight, scaler, skip_weights)
 
 
 class CriticLoss(NamedTuple):

@@ -10,7 +10,7 @@ from ...nn import (
     MinibatchDiscrimination,
 )
 from ...ops.mmd import kernel_sum, median_bandwidth, median_distance, mmd2
-from ...ops.weight_grads import input_grads
+from ...penalties import penalty_from_outputs
 from .base import R1_OPTIONS, Recipe
 from .critic import CriticGAN, _Clipped
 
@@ -122,10 +122,9 @@ class MMDGANGP(_MMDCritic):
         t = (eps * x + (1 - eps) * gz.to(x.dtype)).detach().requires_grad_(True)
         ft = self.d(t) / m
         kw = dict(bandwidths=self.bandwidths, impl=self.op_impl)
-        witness = kernel_sum(ft, fx, **kw) / fx.shape[0] - kernel_sum(ft, fg, **kw) / fg.shape[0]
-        (g,) = input_grads(witness, t, create_graph=True)
-        penalty = ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
-        return loss + float(self.cfg.extra.get("gp_weight", 1.0)) * penalty
+        witness = kernel_sum(ft, fx, **kw) / fx.shape[0] - kernel_sum(ft, fg, **kw) / fg.shape[0]  # summed over t
+        return loss + penalty_from_outputs(witness, t, "wgan-gp", 1.0, float(self.cfg.extra.get("gp_weight", 1.0)),
+                                           scaler=ctx.scaler)
 
 
 class ImprovedDiscriminator(torch.nn.Module):
