@@ -94,6 +94,16 @@ def test_mmdgan_gp_penalises_the_witness_gradient():
     before = [p.detach().clone() for p in t.recipe.params("D")]
     t.recipe.after_critic_step()  # no clipping
     assert all(torch.equal(a, b) for a, b in zip(before, t.recipe.params("D")))
+    # bandwidths_follow=False: the kernel on the raw features, the bandwidths absolute (Binkowski et al.'s setting)
+    raw = Trainer(config_for("mmdgan-gp", steps=1, **TINY, extra={"bandwidths_follow": False}))
+    raw.recipe.nets["D"].load_state_dict(f.state_dict())
+    got = raw.recipe.critic_loss(raw.context(), x, gz, torch.Generator().manual_seed(3))
+    fx, fg = f(x), f(gz)
+    pts = (eps * x + (1 - eps) * gz).requires_grad_(True)
+    w = k(f(pts), fx).mean(1) - k(f(pts), fg).mean(1)
+    (g,) = torch.autograd.grad(w.sum(), pts, create_graph=True)
+    mmd = k(fx, fx).mean() + k(fg, fg).mean() - 2 * k(fx, fg).mean()
+    torch.testing.assert_close(got, -mmd + ((g.norm(dim=1) - 1) ** 2).mean(), rtol=1e-5, atol=1e-6)
 
 
 def test_improved_feature_matching_and_minibatch_layer():

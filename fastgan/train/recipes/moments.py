@@ -77,8 +77,11 @@ class _MMDCritic(CriticGAN):
         return BiGANEncoder(x_dim, features, **{**self.kw, "batch_norm": False})
 
     def _scaled(self, x, gz):
-        """f(x) / m, f(G(z)) / m: the features in units of their median distance m."""
+        """f(x) / m, f(G(z)) / m: the features in units of their median distance m; with
+        cfg.extra['bandwidths_follow'] False, the raw features (m = 1: the bandwidths are absolute)."""
         fx, fg = self.d(x), self.d(gz)
+        if not self.cfg.extra.get("bandwidths_follow", True):
+            return fx, fg, 1.0
         m = median_distance(fx, fg).clamp_min(torch.finfo(fx.dtype).tiny)
         return fx / m, fg / m, m
 
@@ -111,7 +114,7 @@ class MMDGANGP(_MMDCritic):
     paper's); on the 2-D mixtures lr 1e-3, batch 512 (wgan-gp's there)."""
 
     name = "mmdgan-gp"
-    options = ("bandwidth_factors", "features", "gp_weight")
+    options = ("bandwidth_factors", "features", "gp_weight", "bandwidths_follow")
     defaults = dict(update="alternating", lr=1e-4, beta1=0.5, beta2=0.9, n_critic=5, batch_size=64)
     data_defaults = {k: dict(lr=1e-3, batch_size=512) for k in ("gmm8", "gmm25")}
 
