@@ -1,7 +1,7 @@
 """The fastgan command line (`fastgan ...` or `python -m fastgan ...`).
 
     fastgan train MODEL [...]    train a model (bigan, gan, the Table-1 baselines lr, jlr, ae-l2, ae-l1, and wgan,
-                                 wgan-gp, lsgan, hinge, fgan-<KL|RKL|Pearson|Hellinger|JS|GAN>, gmmn, mmdgan,
+                                 wgan-gp, lsgan, hinge, fgan-<KL|RKL|Pearson|Hellinger|JS|GAN>, gmmn, mmdgan[-clip],
                                  improved, the encoder family vae, beta-vae, aae, wae-mmd, wae-gan) on
                                  --data digits | mnist5k | mnist:PATH | gmm8 | gmm25; checkpoints, metrics, PNGs and
                                  results.json in --out; --resume continues a run bit-identically (CPU);

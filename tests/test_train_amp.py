@@ -25,7 +25,7 @@ def first_grads(model, precision, device="cpu", init_scale=2.0 ** 16):
     """One iteration's gradients of every optimiser call (unscaled, fp32, flattened per group), from the same
     initialisation and batch. fp16: as the GradScaler would, the largest scale from init_scale down (halving) whose
     gradients are all finite (2^16 overflows some critics' first step on the tiny test nets; 2^8 underflows
-    mmdgan's generator gradient, cosine 0.96)."""
+    mmdgan-clip's generator gradient, cosine 0.96)."""
     if precision == "fp16" and init_scale >= 1:
         got = _first_grads(model, precision, device, init_scale)
         if all(torch.isfinite(g).all() for _, g in got):
@@ -78,7 +78,7 @@ def test_half_precision_gradients_follow_fp32(model, precision, min_cosine, devi
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-@pytest.mark.parametrize("model", ["bigan", "wgan-gp", "gmmn", "improved", "mmdgan"])
+@pytest.mark.parametrize("model", ["bigan", "wgan-gp", "gmmn", "improved", "mmdgan", "mmdgan-clip"])
 def test_training_runs_in_half_precision(model, precision):
     t = Trainer(config_for(model, steps=8, precision=precision, **TINY))
     before = [p.detach().clone() for n in t.recipe.nets.values() for p in n.parameters()]

@@ -65,14 +65,14 @@ from .base import DEFAULT_STEPS, ENCODER_OUT, MNIST_R1, Recipe, StepContext, def
 from .critic import LSGAN, WGAN, WGANGP, HingeGAN, _fgan
 from .energy import BEGAN, EBGAN
 from .info import InfoGAN
-from .moments import GMMN, MMDGAN, MMDGANGP, Improved
+from .moments import GMMN, MMDGAN, Improved, MMDGANClip
 
 __all__ = ["DEFAULT_STEPS", "ENCODER_OUT", "MNIST_R1", "RECIPES", "Recipe", "StepContext", "config_for", "defaults_for",
            "default_hidden", "recipe_class", "validate"]
 
 RECIPES = {r.name: r for r in (GAN, BiGAN, LatentRegressor, JointLatentRegressor, AutoEncoder, AutoEncoderL1,
                                WGAN, WGANGP, LSGAN, HingeGAN, *(_fgan(d) for d in losses.DIVERGENCES), GMMN, MMDGAN,
-                               MMDGANGP, Improved, EBGAN, BEGAN, InfoGAN, VAE, BetaVAE, AAE, WAEMMD, WAEGAN)}
+                               MMDGANClip, Improved, EBGAN, BEGAN, InfoGAN, VAE, BetaVAE, AAE, WAEMMD, WAEGAN)}
 
 
 def recipe_class(model: str) -> type[Recipe]:

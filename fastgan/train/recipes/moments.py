@@ -1,4 +1,4 @@
-"""Moment matching: gmmn, mmdgan and mmdgan-gp (the fused MMD); improved (minibatch discrimination)."""
+"""Moment matching: gmmn, mmdgan and mmdgan-clip (the fused MMD); improved (minibatch discrimination)."""
 from __future__ import annotations
 
 import torch
@@ -66,6 +66,7 @@ class _MMDCritic(CriticGAN):
 
     options = ("bandwidth_factors", "features")
     data_defaults: dict = {}
+    bandwidths_follow = True  # the default of cfg.extra['bandwidths_follow']
 
     def critic(self, x_dim):
         """The feature map: an MLP encoder to cfg.extra['features'] (16) units, batch-norm-free; under --arch dcgan
@@ -80,7 +81,7 @@ class _MMDCritic(CriticGAN):
         """f(x) / m, f(G(z)) / m: the features in units of their median distance m; with
         cfg.extra['bandwidths_follow'] False, the raw features (m = 1: the bandwidths are absolute)."""
         fx, fg = self.d(x), self.d(gz)
-        if not self.cfg.extra.get("bandwidths_follow", True):
+        if not self.cfg.extra.get("bandwidths_follow", self.bandwidths_follow):
             return fx, fg, 1.0
         m = median_distance(fx, fg).clamp_min(torch.finfo(fx.dtype).tiny)
         return fx / m, fg / m, m
@@ -96,27 +97,32 @@ class _MMDCritic(CriticGAN):
         return self._mmd(x, gz)
 
 
-class MMDGAN(_Clipped, _MMDCritic):
-    """MMD GAN (Li et al. 2017) without its autoencoder term: the feature map's weights clipped to [-0.01, 0.01];
-    RMSProp 5e-5, n_critic 5. Not the paper's fixed bandwidths 1 ... 16: ~100x wider than the spread of a feature map
-    clipped to 0.01 (measured: docs/defaults.md)."""
+class MMDGANClip(_Clipped, _MMDCritic):
+    """MMD GAN as Li et al. 2017 train it, without its autoencoder term: the feature map's weights clipped to [-0.01,
+    0.01]; RMSProp 5e-5, n_critic 5; the kernel on the features in units of their median distance (the paper's fixed
+    bandwidths 1 ... 16 are ~100x wider than the spread of a feature map clipped to 0.01: docs/defaults.md). 0 / 8
+    modes on gmm8 at these defaults (docs/results.md): `mmdgan` replaces the clipping by a gradient penalty."""
 
-    name = "mmdgan"
+    name = "mmdgan-clip"
     defaults = dict(update="alternating", optimizer="rmsprop", lr=5e-5, n_critic=5, batch_size=64)
 
 
-class MMDGANGP(_MMDCritic):
+class MMDGAN(_MMDCritic):
     """MMD GAN with the witness-function gradient penalty instead of weight clipping (Binkowski et al. 2018,
     "Demystifying MMD GANs"): the critic maximises MMD^2(f(x), f(G(z))) - gp_weight * E (|grad w(t)| - 1)^2 over
     random interpolates t of real and generated samples, where w(t) = mean_j k(f(t), f(x_j)) - mean_j k(f(t),
     f(G(z_j))) is the witness function of the kernel on the features (its gradient through kernel_sum's exact second
-    derivative and the feature map's double backward). Adam 1e-4, betas (0.5, 0.9), n_critic 5, gp_weight 1 (the
-    paper's); on the 2-D mixtures lr 1e-3, batch 512 (wgan-gp's there)."""
+    derivative and the feature map's double backward). The kernel runs on the raw features with absolute bandwidths
+    cfg.extra['bandwidth_factors'] (0.25 ... 4), as in that paper: the penalty then sets the features' scale
+    (bandwidths_follow=True divides the features by their median distance instead, which leaves the penalty nothing
+    to scale: 3 / 8 modes on gmm8 seed 1, docs/results.md). Adam 1e-4, betas (0.5, 0.9), n_critic 5, gp_weight 1
+    (the paper's); on the 2-D mixtures lr 1e-3, batch 512 (wgan-gp's there)."""
 
-    name = "mmdgan-gp"
+    name = "mmdgan"
     options = ("bandwidth_factors", "features", "gp_weight", "bandwidths_follow")
     defaults = dict(update="alternating", lr=1e-4, beta1=0.5, beta2=0.9, n_critic=5, batch_size=64)
     data_defaults = {k: dict(lr=1e-3, batch_size=512) for k in ("gmm8", "gmm25")}
+    bandwidths_follow = False
 
     def critic_loss(self, ctx, x, gz, gen, i=0):
         fx, fg, m = self._scaled(x, gz)
