@@ -85,19 +85,23 @@ def linear_route(impl: str | None, x: torch.Tensor, act: str, gain: float, clamp
     """How a Linear on input x followed by act(.) * gain (clamp: None or 'none' for no clamp) runs under backend
     `impl` (None: the backend in force), decided once per call:
 
-    'torch'  torch's F.linear (bias inside the GEMM) + activation: auto, an fp32 / fp64 CPU tensor outside autocast,
-             NATIVE_LINEAR_CPU at gain 1 without a clamp;
+    'torch'  torch's F.linear (bias inside the GEMM) + activation: auto, NATIVE_LINEAR_CPU at gain 1 without a clamp,
+             on an fp32 / fp64 CPU tensor outside autocast, or on any CPU tensor with grad mode off;
     'joint'  fastgan's joint_linear with an empty z range (one GEMM, bias and activation in place, one C++ autograd
              node deriving from the output's sign): auto, a 2-D CPU tensor under autocast or in half precision,
              JOINT_LINEAR_ACTS, gain != 0, no clamp. The fused form's numerics (the same half-precision GEMM output,
              then bias and activation in fp32, rounded once; the forward is bit-identical) and as fast or faster
              (issue 29, bf16 on mnist5k, interleaved, against eager: lsgan 0.985, 0.990, 0.977x where the fused form
-             read 0.953, 0.967, 0.957x; gan 0.959x against 0.960x);
+             read 0.953, 0.967, 0.957x; gan 0.959x against 0.960x). Under no_grad at gain 1 (e.g. G's forward for
+             the critic's steps) there is no backward to serve and torch's form runs instead: wgan bf16 on mnist5k,
+             interleaved against eager, 0.987 / 1.000 / 1.004x where joint read 0.974 / 0.979 / 0.983x (2026-12-07);
     'fused'  otherwise: F.linear without the bias, then fastgan.bias_act.
     """
     if act not in NATIVE_LINEAR_CPU or not (clamp is None or clamp == "none") or not _auto_here(impl, x):
         return "fused"
     if torch.is_autocast_enabled("cpu") or x.dtype in (torch.bfloat16, torch.float16):
+        if gain == 1.0 and not torch.is_grad_enabled():
+            return "torch"
         return "joint" if act in JOINT_LINEAR_ACTS and gain != 0.0 and x.dim() == 2 else "fused"
     return "torch" if gain == 1.0 and x.dtype in (torch.float32, torch.float64) else "fused"
 

@@ -327,6 +327,29 @@ def test_bias_free_relu_runs_as_torch_on_cpu_under_auto(monkeypatch, dtype):
         calls.clear()
 
 
+def test_linear_route_under_no_grad_takes_torchs_form(monkeypatch):
+    """Issue 29: under autocast / in half precision with grad mode off (G's forward for a critic step) a Linear +
+    NATIVE_LINEAR_CPU activation at gain 1 runs as torch's form: no backward to serve. A gain, a clamp or a named
+    backend keep fastgan's forms; grad mode on keeps joint_linear."""
+    from fastgan.backend import linear_route
+
+    monkeypatch.delenv("FASTGAN_BACKEND", raising=False)
+    x = torch.randn(6, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert linear_route(None, x, "relu", 1.0, None) == "joint"
+        assert linear_route(None, x, "tanh", 1.0, None) == "fused"
+        with torch.no_grad():
+            for act in ("linear", "relu", "lrelu", "tanh"):
+                assert linear_route(None, x, act, 1.0, None) == "torch", act
+            assert linear_route(None, x, "relu", 2.0, None) == "joint"
+            assert linear_route(None, x, "relu", 1.0, 4.0) == "fused"
+            assert linear_route("cpp", x, "relu", 1.0, None) == "fused"
+            assert linear_route(None, x, "sigmoid", 1.0, None) == "fused"
+    with torch.inference_mode():
+        assert linear_route(None, x.bfloat16(), "lrelu", 1.0, None) == "torch"
+    assert linear_route(None, x.bfloat16(), "lrelu", 1.0, None) == "joint"
+
+
 def test_linear_act_under_cpu_autocast_runs_joint_linear_with_the_fused_numerics(monkeypatch):
     """Issue 29: under CPU autocast LinearAct(relu / lrelu) runs joint_linear with an empty z range
     (fastgan.backend.linear_act_joint), whose output and gradients equal the fused form's (GEMM, then bias_act):
