@@ -112,8 +112,19 @@ def _config(args, model):
                       extra=_extra(args) or None, **explicit)
 
 
+def _option(text: str) -> tuple[str, object]:
+    """--option KEY=VALUE -> (KEY, VALUE read as JSON, else the string)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def _extra(args) -> dict:
-    """Recipe options given on the command line (TrainConfig.extra)."""
+    """Recipe options given on the command line (TrainConfig.extra): the named flags, then --option KEY=VALUE."""
     extra = {} if args.r1 is None else {"r1": args.r1}
     if getattr(args, "r1_every", None) is not None:
         extra["r1_every"] = args.r1_every
@@ -124,6 +135,10 @@ def _extra(args) -> dict:
     for key, name in (("beta", "beta"), ("lambda", "lam"), ("gamma", "gamma"), ("margin", "margin")):
         if getattr(args, name, None) is not None:
             extra[key] = getattr(args, name)
+    for key, value in getattr(args, "option", None) or ():
+        if key in extra:
+            raise ValueError(f"--option {key}: also given by its own flag; give it once")
+        extra[key] = value
     return extra
 
 
@@ -310,6 +325,10 @@ def _train_args(p, steps_default_note: str) -> None:
                    help="began: the diversity ratio gamma in (0, 1] that k_t steers L(G(z)) / L(x) to (default 0.5)")
     p.add_argument("--margin", type=float, default=None,
                    help="ebgan: the energy margin m > 0 up to which D raises a fake's energy (default 0.1)")
+    p.add_argument("--option", action="append", default=None, metavar="KEY=VALUE", type=_option,
+                   help="any recipe option (TrainConfig.extra; the recipe lists its own on a wrong key), e.g. bigan's "
+                        "e_lr=0.5 or stochastic_encoder=true; VALUE is read as JSON (a number, true / false, a list), "
+                        "else as a string; repeatable")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="run directory")

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -509,3 +510,72 @@ def test_table1_over_seeds_and_resume(tmp_path):
         run_table1(cfg, methods=methods, seeds=[])
     bad = _cli("table1", "--seeds", "0,x")
     assert bad.returncode == 2 and "--seeds" in bad.stderr
+
+
+def test_bigan_encoder_learning_rate_scale():
+    """extra['e_lr'] = s (issue 30): E's param groups run at s x the schedule's learning rate, G's at 1 (they share
+    the optimiser group 'GE'); after a schedule step too. Adam's first step moves E's weights s times as far."""
+    moved = {}
+    for scale in (1.0, 0.25):
+        t = Trainer(tiny(model="bigan", steps=1, **({} if scale == 1.0 else {"extra": {"e_lr": scale}})))
+        e_params = {id(p) for p in t.recipe.nets["E"].parameters()}
+        before = {k: [p.detach().clone() for p in t.recipe.nets[k].parameters()] for k in ("G", "E")}
+        t.run()
+        d_lr = t.opts["D"].param_groups[0]["lr"]
+        for g in t.opts["GE"].param_groups:
+            on_e = {id(p) in e_params for p in g["params"]}
+            if scale == 1.0:  # one rate: G and E share param groups, as without the option
+                assert g["lr"] == d_lr and "lr_scale" not in g
+            else:
+                assert len(on_e) == 1 and g["lr"] == (scale * d_lr if on_e == {True} else d_lr)
+        moved[scale] = {k: max((p - q).abs().max().item() for p, q in zip(t.recipe.nets[k].parameters(), before[k]))
+                        for k in before}
+    assert moved[0.25]["E"] == pytest.approx(0.25 * moved[1.0]["E"], rel=1e-3)
+    assert moved[0.25]["G"] == pytest.approx(moved[1.0]["G"], rel=1e-3)
+    with pytest.raises(ValueError, match=r"extra\['e_lr'\]: expected a finite number > 0, got 0"):
+        Trainer(tiny(model="bigan", steps=1, extra={"e_lr": 0}))
+
+
+def test_bigan_stochastic_encoder():
+    """extra['stochastic_encoder'] (issue 30, ALI's encoder): E is a diagonal Gaussian; a training step's code is a
+    draw mean + exp(log_var / 2) eps (two draws differ, their mean is E's mean), evaluation reads the mean, and the
+    hidden features are the net's last hidden layer; it trains."""
+    t = Trainer(tiny(model="bigan", steps=2, extra={"stochastic_encoder": True}))
+    r, x = t.recipe, t.train_x[:64]
+    mean, log_var = r.nets["E"].moments(x)
+    ctx = t.context()
+    a, b = r.encode(ctx, x, t.gen), r.encode(ctx, x, t.gen)
+    assert a.shape == mean.shape and not torch.equal(a, b)
+    eps = (a - mean) / (0.5 * log_var).exp()
+    assert abs(eps.mean().item()) < 0.2 and 0.8 < eps.std().item() < 1.2  # 256 standard normal draws
+    torch.testing.assert_close(r.features(x), mean)
+    torch.testing.assert_close(r.hidden_features(x), r.nets["E"].net.features(x))
+    before = [p.detach().clone() for p in r.nets["E"].parameters()]
+    t.run()
+    assert any(not torch.equal(p, q) for p, q in zip(r.nets["E"].parameters(), before))
+    for bad, match in (({"stochastic_encoder": "yes"}, r"extra\['stochastic_encoder'\]: expected True or False"),
+                       ({"stochastic_encoder": True, "encoder_out": "tanh"}, r"extra\['encoder_out'\]: a stochastic")):
+        with pytest.raises(ValueError, match=match):
+            Trainer(tiny(model="bigan", steps=1, extra=bad))
+
+
+def test_cli_option_sets_recipe_options(tmp_path, capsys):
+    """--option KEY=VALUE (JSON values, else strings) lands in TrainConfig.extra; the recipe refuses an unknown key
+    naming its options; a key also given by its own flag is refused."""
+    from fastgan import cli
+
+    assert cli._option("e_lr=0.5") == ("e_lr", 0.5) and cli._option("stochastic_encoder=true") == \
+        ("stochastic_encoder", True)
+    assert cli._option("encoder_out=tanh") == ("encoder_out", "tanh")
+    out = tmp_path / "run"
+    assert cli.main(["train", "bigan", "--steps", "1", "--hidden", "8", "--batch-size", "16", "--no-progress",
+                     "--no-eval", "--option", "e_lr=0.5", "--option", "stochastic_encoder=true", "--out",
+                     str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["extra"] == {"e_lr": 0.5, "stochastic_encoder": True}
+    with pytest.raises(SystemExit):
+        cli.main(["train", "bigan", "--option", "novalue"])
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["train", "bigan", "--steps", "1", "--no-progress", "--no-eval", "--option", "bogus=1"]) == 2
+    assert re.search(r"extra: bigan takes no option 'bogus' \(its options: .*'e_lr'", capsys.readouterr().err)
+    assert cli.main(["train", "bigan", "--steps", "1", "--r1", "1", "--option", "r1=2"]) == 2
+    assert "--option r1: also given by its own flag" in capsys.readouterr().err

@@ -71,16 +71,22 @@ def _json_safe(obj):
 
 def make_optimizers(recipe, cfg) -> dict:
     """One optimiser per recipe group (Adam, or RMSProp with cfg.optimizer='rmsprop'): l2 weight decay on the
-    multiplicative weights (matrices) only; torch's fused implementation (one kernel over all of a group's tensors;
-    CPU and CUDA; measured: docs/defaults.md)."""
-    opts = {}
+    multiplicative weights (matrices) only; a net with a learning-rate scale (recipe.lr_scales(): net name -> factor)
+    gets param groups of its own at that factor times the schedule's rate; torch's fused implementation (one kernel
+    over all of a group's tensors; CPU and CUDA; measured: docs/defaults.md)."""
+    opts, scales = {}, recipe.lr_scales()
     for group in recipe.groups:
-        params = recipe.params(group)
-        matrices = [p for p in params if p.dim() >= 2]
-        others = [p for p in params if p.dim() < 2]
-        param_groups = [{"params": matrices, "weight_decay": cfg.weight_decay}]
-        if others:
-            param_groups.append({"params": others, "weight_decay": 0.0})
+        by_scale: dict[float, list] = {}  # the group's nets by learning-rate scale (recipe.lr_scales), in order
+        for net in recipe.groups[group]:
+            by_scale.setdefault(float(scales.get(net, 1.0)), []).extend(recipe.nets[net].parameters())
+        param_groups = []
+        for scale, params in by_scale.items():
+            tag = {} if scale == 1.0 else {"lr": cfg.lr * scale, "lr_scale": scale}  # _set_lr reads lr_scale
+            matrices = [p for p in params if p.dim() >= 2]
+            others = [p for p in params if p.dim() < 2]
+            param_groups.append({"params": matrices, "weight_decay": cfg.weight_decay, **tag})
+            if others:
+                param_groups.append({"params": others, "weight_decay": 0.0, **tag})
         if cfg.optimizer == "rmsprop":
             opts[group] = torch.optim.RMSprop(param_groups, lr=cfg.lr)
         else:
@@ -263,7 +269,7 @@ class Trainer:
         lr = c.lr * lr_factor(self.step, self.total, c.lr, c.final_lr, c.decay_start)
         for opt in self.opts.values():
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g["lr_scale"] if "lr_scale" in g else lr
         return lr
 
     def _metrics_file(self):

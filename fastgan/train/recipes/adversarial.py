@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import losses
-from .base import _MNIST_R1_DEFAULTS, R1_OPTIONS, Recipe
+from .base import _MNIST_R1_DEFAULTS, POSITIVE, R1_OPTIONS, Recipe, extra_number
 
 
 class GAN(Recipe):
@@ -52,31 +52,59 @@ class GAN(Recipe):
 
 
 class BiGAN(Recipe):
-    """On mnist5k D takes the R1 penalty on its real pairs (x, E(x)), gamma 1 (MNIST_R1)."""
+    """On mnist5k D takes the R1 penalty on its real pairs (x, E(x)), gamma 1 (MNIST_R1).
+
+    Variants (issue 30; measured in docs/results.md, off by default): cfg.extra['e_lr'] = s runs E's learning rate at
+    s x the schedule's (G's stays 1); cfg.extra['stochastic_encoder'] = True makes E a diagonal Gaussian q(z | x)
+    whose sample mean + exp(log_var / 2) eps D sees (ALI's stochastic encoder, Dumoulin et al. 2017); E(x) for
+    evaluation is its mean."""
 
     name = "bigan"
     groups = {"D": ("D",), "GE": ("G", "E")}
-    options = (*R1_OPTIONS, "encoder_out")
+    options = (*R1_OPTIONS, "encoder_out", "e_lr", "stochastic_encoder")
     inverse_g_loss = True
     data_defaults = _MNIST_R1_DEFAULTS
 
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        extra_number(cfg, "e_lr", 1.0, POSITIVE)
+        stochastic = cfg.extra.get("stochastic_encoder", False)
+        if not isinstance(stochastic, bool):
+            raise ValueError(f"extra['stochastic_encoder']: expected True or False, got {stochastic!r}")
+        if stochastic and "encoder_out" in cfg.extra:
+            raise ValueError("extra['encoder_out']: a stochastic encoder's mean and log-variance are linear outputs; "
+                             "drop encoder_out or stochastic_encoder")
+
     def build(self, x_dim, z_dim):
-        return {"G": self.generator(z_dim, x_dim), "E": self.encoder(x_dim, z_dim),
+        self.stochastic = bool(self.cfg.extra.get("stochastic_encoder", False))
+        return {"G": self.generator(z_dim, x_dim),
+                "E": self.gaussian_encoder(x_dim, z_dim) if self.stochastic else self.encoder(x_dim, z_dim),
                 "D": self.joint_discriminator(x_dim, z_dim)}
+
+    def lr_scales(self):
+        return {"E": extra_number(self.cfg, "e_lr", 1.0, POSITIVE)}
+
+    def encode(self, ctx, x, gen):
+        """E's code for x in a training step: E(x), or a draw from q(z | x) for a stochastic encoder."""
+        if not self.stochastic:
+            return self.nets["E"](x)
+        mean, log_var = self.nets["E"].moments(x)
+        return mean + (0.5 * log_var).exp() * self.normal(ctx, x.shape[0], mean.shape[1], gen).to(mean.dtype)
 
     def d_inputs(self, ctx, x, gen):
         z = self.latent(ctx, x.shape[0], gen)
-        return (x, self.nets["E"](x)), (self.nets["G"](z), z)
+        return (x, self.encode(ctx, x, gen)), (self.nets["G"](z), z)
 
     def _ge_loss(self, l_real, l_fake):
         return losses.bigan_ge_loss(l_real, l_fake, "minimax" if self.cfg.g_loss == "minimax" else "inverse")
 
     def step(self, ctx, next_batch, gen):
-        G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
+        G, D = self.nets["G"], self.nets["D"]
         if self.cfg.update == "simultaneous":
             x = next_batch()
             z = self.latent(ctx, x.shape[0], gen)
-            gz, ex = G(z), E(x)
+            gz, ex = G(z), self.encode(ctx, x, gen)
             l_real, r1 = self.real_logits(ctx, (x, ex))  # the penalty w.r.t. the joint input (x, E(x)), as D sees it
             l_fake = D(gz, z)
             d_loss = losses.gan_d_loss(l_real, l_fake)
@@ -88,7 +116,7 @@ class BiGAN(Recipe):
         else:
             x, d_loss, l_real, l_fake = self.d_steps(ctx, next_batch, gen)
             z = self.latent(ctx, x.shape[0], gen)
-            gz, ex = G(z), E(x)
+            gz, ex = G(z), self.encode(ctx, x, gen)
             ge_loss = self._ge_loss(D(x, ex), D(gz, z))
             self.apply(ctx, "GE", self.through_d(ctx, ge_loss, (gz, ex), self.params("GE")))
         return {"loss_d": d_loss.detach(), "loss_ge": ge_loss.detach(), **losses.d_accuracy(l_real, l_fake)}

@@ -60,26 +60,6 @@ def codes_mmd2(codes: torch.Tensor, seed: int = 0) -> float:
     return float(mmd2(codes, z, bandwidths=(median_bandwidth(z),), estimator="unbiased"))
 
 
-class GaussianEncoder(nn.Module):
-    """An encoder net with 2 z_dim outputs read as a diagonal Gaussian: moments(x) -> (mean, log-variance);
-    forward(x) -> the mean (the code evaluation reads)."""
-
-    def __init__(self, net: nn.Module, z_dim: int):
-        super().__init__()
-        self.net, self.z_dim = net, z_dim
-
-    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.net(x)
-        return h[:, :self.z_dim], h[:, self.z_dim:]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.moments(x)[0]
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The net's last hidden layer (what its output layer reads, the mean and the log-variance alike)."""
-        return self.net.features(x)
-
-
 class DecoderLogVar(nn.Module):
     """The Gaussian decoder's log-variance, one learned value per data dimension (initially 0: unit variance)."""
 
@@ -102,15 +82,6 @@ class _Encoding(Recipe):
     def prior(self, n, gen):
         return self._normal(n, self.cfg.z_dim, gen, (0, 1))
 
-    def normal(self, ctx, n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
-        """N(0, 1) of shape (n, dim): under torch.distributed this rank's slice of the global batch's draw."""
-        return self._normal(n, dim, gen, ctx.shard)
-
-    def _normal(self, n, dim, gen, shard):
-        rank, size = shard
-        e = torch.randn(n * size, dim, generator=gen, device=self.device)
-        return e[rank * n:(rank + 1) * n] if size > 1 else e
-
     def evaluation(self, split, features, out):
         x = split.test_x
         rec = features(self.reconstruct, x)
@@ -131,7 +102,7 @@ class VAE(_Encoding):
     def build(self, x_dim, z_dim):
         self.bernoulli = self.split.image_shape is not None
         nets = {"G": self.generator(z_dim, x_dim, out_act="linear"),
-                "E": GaussianEncoder(self.encoder(x_dim, 2 * z_dim, out_act="linear"), z_dim)}
+                "E": self.gaussian_encoder(x_dim, z_dim)}
         if not self.bernoulli:
             nets["noise"] = DecoderLogVar(x_dim)
             self.groups = {"GE": ("G", "E", "noise")}

@@ -73,6 +73,26 @@ def default_hidden(split) -> int:
     return 1024 if split.dim >= 784 else 512
 
 
+class GaussianEncoder(torch.nn.Module):
+    """An encoder net with 2 z_dim outputs read as a diagonal Gaussian: moments(x) -> (mean, log-variance);
+    forward(x) -> the mean (the code evaluation reads)."""
+
+    def __init__(self, net: torch.nn.Module, z_dim: int):
+        super().__init__()
+        self.net, self.z_dim = net, z_dim
+
+    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.net(x)
+        return h[:, :self.z_dim], h[:, self.z_dim:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.moments(x)[0]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The net's last hidden layer (what its output layer reads, the mean and the log-variance alike)."""
+        return self.net.features(x)
+
+
 class Recipe:
     """Base: nets (name -> module), groups (optimiser name -> the nets it updates)."""
 
@@ -176,6 +196,10 @@ class Recipe:
             return self.conv_net("E", z_dim, out_act=out_act or self.encoder_out)
         return BiGANEncoder(x_dim, z_dim, out_act=out_act or self.encoder_out, **self.kw)
 
+    def gaussian_encoder(self, x_dim: int, z_dim: int) -> GaussianEncoder:
+        """E: x -> a diagonal Gaussian over codes (GaussianEncoder on an encoder of 2 z_dim linear outputs)."""
+        return GaussianEncoder(self.encoder(x_dim, 2 * z_dim, out_act="linear"), z_dim)
+
     def discriminator(self, x_dim: int) -> torch.nn.Module:
         """D: x (N, x_dim) -> one logit per row (N,); D.features(x) its last hidden layer (for the conv D: its last
         conv layer, flattened)."""
@@ -235,6 +259,11 @@ class Recipe:
             samples, g = (*samples, extra), (*g, self.scaled(ctx, torch.ones_like(extra)))
         return torch.autograd.grad(samples, params, g)
 
+    def lr_scales(self) -> dict[str, float]:
+        """Net name -> the factor its learning rate runs at, relative to the schedule's (trainer.make_optimizers);
+        nets not named run at 1."""
+        return {}
+
     def params(self, group: str) -> list:
         return [p for name in self.groups[group] for p in self.nets[name].parameters()]
 
@@ -251,6 +280,15 @@ class Recipe:
     def uniform(self, ctx: StepContext, n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
         """U(0, 1) of shape (n, dim): under torch.distributed this rank's slice of the global batch's draw."""
         return self._uniform(n, dim, gen, ctx.shard)
+
+    def normal(self, ctx: StepContext, n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
+        """N(0, 1) of shape (n, dim): under torch.distributed this rank's slice of the global batch's draw."""
+        return self._normal(n, dim, gen, ctx.shard)
+
+    def _normal(self, n: int, dim: int, gen: torch.Generator, shard: tuple[int, int]) -> torch.Tensor:
+        rank, size = shard
+        e = torch.randn(n * size, dim, generator=gen, device=self.device)
+        return e[rank * n:(rank + 1) * n] if size > 1 else e
 
     def _uniform(self, n: int, dim: int, gen: torch.Generator, shard: tuple[int, int]) -> torch.Tensor:
         rank, size = shard
