@@ -14,15 +14,15 @@ import math
 import sys
 from pathlib import Path
 
-# benchmark group prefix -> the op name fastgan.backend.resolve receives
-OPS = {"bias_act": "bias_act", "joint_linear": "joint_linear", "mmd": "kernel_sum", "kernel_sum": "kernel_sum",
-       "minibatch": "minibatch_discrimination"}
 FAMILIES = ("fastgan-cuda", "fastgan-triton")
 
 
-def op_of(group: str) -> str | None:
-    head = group.split("-")[0]
-    return next((op for prefix, op in OPS.items() if head.startswith(prefix)), None)
+def op_of(benchmark: dict) -> str | None:
+    """The op a benchmark measures: its file is bench/bench_<op>.py, the op's stem (None for the other files)."""
+    from fastgan.ops import OPS
+
+    stem = Path(benchmark.get("fullname", "").split("::")[0]).stem.removeprefix("bench_")
+    return stem if stem in OPS else None
 
 
 def measure(benchmarks: list[dict]) -> dict[str, dict]:
@@ -30,7 +30,7 @@ def measure(benchmarks: list[dict]) -> dict[str, dict]:
     by_case: dict = {}
     for b in benchmarks:
         impl = b.get("params", {}).get("impl")
-        op = op_of(b.get("group") or "")
+        op = op_of(b)
         if op is None or impl not in FAMILIES:
             continue
         by_case.setdefault((op, b["group"]), {})[impl] = b["stats"]["median"]

@@ -1,6 +1,6 @@
 """G's moving average (--ema) against the trained G, on the same runs: one training run per (model, seed) at the
 recipe's defaults, averages of several half-lives tracked side by side (the average never feeds back into training,
-so one run serves every half-life), each evaluated with the same latents (fastgan.train.evaluate, seed = the run's).
+so one run serves every half-life), each evaluated with the same latents (fastgan.train.evaluation, seed = the run's).
 
     python -m bench.ema_fd --data digits --models gan,bigan --seeds 0,1,2 --kimg 1,10,40 --out runs/ema.json
     python -m bench.ema_fd ... --steps 2500 --decay-start 1 --out runs/ema-2500.json   # = the default run at step
@@ -19,7 +19,7 @@ from pathlib import Path
 def run(model: str, data: str, seed: int, kimgs: list, steps: int | None, decay_start: float | None) -> dict:
     from fastgan.train import Trainer, config_for
     from fastgan.train.ema import EMA
-    from fastgan.train.evaluate import evaluate
+    from fastgan.train.evaluation import evaluate
 
     cfg = config_for(model, data=data, seed=seed, steps=steps, ema=kimgs[0], progress=False, eval_at_end=False,
                      decay_start=decay_start)

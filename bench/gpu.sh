@@ -19,9 +19,9 @@
 #   step          limit  expected  where the numbers come from (measured on the CPU machines, issue 28)
 #   preflight      30 s     ~5 s   imports, nvidia-smi, nvcc vs torch's CUDA, the toolkit setup.py will use
 #   build         150 s   ~100 s   setup.py with the CUDA kernels (sm_90, MAX_JOBS = cores): on the GPU stack here
-#                                  (bench/gpu_stack.sh) the slowest file, csrc/cuda/mmd.cu, took 60 s (2 jobs on 2
+#                                  (bench/gpu_stack.sh) the slowest file, csrc/cuda/kernel_sum.cu, took 60 s (2 jobs on 2
 #                                  cores; 72 s at one job beside other work), bias_act.cu 55, joint_linear.cu 37,
-#                                  minibatch_disc.cu 33; the whole build 157 s at 2 jobs, 313 s at one. With a job
+#                                  minibatch_discrimination.cu 33; the whole build 157 s at 2 jobs, 313 s at one. With a job
 #                                  per file the build is its slowest file + the C++ files' share + the link
 #   (build-cpu     60 s    ~40 s   only if the CUDA build failed: the C++ CPU kernels, so the Triton ops still load)
 #   smoke         150 s    ~40 s   bench/gpu_smoke.py: 4 ops x {cuda, triton} x fwd / bwd / double bwd and 7 recipes x
@@ -87,8 +87,8 @@ step() {  # step NAME LIMIT CMD...: CMD under min(LIMIT, time to the deadline), 
 
 info() { "$PY" -m fastgan info >"$WORK/info.json" 2>&1 || true; }
 
-TESTS_OPS=(tests/test_bias_act.py tests/test_joint_linear.py tests/test_mmd.py tests/test_mmd_poly.py
-           tests/test_minibatch_disc.py)
+TESTS_OPS=()  # every op's tests: one kernels/<op>.py per op with a Triton backend, its tests tests/test_<op>*.py
+for k in kernels/[!_]*.py; do TESTS_OPS+=(tests/test_"$(basename "$k" .py)"*.py); done
 TESTS_TRAIN=(tests/test_routing.py tests/test_penalties.py tests/test_train_amp.py)
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -rfEs)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 __all__ = ["compare", "format_compare", "load", "rows", "write_report"]
 
-FAMILIES = {"mmd2": ("n", "mmd2-n"), "minibatch_disc": ("B", "minibatch_disc-B")}  # scaling plots: x key, prefix
+# scaling plots: x key, group prefix
+FAMILIES = {"mmd2": ("n", "mmd2-n"), "minibatch_discrimination": ("B", "minibatch_discrimination-B")}
 
 
 def load(path) -> dict:

@@ -65,7 +65,7 @@ REASONS = {
         "the critic's last layer: a 128 x 1 output (137 K multiply-adds); split-K 14 gives 28 programs",
     r"joint_linear .* \[split-K epilogue\]":
         "the split-K epilogue of an M x N <= 131,072 output (<= 128 programs of 1,024 outputs): latency-bound",
-    r"minibatch_disc (fwd|bwd) \[BI=8\] @ B=64 ":
+    r"minibatch_discrimination (fwd|bwd) \[BI=8\] @ B=64 ":
         "B = 64 rows x K = 100 kernels in row blocks of 8 = 800 programs; fewer rows per program would leave "
         "lanes of the 8 x 32 pair tile idle",
     r"mmd fp32 gaussian mode=[01] (self|cross) BM=16 BN=16 .* @ n=m=128 ":
@@ -83,7 +83,7 @@ CUDA_GRIDS = {
     # elements a vector (16-byte loads)
     r"\bbias_act_kernel<": [("32x256x32x32", 256, min(math.ceil(32 * 256 * 32 * 32 / 4 / 256), 132 * 8), True),
                             ("128x1024", 256, min(math.ceil(128 * 1024 / 4 / 256), 132 * 8), True)],
-    # csrc/cuda/minibatch_disc.cu: 256 threads, grid (cdiv(B, 16), K) at bench_minibatch_disc's K = 100
+    # csrc/cuda/minibatch_discrimination.cu: 256 threads, grid (cdiv(B, 16), K) at the benchmark's K = 100
     r"\bmd_kernel<": [(f"B={b} K=100", 256, math.ceil(b / 16) * 100, True) for b in (64, 256, 1024)],
 }
 
@@ -197,9 +197,10 @@ def failed(rows) -> list[Row]:
 
 # ---- Triton ----
 def triton_modules():
-    from fastgan._triton import bias_act, joint_linear, minibatch_disc, mmd
+    """(op name, kernels/<op>.py) for every op with a Triton backend, from the registry."""
+    from fastgan.ops import OPS
 
-    return [("bias_act", bias_act), ("joint_linear", joint_linear), ("minibatch_disc", minibatch_disc), ("mmd", mmd)]
+    return [(name, op.triton_module()) for name, op in OPS.items() if "triton" in op.backends]
 
 
 def compile_triton(variant: dict):

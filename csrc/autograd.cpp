@@ -5,8 +5,8 @@
 // C++ (torch::autograd::Function), and every derivative is again a call through the dispatcher, so each has its own
 // autograd and second derivatives stay exact; the third raises NotImplementedError.
 //
-// The Triton ops keep the Python autograd in fastgan/ops/fused_act.py and fastgan/ops/joint.py: the same equations,
-// written once more there. The kernels minibatch_disc and kernel_sum run a few times per iteration and keep theirs.
+// The Triton ops keep the Python autograd in fastgan/ops/bias_act.py and fastgan/ops/joint_linear.py: the same equations,
+// written once more there. The kernels minibatch_discrimination and kernel_sum run a few times per iteration and keep theirs.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>

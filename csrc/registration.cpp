@@ -35,12 +35,12 @@ TORCH_LIBRARY(fastgan, m) {
       "(Tensor, Tensor)");
   // Minibatch discrimination (Salimans et al. 2016): o[i, k] = sum_j exp(-|m[i, k] - r[j, k]|_1) for m (B, K, C),
   // r = m (ref None: pairs within the batch; exclude_self drops j = i) or ref (R, K, C). Never forms B x B x K x C.
-  m.def("minibatch_disc(Tensor m, Tensor? ref, bool exclude_self) -> Tensor");
+  m.def("minibatch_discrimination(Tensor m, Tensor? ref, bool exclude_self) -> Tensor");
   // (dL/dm, dL/dref or an empty tensor) from grad = dL/do.
-  m.def("minibatch_disc_backward(Tensor grad, Tensor m, Tensor? ref, bool exclude_self) -> (Tensor, Tensor)");
+  m.def("minibatch_discrimination_backward(Tensor grad, Tensor m, Tensor? ref, bool exclude_self) -> (Tensor, Tensor)");
   // Its second derivative: (d/dgrad, d/dm, d/dref or an empty tensor) of <ggm, dL/dm> + <ggr, dL/dref> (ggr: None
   // within the batch).
   m.def(
-      "minibatch_disc_backward2(Tensor ggm, Tensor? ggr, Tensor grad, Tensor m, Tensor? ref, bool exclude_self) -> "
+      "minibatch_discrimination_backward2(Tensor ggm, Tensor? ggr, Tensor grad, Tensor m, Tensor? ref, bool exclude_self) -> "
       "(Tensor, Tensor, Tensor)");
 }

@@ -16,17 +16,11 @@ from .activations import ACTIVATIONS  # noqa: E402
 from .allocator import allocator_info, tune_cpu_allocator  # noqa: E402
 from .backend import backend_info, current_backend, use_backend  # noqa: E402
 from .nn.fusion import FuseReport, fuse  # noqa: E402
-from .ops import (  # noqa: E402
-    bias_act,
-    input_grads,
-    joint_linear,
-    kernel_sum,
-    median_bandwidth,
-    median_distance,
-    minibatch_discrimination,
-    mmd2,
-    mmd_test,
-)
+from .ops import input_grads, median_bandwidth, median_distance, mmd2, mmd_test  # noqa: E402
+from .ops.bias_act import bias_act  # noqa: E402
+from .ops.joint_linear import joint_linear  # noqa: E402
+from .ops.kernel_sum import kernel_sum  # noqa: E402
+from .ops.minibatch_discrimination import minibatch_discrimination  # noqa: E402
 from .penalties import gradient_penalty, wgan_critic_loss  # noqa: E402
 
 __version__ = "0.1.0"

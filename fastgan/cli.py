@@ -1,11 +1,10 @@
 """The fastgan command line (`fastgan ...` or `python -m fastgan ...`).
 
-    fastgan train MODEL [...]    train a model (bigan, gan, the Table-1 baselines lr, jlr, ae-l2, ae-l1, and wgan,
-                                 wgan-gp, lsgan, hinge, fgan-<KL|RKL|Pearson|Hellinger|JS|GAN>, gmmn, mmdgan[-clip],
-                                 improved, the encoder family vae, beta-vae, aae, wae-mmd, wae-gan) on
-                                 --data digits | mnist5k | mnist:PATH | gmm8 | gmm25; checkpoints, metrics, PNGs and
-                                 results.json in --out; --resume continues a run bit-identically (CPU);
-                                 --arch dcgan: DCGAN-style conv nets on image data (dcgan = gan --arch dcgan)
+    fastgan train MODEL [...]    train a model (a recipe of fastgan.train.RECIPES: `fastgan train --help` lists
+                                 them; their options and defaults are declared by the recipes) on --data digits |
+                                 mnist5k | mnist:PATH | gmm8 | gmm25; checkpoints, metrics, PNGs and results.json in
+                                 --out; --resume continues a run bit-identically (CPU); --arch dcgan: DCGAN-style
+                                 conv nets on image data (dcgan = gan --arch dcgan)
     fastgan eval DIR             evaluate a run directory's checkpoint (1NN accuracy, generation metrics, PNGs)
     fastgan plot DIR [--out PNG] redraw a run's training curves (DIR/curves.png) from DIR/metrics.jsonl
     fastgan table1 [...]         the BiGAN paper's Table 1 (six models) and the encoder family, trained alike, 1NN
@@ -123,18 +122,63 @@ def _option(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
+def _option_flags() -> dict[str, list]:
+    """Every recipe option with a flag of its own: flag -> [(recipe name, its Option)] (fastgan.train.recipes.options:
+    the recipes declare their options; nothing here names a recipe)."""
+    from .train import RECIPES
+
+    flags: dict[str, list] = {}
+    for name, cls in RECIPES.items():
+        for spec in cls.option_specs().values():
+            if spec.flag:
+                flags.setdefault(spec.flag, []).append((name, spec))
+    return flags
+
+
+def _defaults_text(name: str, uses: list) -> str:
+    """'default D' (or per recipe 'default D1 (r, ...), D2 (...)'), then the data sets where recipes set it."""
+    from .train import RECIPES
+
+    def group(pairs, named=False):
+        by: dict = {}
+        for recipe, value in pairs:
+            by.setdefault(value if not isinstance(value, list) else tuple(value), []).append(recipe)
+        if len(by) == 1 and not named:
+            return f"{next(iter(by))}"
+        return ", ".join(f"{v} ({', '.join(rs)})" for v, rs in by.items())
+
+    text = "default " + group([(recipe, spec.default) for recipe, spec in uses])
+    on_data: dict = {}
+    for recipe, _ in uses:
+        for data, fields in RECIPES[recipe].data_defaults.items():
+            if name in fields.get("extra", {}):
+                on_data.setdefault(data, []).append((recipe, fields["extra"][name]))
+    for data, pairs in on_data.items():
+        text += f"; on {data}: {group(pairs, named=True)}"
+    return text
+
+
+def _add_option_flags(p) -> None:
+    """The recipe options' own flags, built from their declarations (dest opt_<name>; unset: None)."""
+    for flag, uses in _option_flags().items():
+        spec = uses[0][1]
+        recipes = ", ".join(recipe for recipe, _ in uses)
+        kw = dict(dest=f"opt_{spec.name}", default=None,
+                  help=f"{recipes}: {spec.help} ({_defaults_text(spec.name, uses)})")
+        if spec.cli_type is None:
+            kw.update(action="store_const", const=True)
+        else:
+            kw.update(type=spec.cli_type, metavar=spec.metavar or spec.name.upper())
+        p.add_argument(flag, **kw)
+
+
 def _extra(args) -> dict:
-    """Recipe options given on the command line (TrainConfig.extra): the named flags, then --option KEY=VALUE."""
-    extra = {} if args.r1 is None else {"r1": args.r1}
-    if getattr(args, "r1_every", None) is not None:
-        extra["r1_every"] = args.r1_every
-    if getattr(args, "feature_matching", False):
-        extra["feature_matching"] = True
-    if getattr(args, "codes", None) is not None:
-        extra["codes"] = args.codes
-    for key, name in (("beta", "beta"), ("lambda", "lam"), ("gamma", "gamma"), ("margin", "margin")):
-        if getattr(args, name, None) is not None:
-            extra[key] = getattr(args, name)
+    """Recipe options given on the command line (TrainConfig.extra): their own flags, then --option KEY=VALUE."""
+    extra = {}
+    for uses in _option_flags().values():
+        name = uses[0][1].name
+        if getattr(args, f"opt_{name}", None) is not None:
+            extra[name] = getattr(args, f"opt_{name}")
     for key, value in getattr(args, "option", None) or ():
         if key in extra:
             raise ValueError(f"--option {key}: also given by its own flag; give it once")
@@ -147,25 +191,21 @@ def _print_results(res: dict, out) -> None:
     if rate:
         print(f"throughput: {rate:.1f} steps/s, {res['samples_per_s']:.0f} samples/s "
               f"({res['train_time_s']:.1f} s of training, backend {res['backend']})")
-    labels = {"1nn_accuracy": "1NN test accuracy in the learned features", "mmd2": "MMD^2 to held-out data",
-              "fd": "classifier Frechet distance (generated vs test)", "fd_real": "  (train vs test, the floor)",
-              "kid": "classifier KID (generated vs test)", "kid_std": "  its std over subsets",
-              "precision": "precision (generated inside the test manifold, k = 3)",
-              "recall": "recall (test inside the generated manifold, k = 3)",
-              "classifier_score": "classifier score", "modes_covered": "modes covered",
-              "high_quality": "high-quality samples",
-              "infogan_cat_accuracy": "InfoGAN categorical code vs labels (best one-to-one pairing)",
-              "rec_mse": "reconstruction error on test (MSE per dimension)",
-              "test_elbo": "test ELBO (nats per image)", "test_kl": "  its KL term",
-              "mmd2_prior": "MMD^2 of the test codes vs N(0, I)",
-              "m_global_first": "BEGAN M_global, first logged", "m_global_last": "  last logged (m_global.png)"}
-    for k, label in labels.items():
+    from .train import RECIPES
+    from .train.evaluation import METRIC_LABELS, RESULT_FIELDS
+
+    recipe = RECIPES.get(res.get("model"))
+    labels = {**METRIC_LABELS, **(recipe.labels() if recipe is not None else {})}
+    # a metric nobody labelled is printed under its key, not dropped
+    labels.update({k: (k, "") for k, v in res.items()
+                   if k not in labels and k not in RESULT_FIELDS and isinstance(v, (int, float))})
+    for k, (label, unit) in labels.items():
         if res.get(k) is None:
             continue
         v = res[k]
-        if k in ("1nn_accuracy", "high_quality", "infogan_cat_accuracy", "precision", "recall"):
+        if unit == "%":
             v = f"{100 * v:.2f} %"
-        elif k == "modes_covered":
+        elif unit == "of n_modes":
             v = f"{v} / {res['n_modes']}"
         elif isinstance(v, float):
             v = f"{v:.4g}"
@@ -262,7 +302,7 @@ def _table1(args) -> int:
             raise SystemExit(f"--methods: expected recipe names among {', '.join(m for _, m in METHODS)}, got "
                              f"{args.methods!r}")
         methods = tuple((label, model) for label, model in METHODS if model in wanted)
-    rows = run_table1(_config(args, "bigan"), methods=methods, seeds=args.seeds, resume=args.resume)
+    rows = run_table1(_config(args, METHODS[0][1]), methods=methods, seeds=args.seeds, resume=args.resume)
     print(format_table(rows, paper=PAPER_MNIST))
     print("1NN hidden layer: E's last hidden layer (the paper's protocol; D's for the D row, the pixels for the raw "
           "input); E(x): the code. Paper %: one run each on full MNIST, 60k / 10k, in the hidden layer.")
@@ -273,6 +313,16 @@ def _table1(args) -> int:
             print(f"BiGAN's hidden layer {100 * big:.2f} % vs raw pixels {100 * raw:.2f} %, its random init "
                   f"{100 * init:.2f} %" + (" (not above its initialisation)" if big <= init else ""))
     return 0
+
+
+def _steps_note() -> str:
+    """The default length of a run and the recipes that set their own, from the recipes' declarations."""
+    from .train import RECIPES
+    from .train.recipes import DEFAULT_STEPS
+
+    own = [f"{name}: {f['steps']} on {data}" for name, cls in RECIPES.items()
+           for data, f in {"any data": cls.defaults, **cls.data_defaults}.items() if "steps" in f]
+    return f"default {DEFAULT_STEPS}" + (f"; {', '.join(own)}" if own else "")
 
 
 def _train_args(p, steps_default_note: str) -> None:
@@ -299,36 +349,16 @@ def _train_args(p, steps_default_note: str) -> None:
     p.add_argument("--n-critic", type=int, default=None)
     p.add_argument("--g-loss", default=None, choices=("ns", "minimax", "inverse"),
                    help="GAN G: ns (non-saturating) | minimax; BiGAN G/E: ns = inverse (Lambda) | minimax")
-    p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
-                   help="gan, bigan, lr, jlr, infogan, improved, lsgan, hinge, fgan-*: the R1 penalty weight on D's "
-                        "real inputs (bigan: the joint (x, E(x))); default 0; 1 on mnist5k for gan, bigan, lr, jlr, "
-                        "infogan (gan: 0.1 on gmm8 / gmm25; improved: 0.1 on gmm8)")
-    p.add_argument("--r1-every", type=int, default=None, metavar="K",
-                   help="lazy R1 (StyleGAN2): the penalty, weighted K x GAMMA, on every K-th step of D only "
-                        "(default 1: every step)")
     p.add_argument("--ema", type=float, default=None, metavar="KIMG",
                    help="evaluate and sample from a moving average of G with this half-life in thousands of images "
                         "(StyleGAN2-ADA's ema_kimg; default 0 = off); buffers copied from G")
     p.add_argument("--ema-rampup", type=float, default=None, metavar="R",
                    help="with --ema: the half-life is at most R x the images seen so far (default 0.05; 0 = none)")
-    p.add_argument("--feature-matching", action="store_true",
-                   help="improved: train G by feature matching instead of the non-saturating loss")
-    p.add_argument("--codes", default=None, metavar="SPEC",
-                   help="infogan: the latent codes, comma-separated cat:K (a K-valued categorical code) and one "
-                        "cont:N (N continuous U(-1, 1) codes); default cat:10,cont:2")
-    p.add_argument("--beta", type=float, default=None,
-                   help="beta-vae: the weight of the KL term (a finite number > 0; default 4)")
-    p.add_argument("--lambda", type=float, default=None, dest="lam", metavar="LAMBDA",
-                   help="wae-mmd, wae-gan: the weight of the latent penalty (a finite number > 0; default 10 for "
-                        "wae-mmd, 1 for wae-gan)")
-    p.add_argument("--gamma", type=float, default=None,
-                   help="began: the diversity ratio gamma in (0, 1] that k_t steers L(G(z)) / L(x) to (default 0.5)")
-    p.add_argument("--margin", type=float, default=None,
-                   help="ebgan: the energy margin m > 0 up to which D raises a fake's energy (default 0.1)")
+    _add_option_flags(p)
     p.add_argument("--option", action="append", default=None, metavar="KEY=VALUE", type=_option,
-                   help="any recipe option (TrainConfig.extra; the recipe lists its own on a wrong key), e.g. bigan's "
-                        "e_lr=0.5 or stochastic_encoder=true; VALUE is read as JSON (a number, true / false, a list), "
-                        "else as a string; repeatable")
+                   help="any recipe option (TrainConfig.extra; a wrong key gets the recipe's list), e.g. e_lr=0.5 or "
+                        "stochastic_encoder=true; VALUE is read as JSON (a number, true / false, a list), else as a "
+                        "string; repeatable")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="run directory")
@@ -363,10 +393,12 @@ def main(argv=None) -> int:
     d.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     d.set_defaults(fn=_demo)
     from .train import RECIPES
+    from .train.recipes import DEFAULT_STEPS
+    from .train.table1 import METHODS
 
     t = sub.add_parser("train", help="train a model")
     t.add_argument("model", choices=sorted(RECIPES))
-    _train_args(t, "default 5000; gan: 10000 on gmm8, 20000 on gmm25")
+    _train_args(t, _steps_note())
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     t.set_defaults(fn=_train)
@@ -378,11 +410,12 @@ def main(argv=None) -> int:
     pl.add_argument("--out", default=None, metavar="PNG", help="where to write the PNG (default RUN/curves.png)")
     pl.set_defaults(fn=_plot)
     tb = sub.add_parser("table1", help="the BiGAN paper's Table 1 and the encoders (1NN accuracy)")
-    _train_args(tb, "per model, default 5000")
+    _train_args(tb, f"per model, default {DEFAULT_STEPS}")
     tb.add_argument("--seeds", type=_seed_list, default=None, metavar="S,S,...",
                     help="train every method once per seed and report mean +- std (default: --seed alone)")
     tb.add_argument("--methods", default=None, metavar="M,M,...",
-                    help="a subset of the methods, by recipe name (bigan, gan, lr, jlr, ae-l2, ...; default: all)")
+                    help=f"a subset of the methods, by recipe name ({', '.join(m for _, m in METHODS)}; default: "
+                         f"all)")
     tb.add_argument("--resume", action="store_true",
                     help="continue (or, if finished, only evaluate) the runs already in --out")
     tb.set_defaults(fn=_table1)

@@ -96,3 +96,17 @@ def kernel_params(kernel) -> list[tuple[str, bool, str]]:
         ann = str(p.annotation)
         out.append((name, "constexpr" in ann, "fp64" if "float64" in ann else "fp32" if "float32" in ann else ""))
     return out
+
+
+# the dtypes the generic compile variants cover (.ci/triton_check.py): (Triton's name, torch's)
+COMPILE_DTYPES = (("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16), ("fp64", torch.float64))
+
+
+def generic_variant(name: str, kernel, ptr_args, dt: str, scalars: dict, constexprs: dict, options: dict,
+                    wide=()) -> dict:
+    """One compile variant with generic scalars (`scalars`: i64 / fp64, no alignment hints) for a module's
+    `generic_variants()`: every pointer of `ptr_args` to dtype `dt`, those in `wide` to the kernel's accumulation
+    type (fp32; fp64 for dt fp64)."""
+    acc = "*fp64" if dt == "fp64" else "*fp32"
+    sig = {p: acc if p in wide else "*" + dt for p in ptr_args} | scalars | dict.fromkeys(constexprs, "constexpr")
+    return dict(name=name, kernel=kernel, signature=sig, constexprs=constexprs, options=options)

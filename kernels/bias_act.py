@@ -8,7 +8,7 @@ channel (i // S) % C). One kernel, specialised on ACT / MODE / YREF / HAS_BIAS, 
 sums of the (unrounded) outputs, which `backward` adds up into the bias gradient. Math runs in fp32 (fp64 for fp64
 tensors); alpha, gain and clamp travel as fp64 and are rounded to the compute type in the kernel, as in C++.
 
-`forward` and `backward` run inside torch.library.triton_op (fastgan/ops/fused_act.py): only torch tensor ops and
+`forward` and `backward` run inside torch.library.triton_op (fastgan/ops/bias_act.py): only torch tensor ops and
 launches through wrap_triton, so they also trace with FakeTensors (torch.compile); no autograd here. Every launch runs
 under the device guard of its tensors (`device_guard`: a no-op for CPU tensors).
 
@@ -36,7 +36,16 @@ import triton
 import triton.language as tl
 
 from ..activations import ACTIVATIONS
-from ._launch import SM_COUNT, concrete, device_guard, launch_spec, wave_programs, wrap_triton
+from ._launch import (
+    COMPILE_DTYPES,
+    SM_COUNT,
+    concrete,
+    device_guard,
+    generic_variant,
+    launch_spec,
+    wave_programs,
+    wrap_triton,
+)
 from ._math import _bwd2_elem, _bwd_elem, _compute_type, _fwd_elem, _scalar, _to_out
 
 __all__ = ["forward", "backward", "config", "static_variants", "BLOCK"]
@@ -292,3 +301,18 @@ def static_variants():
         sig, consts, attrs = launch_spec(_bias_act_kernel, values, consts)
         yield dict(name=f"bias_act {name}", kernel=_bias_act_kernel, signature=sig, constexprs=consts, attrs=attrs,
                    options=dict(num_warps=cfg.num_warps, num_stages=3), grid=cfg.grid, shape=shape_name, hot=hot)
+
+
+def generic_variants():
+    """The compile check's dtype x activation x mode coverage (.ci/triton_check.py), generic scalars."""
+    scalars = dict.fromkeys(("O", "C", "S", "NC", "NS", "PO", "NT"), "i64") | dict.fromkeys(
+        ("alpha", "gain", "clamp"), "fp64")
+    ptrs = ("out_ptr", "ref_ptr", "g_ptr", "gg_ptr", "b_ptr", "part_ptr")
+    for dt, _ in COMPILE_DTYPES:
+        for spec in ACTIVATIONS.values():
+            for mode in (0, 1, 2):
+                cfg = config(1, 1024, 1, mode > 0)
+                consts = dict(ACT=spec.id, MODE=mode, YREF=mode > 0 and spec.y_ok, HAS_BIAS=True, G_BCAST=False,
+                              GG_BCAST=False, BIAS_SUM=mode > 0, OB=1, CB=8, SB=128)
+                yield generic_variant(f"bias_act {dt} {spec.name} mode={mode}", _bias_act_kernel, ptrs, dt, scalars,
+                                      consts, dict(num_warps=cfg.num_warps), wide=("part_ptr",))

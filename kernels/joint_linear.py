@@ -5,7 +5,7 @@ activation + gain epilogue, and its launch helper.
 
 Forward: a1 = x, b1 = weight^T, a2 = z, b2 = z_weight^T (transposes are stride swaps, never copies): x W^T and z U^T
 meet in the same registers, the bias and the activation are applied before the one store; no temporaries. The
-backward's matrix products are the same kernel with act = linear and no second range (fastgan/ops/joint.py),
+backward's matrix products are the same kernel with act = linear and no second range (fastgan/ops/joint_linear.py),
 so the Triton backend is Triton end to end and differentiable to any order.
 
 Accumulation in fp32 (fp64 for fp64). fp32 inputs multiply in IEEE fp32, or TF32 when the caller allows it: the
@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 
 from ..activations import ACTIVATIONS
-from ._launch import SM_COUNT, concrete, device_guard, launch_spec, wrap_triton
+from ._launch import COMPILE_DTYPES, SM_COUNT, concrete, device_guard, generic_variant, launch_spec, wrap_triton
 from ._math import _INTERPRET, _act, _scalar, _to_out
 
 __all__ = ["matmul_act", "config", "precision", "static_variants"]
@@ -296,3 +296,21 @@ def static_variants():
                          (1024, 1, 1, 1024, zd, 1, 1, zd), torch.bfloat16, "ieee", "lrelu", True, True)
     yield from _case("fwd fp64 B=128", "128x(1024+50)->1024", 128, 1024, 1024, zd,
                      (1024, 1, 1, 1024, zd, 1, 1, zd), torch.float64, "ieee", "lrelu", True, False)
+
+
+def generic_variants():
+    """The compile check's dtype x precision x activation coverage (.ci/triton_check.py), generic scalars."""
+    scalars = dict.fromkeys(("M", "N", "K1", "K2", "KS", "sa1m", "sa1k", "sb1k", "sb1n", "sa2m", "sa2k", "sb2k",
+                             "sb2n", "som", "son", "sos"), "i64") | {"alpha": "fp64", "gain": "fp64"}
+    ptrs = ("out_ptr", "a1_ptr", "b1_ptr", "a2_ptr", "b2_ptr", "bias_ptr")
+    for dt, dtype in COMPILE_DTYPES:
+        for prec in (("ieee", "tf32") if dt == "fp32" else ("ieee",)):
+            for m in (16, 4096):
+                cfg = config(m, 1024, 1074, dtype, prec, False)
+                for act in ("lrelu", "linear"):
+                    consts = dict(ACT=ACTIVATIONS[act].id, HAS_BIAS=act == "lrelu", HAS_2=act == "lrelu",
+                                  ACC_F64=dt == "fp64", PREC=prec, SPLIT=cfg.SPLIT > 1, BM=cfg.BM, BN=cfg.BN,
+                                  BK=cfg.BK, GROUP_M=8)
+                    yield generic_variant(f"joint_linear {dt} {prec} {act} M={m}", _joint_mm_kernel, ptrs, dt,
+                                          scalars, consts, dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
+                                          wide=("out_ptr",) if consts["SPLIT"] else ())

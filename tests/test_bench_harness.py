@@ -210,16 +210,20 @@ def test_quick_selection_takes_one_case_per_listed_value():
 def test_auto_table_picks_the_faster_family_per_op(tmp_path):
     from bench import auto_table
 
-    def case(group, impl, median):
-        return {"group": group, "params": {"impl": impl}, "stats": {"median": median}}
+    def case(group, impl, median):  # the op: the benchmark's file, bench/bench_<op>.py
+        stem = {"mmd2": "kernel_sum", "minibatch": "minibatch_discrimination", "train": "train_step"}.get(
+            group.split("-")[0].split("_")[0], group.split("-")[0])
+        return {"group": group, "fullname": f"bench/bench_{stem}.py::test_x[{impl}]", "params": {"impl": impl},
+                "stats": {"median": median}}
 
     benchmarks = [case("mmd2-n1024-d64-fwd+bwd", "fastgan-cuda", 2.0),
                   case("mmd2-n1024-d64-fwd+bwd", "fastgan-triton", 1.0),
                   case("mmd2-n4096-d64-fwd+bwd", "fastgan-cuda", 8.0),
                   case("mmd2-n4096-d64-fwd+bwd", "fastgan-triton", 2.0),
                   case("bias_act-S-fwd", "fastgan-cuda", 1.0), case("bias_act-S-fwd", "fastgan-triton", 4.0),
-                  case("bias_act-S-fwd", "eager", 0.5), case("minibatch_disc-B64-fwd", "fastgan-triton", 1.0),
+                  case("bias_act-S-fwd", "eager", 0.5), case("minibatch_discrimination-B64-fwd", "fastgan-triton", 1.0),
                   case("train-step-bigan-B128", "fastgan-cuda", 1.0)]
+    assert [auto_table.op_of(b) for b in benchmarks[::2]] == ["kernel_sum", "kernel_sum", "bias_act", "bias_act", None]
     m = auto_table.measure(benchmarks)
     assert m["kernel_sum"]["cases"] == 2 and abs(m["kernel_sum"]["ratio"] - 8 ** 0.5) < 1e-12
     assert m["bias_act"]["ratio"] == 0.25 and m["minibatch_discrimination"] == {"cases": 0, "ratio": None,

@@ -292,7 +292,7 @@ def test_minibatch_discrimination_on_generated_inputs(impl, data):
     rg = None if ref_batch is None else ref_batch.detach().requires_grad_(r_grad)
     rr = None if ref_batch is None else ref_batch.detach().clone().requires_grad_(r_grad)
     got = fastgan.minibatch_discrimination(mg, rg, exclude_self, impl=impl)
-    want = reference.minibatch_disc(mr, rr, exclude_self)
+    want = reference.minibatch_discrimination(mr, rr, exclude_self)
     assert got.shape == want.shape == (b, k) and got.dtype == dtype
     terms = max(1, r if with_ref else b)
     _assert_within(got, want, torch.full_like(want.double(), float(terms)), dtype, "minibatch forward")

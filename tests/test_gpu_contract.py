@@ -18,7 +18,8 @@ def _out(tmp_path, steps=("preflight", "smoke"), smoke_ok=True, extra=()):
     out = tmp_path / "out"
     out.mkdir()
     (out / "summary.txt").write_text("fastgan GPU check: 12 s of 400 s\n" + "".join(
-        f"{s:13s} ok               3 s  (limit 30 s)\n" for s in steps) + "nvcc seconds per file:\n  52.1 mmd.cu\n")
+        f"{s:13s} ok               3 s  (limit 30 s)\n" for s in steps)
+        + "nvcc seconds per file:\n  52.1 kernel_sum.cu\n")
     (out / "smoke.json").write_text(json.dumps({"all_ok": smoke_ok}))
     (out / "info.json").write_text("{}")
     with tarfile.open(out / "gpu.tgz", "w:gz") as tar:

@@ -110,8 +110,8 @@ def test_bf16_autocast():
 
 @pytest.mark.parametrize("kind", ["wgan-gp", "r1"])
 def test_penalty_through_minibatch_discrimination(kind):
-    """The penalty's parameter gradients through the fused layer (fastgan::minibatch_disc_backward2) equal those
-    through the broadcast reference (fp64, 1e-10)."""
+    """The penalty's parameter gradients through the fused layer (fastgan::minibatch_discrimination_backward2) equal
+    those through the broadcast reference (fp64, 1e-10)."""
     torch.manual_seed(0)
     real, fake = torch.randn(7, 6, dtype=torch.float64), torch.randn(7, 6, dtype=torch.float64)
     grads = []

@@ -95,11 +95,11 @@ def test_failing_rule():
 
 def test_static_variants_follow_the_launch_configuration():
     """The variants the report compiles are the launches' configurations (one config function each)."""
-    from fastgan._triton import bias_act, joint_linear, minibatch_disc
+    from fastgan._triton import bias_act, joint_linear, minibatch_discrimination
     from fastgan._triton._launch import kernel_params
 
     keys = {"name", "kernel", "signature", "constexprs", "options", "grid", "shape", "hot"}
-    for mod in (bias_act, joint_linear, minibatch_disc):
+    for mod in (bias_act, joint_linear, minibatch_discrimination):
         vs = list(mod.static_variants())
         assert vs and all(keys <= set(v) for v in vs)
         assert any(v["hot"] for v in vs)
@@ -127,15 +127,16 @@ def _tools():
 
 @pytest.mark.skipif(not _tools(), reason="Triton's cuobjdump / ptxas not available")
 def test_one_tiny_compilation():
-    """One minibatch_disc variant compiled for sm_90 and measured, in a fresh process without the interpreter."""
+    """One minibatch_discrimination variant compiled for sm_90 and measured, in a fresh process without the
+    interpreter."""
     code = (
         "import os, tempfile; os.environ.pop('TRITON_INTERPRET', None); "
         "os.environ['TRITON_CACHE_DIR'] = tempfile.mkdtemp(); os.environ['TRITON_DEFAULT_FP_FUSION'] = '1'\n"
         "from bench import static_report as sr\n"
-        "from fastgan._triton import minibatch_disc as m\n"
+        "from fastgan._triton import minibatch_discrimination as m\n"
         "v = next(v for v in m.static_variants()\n"
-        "         if v['name'].startswith('minibatch_disc fwd') and '1024' in v['shape'])\n"
-        "r = sr.triton_row('minibatch_disc', v)\n"
+        "         if v['name'].startswith('minibatch_discrimination fwd') and '1024' in v['shape'])\n"
+        "r = sr.triton_row('minibatch_discrimination', v)\n"
         "print('ROW', r.regs, r.spills, r.smem, r.programs, r.verdict)\n")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

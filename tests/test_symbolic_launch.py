@@ -18,9 +18,10 @@ import fastgan  # noqa: F401  (registers the ops; fastgan._triton below)
 from fastgan.activations import ACTIVATIONS
 
 triton = pytest.importorskip("triton")
-from fastgan._triton import bias_act, joint_linear, minibatch_disc, mmd  # noqa: E402
+from fastgan._triton import bias_act, joint_linear, kernel_sum, minibatch_discrimination  # noqa: E402
+from fastgan.ops import OPS  # noqa: E402
 
-MODULES = (bias_act, joint_linear, minibatch_disc, mmd)
+MODULES = tuple(op.triton_module() for op in OPS.values() if "triton" in op.backends)
 
 
 class _Recorder:
@@ -76,13 +77,13 @@ def _cases():
     yield "joint_linear", lambda f: joint_linear.matmul_act(f(9, 20), f(20, 11),
                                                             f(9, 3), f(3, 11),
                                                             f(11), lrelu, 0.2, 1.0)
-    yield "minibatch_disc forward", lambda f: minibatch_disc.forward(f(7, 3, 4), None, True)
-    yield "minibatch_disc backward", lambda f: minibatch_disc.backward(f(7, 3),
+    yield "minibatch_discrimination forward", lambda f: minibatch_discrimination.forward(f(7, 3, 4), None, True)
+    yield "minibatch_discrimination backward", lambda f: minibatch_discrimination.backward(f(7, 3),
                                                                        f(7, 3, 4),
                                                                        f(5, 3, 4))
-    yield "mmd kernel_sum", lambda f: mmd.kernel_sum(f(9, 6), f(7, 6), "gaussian",
+    yield "mmd kernel_sum", lambda f: kernel_sum.kernel_sum(f(9, 6), f(7, 6), "gaussian",
                                                      [1.0, 2.0], [1.0, 1.0], True, True, True)
-    yield "mmd kernel_sum_backward2", lambda f: mmd.kernel_sum_backward2(
+    yield "mmd kernel_sum_backward2", lambda f: kernel_sum.kernel_sum_backward2(
         f(9, 6), None, f(9, 6), None, "imq", [1.0], [1.0], True, False)
 
 

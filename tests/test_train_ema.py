@@ -13,7 +13,7 @@ from fastgan import cli
 from fastgan.train import Trainer, config_for
 from fastgan.train import checkpoint as ckpt
 from fastgan.train.ema import EMA
-from fastgan.train.evaluate import evaluate
+from fastgan.train.evaluation import evaluate
 
 TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False)
 
@@ -44,7 +44,7 @@ def test_schedule_and_update():
 
 def test_evaluation_samples_from_the_average(tmp_path, monkeypatch):
     # the metrics of fewer samples: a faster test
-    monkeypatch.setattr(importlib.import_module("fastgan.train.evaluate"), "N_SAMPLES", 256)
+    monkeypatch.setattr(importlib.import_module("fastgan.train.evaluation"), "N_SAMPLES", 256)
     t = Trainer(config_for("gan", data="gmm8", steps=6, ema=0.05, batch_norm=True, **TINY))
     t.run()
     G = t.recipe.nets["G"]

@@ -2,7 +2,7 @@
 // kernels: in fp64, every kernel's value, first and second derivative in r2 (the laplacians: value and derivative in
 // the distance) against the closed forms of pair_kernels.h and against central finite differences; the ORDER
 // semantics and weights of the *_add accumulators; the helpers (r2 clamp, laplacian weight, sign, q); fp32 against
-// fp64; the gaussian squaring chain of mmd.h's MixturePlan against direct exponentials; and the poly kernel of the
+// fp64; the gaussian squaring chain of kernel_sum.h's MixturePlan against direct exponentials; and the poly kernel of the
 // dot product (degrees 1-5, offsets 0 and > 0, negative bases) against pow and finite differences. ctest runs it.
 #include <cmath>
 #include <cstdio>
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "expect.h"
-#include "fastgan/mmd.h"
+#include "fastgan/kernel_sum.h"
 #include "fastgan/pair_math.h"
 
 namespace {

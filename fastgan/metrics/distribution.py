@@ -17,7 +17,7 @@ import numbers
 
 import torch
 
-from ..ops.mmd import mmd2
+from ..ops.kernel_sum import mmd2
 from ._inputs import _matrix, _one_thread
 
 __all__ = ["kid", "precision_recall", "knn_radii"]

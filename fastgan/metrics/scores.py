@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..ops.mmd import median_bandwidth, mmd2
+from ..ops.kernel_sum import median_bandwidth, mmd2
 from ._inputs import _flat, _labels, _matrix, _tensor
 from .classifier import MMD_SCALES, FeatureClassifier
 from .distribution import kid, precision_recall

@@ -13,7 +13,7 @@ from .dcgan import (
 )
 from .joint_linear import EagerJointLinear, JointLinear
 from .layers import ConvAct, EagerAct, LinearAct, make_act, torch_act
-from .minibatch import MinibatchDiscrimination, MinibatchStdDev
+from .minibatch_discrimination import MinibatchDiscrimination, MinibatchStdDev
 from .mmd import MMDLoss
 
 __all__ = [

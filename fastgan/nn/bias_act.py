@@ -6,7 +6,7 @@ from torch import nn
 
 from ..activations import get_act
 from ..backend import act_native
-from ..ops.fused_act import bias_act
+from ..ops.bias_act import bias_act
 from ..ops.reference import activation
 
 

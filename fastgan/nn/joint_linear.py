@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.joint import check_act, joint_linear
+from ..ops.joint_linear import check_act, joint_linear
 from .layers import torch_act
 
 

@@ -19,8 +19,8 @@ from torch import nn
 from .._checks import autocast_target, positive_int
 from ..activations import get_act
 from ..backend import linear_route
-from ..ops.fused_act import bias_act
-from ..ops.joint import joint_linear
+from ..ops.bias_act import bias_act
+from ..ops.joint_linear import joint_linear
 from .bias_act import BiasAct, _alpha_of, torch_act
 
 __all__ = ["ConvAct", "EagerAct", "LinearAct", "make_act", "torch_act"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.mmd import KERNELS, _check_kernel, _check_poly, mmd2
+from ..ops.kernel_sum import KERNELS, _check_kernel, _check_poly, mmd2
 
 
 class MMDLoss(nn.Module):

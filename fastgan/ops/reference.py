@@ -167,7 +167,7 @@ def mmd2_functional(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", 
             - 2 * kxy.mean())
 
 
-def minibatch_disc(m: torch.Tensor, ref: torch.Tensor | None, exclude_self: bool) -> torch.Tensor:
+def minibatch_discrimination(m: torch.Tensor, ref: torch.Tensor | None, exclude_self: bool) -> torch.Tensor:
     """Minibatch discrimination (Salimans et al. 2016): o[i, k] = sum_j exp(-|m[i, k] - r[j, k]|_1), r = m or ref.
     Broadcasts the B x R x K x C difference tensor (small batches only); the gradient at a tie is 0 (sign(0))."""
     half = m.dtype in _HALF
@@ -179,7 +179,8 @@ def minibatch_disc(m: torch.Tensor, ref: torch.Tensor | None, exclude_self: bool
     return e.sum(1).to(m.dtype)
 
 
-def minibatch_disc_functional(f: torch.Tensor, T: torch.Tensor, kernels: int, kernel_dim: int) -> torch.Tensor:
+def minibatch_discrimination_functional(f: torch.Tensor, T: torch.Tensor, kernels: int,
+                                        kernel_dim: int) -> torch.Tensor:
     """The minibatch discrimination layer the way eager code writes it (the B x B x K x C broadcast): the baseline of
     the benchmark. [f, o] with o[i, k] = sum_j exp(-|M[i, k] - M[j, k]|_1), M = (f T).view(B, K, C)."""
     m = (f @ T).view(f.shape[0], kernels, kernel_dim)

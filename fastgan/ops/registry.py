@@ -65,6 +65,16 @@ class Op:
             self._ns[backend] = ns
         return ns
 
+    def triton_module(self):
+        """The op's Triton kernels, kernels/<name>.py (fastgan._triton.<name>: the op's stem; imports triton). Scripts
+        that walk the kernels (.ci/triton_check.py, bench/static_report.py) iterate OPS through this, and read each
+        module's `static_variants()` for its compile-check variants."""
+        if "triton" not in self.backends:
+            raise ValueError(f"{self.name}: has no Triton backend")
+        import importlib  # function-level: importing fastgan never imports triton (docs/design.md)
+
+        return importlib.import_module(f"fastgan._triton.{self.name}")
+
     def run(self, impl: str | None, device, *args):
         """Resolves `impl` and runs the op's first kernel (or its reference) on the schema's arguments."""
         return self.call(self.resolve(impl, device), *args)

@@ -30,7 +30,7 @@ from pathlib import Path
 from .. import data as data_mod
 from .. import metrics as ev
 from .config import TrainConfig
-from .evaluate import representation
+from .evaluation import representation
 from .recipes import RECIPES
 from .recipes import validate as validate_config
 from .trainer import Trainer

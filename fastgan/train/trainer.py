@@ -12,7 +12,7 @@ resumed from a checkpoint continues bit-identically (the checkpoint holds every 
 Run directory (cfg.out): checkpoint.pt (every ckpt_every steps and at the end, atomically), metrics.jsonl (one line
 per log_every steps: the step, the losses averaged since the previous line, the learning rate, and under "time" the
 wall-clock figures — the only fields that differ between identical runs), config.json, results.json, and the PNGs
-of fastgan.train.evaluate, and curves.png (every logged quantity against the step: losses, D's accuracy on real and
+of fastgan.train.evaluation, and curves.png (every logged quantity against the step: losses, D's accuracy on real and
 fake; redrawn from metrics.jsonl at the end of every run; `fastgan plot RUN_DIR` redraws it).
 
 Non-finite values (issue 31): the losses averaged for a metrics line are checked when the line is written (the
@@ -44,7 +44,7 @@ from . import precision as precision_mod
 from .config import TrainConfig, lr_factor
 from .distributed import all_reduce_mean_, convert_batch_norm, world
 from .ema import EMA
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .recipes import RECIPES, StepContext
 from .recipes import validate as validate_config
 

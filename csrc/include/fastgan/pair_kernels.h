@@ -1,5 +1,5 @@
 // The pairwise kernels of kernel_sum / MMD, as functions of the squared distance r2 = |a - b|^2, and the argument
-// checks of the op. One table for every backend (fastgan/ops/mmd.py mirrors the names and parameters):
+// checks of the op. One table for every backend (fastgan/ops/kernel_sum.py mirrors the names and parameters):
 //
 //   gaussian   k = exp(-r2 / (2 s^2))                       parameter p = 1 / (2 s^2)   (s: the bandwidth)
 //   rq         k = (1 + r2 / (2 a))^(-a)                    parameter p = a             (rational quadratic)

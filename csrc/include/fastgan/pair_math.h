@@ -1,4 +1,4 @@
-// The per-pair math of kernel_sum / MMD, host + device (FG_HD), shared by csrc/cpu/mmd.cpp and csrc/cuda/mmd.cu:
+// The per-pair math of kernel_sum / MMD, host + device (FG_HD), shared by csrc/cpu/kernel_sum.cpp and csrc/cuda/kernel_sum.cu:
 // for one squared distance r2 (one distance t for the laplacians) and one bandwidth, the kernel value and its
 // derivatives, accumulated with the bandwidth's weight. The table of kernels and parameters is pair_kernels.h:
 //
@@ -40,7 +40,7 @@ FG_HD bool is_laplacian(int kernel) { return kernel == kLaplacian || kernel == k
 FG_HD bool is_dot_kernel(int kernel) { return kernel == kPoly; }
 
 // At most this many bandwidths per call: the CUDA kernels take the per-bandwidth constants by value in their
-// argument struct (no host-to-device copy per call). Checked for every backend by check_kernel_sum (mmd.h).
+// argument struct (no host-to-device copy per call). Checked for every backend by check_kernel_sum (kernel_sum.h).
 constexpr int kMaxPairBandwidths = 16;
 
 // ---- elementary functions ----
@@ -110,7 +110,7 @@ FG_HD T pair_r2(T nx, T ny, T dot) {
 
 // ---- gaussian ----
 // e = e^(-p r2). A mixture whose parameters differ by exact powers of two may instead square the previous bandwidth's
-// e (mmd.h, MixturePlan); gaussian_add takes e either way.
+// e (kernel_sum.h, MixturePlan); gaussian_add takes e either way.
 template <typename T>
 FG_HD T gaussian_exp(T r2, T p) {
   return pair_exp(-p * r2);

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...backend import linear_act_native
-from ...ops.fused_act import bias_act
+from ...ops.bias_act import bias_act
 from ..layers import torch_act
 
 __all__ = ["Epilogue", "FusedAway", "FusedLayer", "STOCK_LAYERS", "fused_class", "stock_base"]

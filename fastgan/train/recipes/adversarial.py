@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from ... import losses
-from .base import _MNIST_R1_DEFAULTS, POSITIVE, R1_OPTIONS, Recipe, extra_number
+from .base import _MNIST_R1_DEFAULTS, ENCODER_OUT_OPTION, R1_OPTIONS, Recipe
+from .options import POSITIVE, number, switch
 
 
 class GAN(Recipe):
@@ -61,29 +62,27 @@ class BiGAN(Recipe):
 
     name = "bigan"
     groups = {"D": ("D",), "GE": ("G", "E")}
-    options = (*R1_OPTIONS, "encoder_out", "e_lr", "stochastic_encoder")
+    options = (*R1_OPTIONS, ENCODER_OUT_OPTION,
+               number("e_lr", 1.0, "E's learning rate over G's (they share the optimiser group GE)", POSITIVE),
+               switch("stochastic_encoder", False, "E a diagonal Gaussian q(z | x) whose draws D sees (ALI's)"))
     inverse_g_loss = True
     data_defaults = _MNIST_R1_DEFAULTS
 
     @classmethod
     def check_config(cls, cfg):
         super().check_config(cfg)
-        extra_number(cfg, "e_lr", 1.0, POSITIVE)
-        stochastic = cfg.extra.get("stochastic_encoder", False)
-        if not isinstance(stochastic, bool):
-            raise ValueError(f"extra['stochastic_encoder']: expected True or False, got {stochastic!r}")
-        if stochastic and "encoder_out" in cfg.extra:
+        if cfg.extra.get("stochastic_encoder") and "encoder_out" in cfg.extra:
             raise ValueError("extra['encoder_out']: a stochastic encoder's mean and log-variance are linear outputs; "
                              "drop encoder_out or stochastic_encoder")
 
     def build(self, x_dim, z_dim):
-        self.stochastic = bool(self.cfg.extra.get("stochastic_encoder", False))
+        self.stochastic = self.opt("stochastic_encoder")
         return {"G": self.generator(z_dim, x_dim),
                 "E": self.gaussian_encoder(x_dim, z_dim) if self.stochastic else self.encoder(x_dim, z_dim),
                 "D": self.joint_discriminator(x_dim, z_dim)}
 
     def lr_scales(self):
-        return {"E": extra_number(self.cfg, "e_lr", 1.0, POSITIVE)}
+        return {"E": self.opt("e_lr")}
 
     def encode(self, ctx, x, gen):
         """E's code for x in a training step: E(x), or a draw from q(z | x) for a stochastic encoder."""
@@ -130,7 +129,7 @@ class LatentRegressor(GAN):
     data_defaults = _MNIST_R1_DEFAULTS  # a Table-1 baseline: the same D as gan / bigan
     joint = False
     groups = {"D": ("D",), "G": ("G",), "E": ("E",)}
-    options = ("encoder_out",)
+    options = (ENCODER_OUT_OPTION,)
 
     def build(self, x_dim, z_dim):
         return {**super().build(x_dim, z_dim), "E": self.encoder(x_dim, z_dim)}
@@ -154,7 +153,7 @@ class LatentRegressor(GAN):
         g_d = (self.grads(ctx, self.plus(d_loss, r1), self.params("D"), retain=True)
                if self.cfg.update == "simultaneous" else None)  # R1 as in GAN's step and d_steps
         g_e = self.grads(ctx, reg, self.params("E"), retain=True)
-        weight = float(self.cfg.extra.get("reg_weight", 1.0))
+        weight = self.opt("reg_weight") if self.joint else 0.0
         self.apply(ctx, "G", self.through_d(ctx, g_loss, (gz,), self.params("G"),
                                             extra=weight * reg if self.joint else None))
         self.apply(ctx, "E", g_e)
@@ -173,7 +172,7 @@ class LatentRegressor(GAN):
 class JointLatentRegressor(LatentRegressor):
     name = "jlr"
     joint = True
-    options = ("reg_weight",)  # the regression loss's weight in G's objective
+    options = (number("reg_weight", 1.0, "the regression loss's weight in G's objective"),)
 
 
 class AutoEncoder(Recipe):
@@ -181,7 +180,7 @@ class AutoEncoder(Recipe):
 
     name = "ae-l2"
     groups = {"GE": ("G", "E")}
-    options = ("encoder_out",)
+    options = (ENCODER_OUT_OPTION,)
     adversarial = False
     p = 2
 

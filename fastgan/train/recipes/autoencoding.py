@@ -30,8 +30,9 @@ from torch import nn
 
 from ... import losses
 from ...nn import GANDiscriminator
-from ...ops.mmd import median_bandwidth, mmd2
-from .base import POSITIVE, Recipe, extra_number
+from ...ops.kernel_sum import median_bandwidth, mmd2
+from .base import Recipe
+from .options import POSITIVE, number
 
 __all__ = ["AAE", "BetaVAE", "VAE", "WAEGAN", "WAEMMD", "WAE_SCALES", "codes_mmd2"]
 
@@ -81,6 +82,8 @@ class _Encoding(Recipe):
 
     def prior(self, n, gen):
         return self._normal(n, self.cfg.z_dim, gen, (0, 1))
+
+    metric_labels = {"rec_mse": ("reconstruction error on test (MSE per dimension)", "")}
 
     def evaluation(self, split, features, out):
         x = split.test_x
@@ -140,6 +143,9 @@ class VAE(_Encoding):
     def reconstruct(self, x):
         return self.sample(self.nets["E"](x))
 
+    metric_labels = {"test_elbo": ("test ELBO (nats per image)", ""), "test_kl": ("  its KL term", ""),
+                     "test_rec_nll": ("  its reconstruction term", "")}
+
     def evaluation(self, split, features, out):
         """+ the test negative ELBO's terms in nats per image (one posterior draw per image, a generator seeded
         with cfg.seed): test_elbo = -(test_rec_nll + test_kl)."""
@@ -156,18 +162,12 @@ class VAE(_Encoding):
 
 class BetaVAE(VAE):
     name = "beta-vae"
-    options = ("beta",)
-    BETA = 4.0  # Higgins et al.'s value (cfg.extra['beta'])
-    defaults = dict(VAE.defaults, extra={"beta": BETA})
-
-    @classmethod
-    def check_config(cls, cfg):
-        super().check_config(cfg)
-        extra_number(cfg, "beta", cls.BETA, POSITIVE)
+    options = (number("beta", 4.0, "the weight of the KL term (Higgins et al.'s value)", POSITIVE, flag="--beta"),)
+    defaults = dict(VAE.defaults, extra={"beta": options[0].default})  # recorded in the run's config
 
     @property
     def beta(self) -> float:
-        return extra_number(self.cfg, "beta", self.BETA, POSITIVE)
+        return self.opt("beta")
 
 
 class _LatentAdversary(_Encoding):
@@ -198,6 +198,8 @@ class _LatentAdversary(_Encoding):
         self.apply(ctx, "D", self.grads(ctx, d_loss, self.params("D")))
         return d_loss, l_real, l_fake
 
+    metric_labels = {"mmd2_prior": ("MMD^2 of the test codes vs N(0, I)", "")}
+
     def evaluation(self, split, features, out):
         """+ mmd2_prior: codes_mmd2 of the test codes."""
         res = super().evaluation(split, features, out)
@@ -224,20 +226,17 @@ class AAE(_LatentAdversary):
                 **losses.d_accuracy(l_real, l_fake)}
 
 
+def _lambda(default: float):
+    """The WAEs' weight lambda of the latent term: cfg.extra['lambda'] (> 0)."""
+    return number("lambda", default, "the weight of the latent penalty", POSITIVE, flag="--lambda", metavar="LAMBDA")
+
+
 class _Lambda:
-    """The WAEs' weight lambda of the latent term: cfg.extra['lambda'] (> 0, default the class's LAMBDA), checked with
-    the config; self.lam its value."""
-
-    LAMBDA: float
-
-    @classmethod
-    def check_config(cls, cfg):
-        super().check_config(cfg)
-        extra_number(cfg, "lambda", cls.LAMBDA, POSITIVE)
+    """self.lam: the WAE's option lambda."""
 
     @property
     def lam(self) -> float:
-        return extra_number(self.cfg, "lambda", self.LAMBDA, POSITIVE)
+        return self.opt("lambda")
 
 
 class WAEGAN(_Lambda, _LatentAdversary):
@@ -246,9 +245,8 @@ class WAEGAN(_Lambda, _LatentAdversary):
 
     name = "wae-gan"
     groups = {"D": ("D",), "GE": ("G", "E")}
-    options = ("lambda",)
-    LAMBDA = 1.0
-    defaults = dict(_Encoding.defaults, extra={"lambda": LAMBDA})
+    options = (_lambda(1.0),)
+    defaults = dict(_Encoding.defaults, extra={"lambda": options[0].default})  # recorded in the run's config
 
     def step(self, ctx, next_batch, gen):
         G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
@@ -266,9 +264,8 @@ class WAEGAN(_Lambda, _LatentAdversary):
 class WAEMMD(_Lambda, _Encoding):
     name = "wae-mmd"
     groups = {"GE": ("G", "E")}
-    options = ("lambda",)
-    LAMBDA = 10.0
-    defaults = dict(_Encoding.defaults, extra={"lambda": LAMBDA})
+    options = (_lambda(10.0),)
+    defaults = dict(_Encoding.defaults, extra={"lambda": options[0].default})  # recorded in the run's config
 
     def build(self, x_dim, z_dim):
         # the IMQ kernel of fastgan.mmd2 is s^2 / (s^2 + r^2): s = sqrt(C) gives the paper's C / (C + r^2)
@@ -287,6 +284,8 @@ class WAEMMD(_Lambda, _Encoding):
         loss = rec + self.lam * mmd
         self.apply(ctx, "GE", self.grads(ctx, loss, self.params("GE")))
         return {"loss": loss.detach(), "loss_rec": rec.detach(), "mmd2": mmd.detach()}
+
+    metric_labels = {"mmd2_prior": ("MMD^2 of the test codes vs N(0, I)", "")}
 
     def evaluation(self, split, features, out):
         res = super().evaluation(split, features, out)

@@ -2,7 +2,6 @@
 trainer hands it, and the defaults and checks a recipe applies to a TrainConfig (docs/defaults.md: why each value)."""
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,14 +24,25 @@ from ...ops.weight_grads import input_grads
 from ...penalties import r1_from_outputs
 from ..config import ARCHS
 from ..distributed import all_reduce_mean_
+from .options import NON_NEGATIVE, POSITIVE, Option, choice, integer, number  # noqa: F401  (re-exported)
 
 ENCODER_OUT = "linear"  # E's output activation (cfg.extra['encoder_out']): 'linear' (the paper's) or 'tanh'
 DEFAULT_STEPS = 5000  # a run's length when neither the user nor the recipe's data_defaults set steps or epochs
 # The R1 weight on the cross-entropy D of gan / bigan / lr / jlr on mnist5k (measured: docs/defaults.md)
 MNIST_R1 = 1.0
 _MNIST_R1_DEFAULTS = {"mnist5k": dict(extra={"r1": MNIST_R1})}  # data_defaults of gan / bigan / lr / jlr
-# the cfg.extra keys of a recipe that takes the R1 penalty on its D: gamma, and K of lazy R1 (Recipe.r1_weight)
-R1_OPTIONS = ("r1", "r1_every")
+# the options of a recipe that takes the R1 penalty on its D: gamma, and K of lazy R1 (Recipe.r1_weight)
+R1_OPTIONS = (
+    number("r1", 0.0, "the R1 penalty weight gamma on D's real inputs (a BiGAN's: the joint (x, E(x)))", flag="--r1",
+           metavar="GAMMA"),
+    integer("r1_every", 1, "lazy R1 (StyleGAN2): the penalty, weighted K x GAMMA, on every K-th step of D only",
+            check=(lambda v: v >= 1, "a positive int (--r1-every K: R1 on every K-th step of D)"), flag="--r1-every",
+            metavar="K"),
+)
+# E's output activation, an option of the recipes with an encoder
+ENCODER_OUT_OPTION = choice("encoder_out", ENCODER_OUT, ("linear", "tanh"),
+                            "E's output activation: linear (the paper's) or tanh (codes in (-1, 1), the uniform "
+                            "prior's support)")
 # --arch dcgan: the conv nets' base width (channels of D's first conv, G's last hidden deconv; widths base, 2 base,
 # 4 base on 32 x 32, up to 8 base on 64 x 64: fastgan.nn.dcgan) when cfg.hidden is None; cfg.hidden, when given, is
 # the base. 32 (not DCGAN's 64): a 2-core CPU trains it in minutes (docs/models/dcgan.md)
@@ -49,20 +59,6 @@ class StepContext:
     scaler: torch.amp.GradScaler | None = None  # the fp16 GradScaler (cfg.precision='fp16'), else None
     shard: tuple[int, int] = (0, 1)  # (rank, world size) under torch.distributed
     step: int = 0  # the iteration's index in the run (0-based): lazy R1 counts D's steps from it
-
-
-POSITIVE = (lambda v: v > 0, "a finite number > 0")
-NON_NEGATIVE = (lambda v: v >= 0, "a finite number >= 0")
-
-
-def extra_number(cfg, key: str, default: float, check=NON_NEGATIVE) -> float:
-    """cfg.extra[key] (or `default`) as a float; a ValueError naming extra[key] unless it is a finite real number
-    (not a bool) that passes check = (predicate, what is expected)."""
-    ok, expected = check
-    v = cfg.extra.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
-        raise ValueError(f"extra[{key!r}]: expected {expected}, got {v!r}")
-    return float(v)
 
 
 def default_hidden(split) -> int:
@@ -103,13 +99,29 @@ class Recipe:
     data_defaults: dict = {}  # ... and on top of those on particular data: {data spec: {field: value}}
     alternating_only = False  # refuses update='simultaneous'
     inverse_g_loss = False  # takes g_loss='inverse' (BiGAN's objective Lambda)
-    options: tuple[str, ...] = ()  # the cfg.extra keys this class reads (a recipe takes those of its bases too)
+    options: tuple[Option, ...] = ()  # the cfg.extra keys this class reads (options.py; with those of its bases)
     archs: tuple[str, ...] = ARCHS  # the cfg.arch values it takes: a recipe that cannot take 'dcgan' says ("mlp",)
     arch_note = ""  # ... and why, for the error
+    metric_labels: dict[str, tuple[str, str]] = {}  # its own evaluation's metrics (evaluation.METRIC_LABELS' form)
+
+    @classmethod
+    def option_specs(cls) -> dict[str, Option]:
+        """Every option this recipe reads, by name: its classes' `options`, a subclass's declaration of a name
+        replacing its base's (e.g. another default)."""
+        specs: dict[str, Option] = {}
+        for c in reversed(cls.__mro__):
+            for o in vars(c).get("options", ()):
+                specs[o.name] = o
+        return specs
+
+    @classmethod
+    def labels(cls) -> dict[str, tuple[str, str]]:
+        """The labels of this recipe's own metrics (`evaluation()`'s keys), its classes' metric_labels merged."""
+        return {k: v for c in reversed(cls.__mro__) for k, v in vars(c).get("metric_labels", {}).items()}
 
     @classmethod
     def known_options(cls) -> list[str]:
-        return sorted({k for c in cls.__mro__ for k in vars(c).get("options", ())})
+        return sorted(cls.option_specs())
 
     @classmethod
     def defaults_for(cls, data: str) -> dict:
@@ -135,15 +147,9 @@ class Recipe:
         if unknown:
             raise ValueError(f"extra: {cls.name} takes no option {', '.join(map(repr, unknown))} (its options: "
                              f"{', '.join(map(repr, cls.known_options())) or 'none'})")
-        encoder_out = cfg.extra.get("encoder_out", ENCODER_OUT)
-        if encoder_out not in ("linear", "tanh"):
-            raise ValueError(f"extra['encoder_out']: expected 'linear' or 'tanh', got {encoder_out!r}")
-        if "r1" in cls.known_options():
-            gamma = extra_number(cfg, "r1", 0.0)
-            every = cfg.extra.get("r1_every", 1)
-            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-                raise ValueError(f"extra['r1_every']: expected a positive int (--r1-every K: R1 on every K-th step of "
-                                 f"D), got {every!r}")
+        values = {name: spec.value(cfg.extra) for name, spec in cls.option_specs().items()}
+        if "r1" in values:
+            gamma, every = values["r1"], values["r1_every"]
             if every != 1 and gamma == 0:
                 raise ValueError(f"extra['r1_every']: {every} without the R1 penalty (extra['r1'] is 0): set --r1 "
                                  f"GAMMA > 0 too")
@@ -163,7 +169,8 @@ class Recipe:
         # eager twin, so that a like-for-like comparison has no fastgan kernel on the eager side
         self.op_impl = "reference" if eager else impl
         self.out_act = "tanh" if split.image_shape is not None else "linear"
-        self.encoder_out = cfg.extra.get("encoder_out", ENCODER_OUT)
+        self._options = {name: spec.value(cfg.extra) for name, spec in self.option_specs().items()}
+        self.encoder_out = self._options.get("encoder_out", ENCODER_OUT)
         self.image = None  # --arch dcgan: ((C, H, W), S) of the data's images (nn.image_geometry)
         if cfg.arch == "dcgan":
             if split.image_shape is None:
@@ -179,6 +186,10 @@ class Recipe:
 
     def build(self, x_dim: int, z_dim: int) -> dict:
         raise NotImplementedError
+
+    def opt(self, name: str):
+        """The value of option `name` in this run (checked when the recipe was made; its default when not set)."""
+        return self._options[name]
 
     # ---- the networks a recipe builds (fused, or the eager twins under cfg.backend='eager'; self.kw) ----
     # cfg.arch 'mlp': the paper's MLPs (self.kw). 'dcgan': a net whose input or output is the data (x_dim = the
@@ -336,8 +347,7 @@ class Recipe:
         """The R1 weight of D's step i (0-based) of this iteration: lazy R1 (StyleGAN2) with gamma = cfg.extra['r1']
         and K = cfg.extra['r1_every'] (default 1): K * gamma on D's steps k = ctx.step * n_critic + i with k % K == 0,
         0 on the others (and everywhere when gamma is 0)."""
-        gamma = float(self.cfg.extra.get("r1", 0.0))
-        every = int(self.cfg.extra.get("r1_every", 1))
+        gamma, every = self._options.get("r1", 0.0), self._options.get("r1_every", 1)
         if gamma <= 0 or (ctx.step * self.cfg.n_critic + i) % every:
             return 0.0
         return every * gamma

@@ -9,6 +9,7 @@ from ...nn import (
 )
 from ...penalties import wgan_critic_loss
 from .base import R1_OPTIONS, Recipe
+from .options import POSITIVE, number
 
 
 class CriticGAN(Recipe):
@@ -76,7 +77,7 @@ class _Clipped:
     weights of 0.01 its gradient is a small difference of real and fake terms that bf16 / fp16 GEMMs do not resolve
     (measured on the tiny test nets: cosine 0.3-0.6 to the fp32 gradient)."""
 
-    options = ("clip",)
+    options = (number("clip", 0.01, "the critic's weights are clamped to [-clip, clip] after each step", POSITIVE),)
 
     def d(self, x):
         if _checks.autocast_dtype(x) is None:
@@ -85,7 +86,7 @@ class _Clipped:
             return self.nets["D"](x.float())
 
     def after_critic_step(self):
-        c = float(self.cfg.extra.get("clip", 0.01))
+        c = self.opt("clip")
         with torch.no_grad():
             for p in self.params("D"):
                 p.clamp_(-c, c)
@@ -102,7 +103,7 @@ class WGAN(_Clipped, CriticGAN):
 
 class WGANGP(CriticGAN):
     name = "wgan-gp"
-    options = ("gp_weight",)
+    options = (number("gp_weight", 10.0, "the gradient penalty's weight lambda"),)
     defaults = dict(update="alternating", lr=1e-4, beta1=0.0, beta2=0.9, n_critic=5)
     data_defaults = {k: dict(lr=1e-3, batch_size=512) for k in ("gmm8", "gmm25")}  # docs/defaults.md
 
@@ -111,7 +112,7 @@ class WGANGP(CriticGAN):
 
     def critic_loss(self, ctx, x, gz, gen, i=0):
         # the interpolation draws come from the trainer's generator too (one seed sets everything)
-        weight = float(self.cfg.extra.get("gp_weight", 10.0))
+        weight = self.opt("gp_weight")
         fused = False if self.kw["eager"] else None  # the eager twin: the textbook double backward
         eps = self.uniform(ctx, x.shape[0], 1, gen)[:, 0]  # this rank's slice of the global batch's draw
         return wgan_critic_loss(self.nets["D"], x, gz, weight=weight, eps=eps, fused=fused, scaler=ctx.scaler).loss

@@ -28,7 +28,8 @@ from torch import nn
 
 from ... import metrics as ev
 from ..distributed import all_reduce_mean_
-from .base import Recipe, extra_number
+from .base import Recipe
+from .options import number
 
 __all__ = ["AutoEncoderD", "BEGAN", "EBGAN", "began_k_update", "pull_away_term"]
 
@@ -84,19 +85,12 @@ class _EnergyGAN(Recipe):
     groups = {"D": ("D",), "G": ("G",)}
     k_t = False
 
-    numbers: dict = {}  # cfg.extra key -> (default, (predicate, what is expected)); each read into self.<key>
     decoder_out = "linear"  # D's reconstruction: unbounded (a tanh saturates on G's +-1 pixels: no gradient there)
-
-    @classmethod
-    def check_config(cls, cfg):
-        super().check_config(cfg)
-        for key, (default, check) in cls.numbers.items():
-            extra_number(cfg, key, default, check)
 
     def __init__(self, cfg, split, device):
         super().__init__(cfg, split, device)
-        for key, (default, check) in self.numbers.items():
-            setattr(self, key, extra_number(cfg, key, default, check))
+        for spec in self.options:  # the class's numbers, each as self.<name>
+            setattr(self, spec.name, self.opt(spec.name))
 
     def build(self, x_dim, z_dim):
         enc = self.encoder(x_dim, z_dim, out_act="linear")
@@ -160,10 +154,10 @@ class EBGAN(_EnergyGAN):
     docs/defaults.md). lambda_PT: cfg.extra['pt_weight'] (0.1)."""
 
     name = "ebgan"
-    options = ("margin", "pt_weight")
-
-    numbers = {"margin": (MARGIN, (lambda v: v > 0, "a positive number (the energy margin m)")),
-               "pt_weight": (PT_WEIGHT, (lambda v: v >= 0, "a number >= 0 (the pull-away term's weight)"))}
+    options = (number("margin", MARGIN, "the energy margin m up to which D raises a fake's energy",
+                      (lambda v: v > 0, "a positive number (the energy margin m)"), flag="--margin"),
+               number("pt_weight", PT_WEIGHT, "the pull-away term's weight lambda_PT",
+                      (lambda v: v >= 0, "a number >= 0 (the pull-away term's weight)")))
 
     @staticmethod
     def energy(v, rec):
@@ -188,11 +182,11 @@ class BEGAN(_EnergyGAN):
     metrics.jsonl."""
 
     name = "began"
-    options = ("gamma", "lambda_k")
+    options = (number("gamma", GAMMA, "the diversity ratio gamma that k_t steers L(G(z)) / L(x) to",
+                      (lambda v: 0 < v <= 1, "a number in (0, 1] (the diversity ratio gamma)"), flag="--gamma"),
+               number("lambda_k", LAMBDA_K, "k_t's proportional gain",
+                      (lambda v: v >= 0, "a number >= 0 (k_t's gain)")))
     k_t = True
-
-    numbers = {"gamma": (GAMMA, (lambda v: 0 < v <= 1, "a number in (0, 1] (the diversity ratio gamma)")),
-               "lambda_k": (LAMBDA_K, (lambda v: v >= 0, "a number >= 0 (k_t's gain)"))}
 
     @staticmethod
     def l1(v, rec):
@@ -216,6 +210,9 @@ class BEGAN(_EnergyGAN):
         l_real, l_fake = both.unbind()
         k = began_k_update(self.nets["D"].k_t, l_real, l_fake, self.gamma, self.lambda_k)
         return {"k_t": k.detach().clone(), "m_global": l_real + (self.gamma * l_real - l_fake).abs()}
+
+    metric_labels = {"m_global_first": ("BEGAN M_global, first logged", ""),
+                     "m_global_last": ("  last logged (m_global.png)", "")}
 
     def evaluation(self, split, features, out):
         """M_global's first and last logged values, and m_global.png, from `out`/metrics.jsonl (when there is

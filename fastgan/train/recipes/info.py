@@ -52,7 +52,8 @@ from torch import nn
 from ... import losses
 from ... import metrics as ev
 from ...nn import LinearAct, make_act
-from .base import _MNIST_R1_DEFAULTS, POSITIVE, R1_OPTIONS, Recipe, extra_number
+from .base import _MNIST_R1_DEFAULTS, R1_OPTIONS, Recipe
+from .options import POSITIVE, custom, number
 
 __all__ = ["CODES", "Codes", "InfoGAN", "QHead", "parse_codes"]
 
@@ -160,22 +161,18 @@ class InfoGAN(Recipe):
 
     name = "infogan"
     groups = {"D": ("D", "Q"), "G": ("G",)}
-    options = ("codes", "info_weight", "cont_weight", "g_lr_scale", *R1_OPTIONS)
+    options = (custom("codes", CODES, "the latent codes, comma-separated cat:K (a K-valued categorical code) and one "
+                      "cont:N (N continuous U(-1, 1) codes)", lambda v, where: parse_codes(v), flag="--codes",
+                      metavar="SPEC"),
+               number("info_weight", 1.0, "lambda, the weight of L_I"),
+               number("cont_weight", 1.0, "the continuous codes' weight inside L_I"),
+               number("g_lr_scale", G_LR_SCALE, "G's learning rate over D's", POSITIVE), *R1_OPTIONS)
     data_defaults = _MNIST_R1_DEFAULTS  # R1 (gamma 1) on D's real images on mnist5k, as for gan (docs/defaults.md)
 
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        super().check_config(cfg)
-        parse_codes(cfg.extra.get("codes", CODES))
-        for key in ("info_weight", "cont_weight"):
-            extra_number(cfg, key, 1.0)
-        extra_number(cfg, "g_lr_scale", G_LR_SCALE, POSITIVE)
-
     def build(self, x_dim, z_dim):
-        self.codes = parse_codes(self.cfg.extra.get("codes", CODES))
-        self.info_weight = extra_number(self.cfg, "info_weight", 1.0)
-        self.cont_weight = extra_number(self.cfg, "cont_weight", 1.0)
-        self.g_lr_scale = extra_number(self.cfg, "g_lr_scale", G_LR_SCALE, POSITIVE)
+        self.codes = self.opt("codes")
+        self.info_weight, self.cont_weight = self.opt("info_weight"), self.opt("cont_weight")
+        self.g_lr_scale = self.opt("g_lr_scale")
         G = self.generator(z_dim + self.codes.dim, x_dim)
         D = self.discriminator(x_dim)
         Q = QHead(_trunk_width(D, x_dim), self.codes.dim, batch_norm=self.kw["batch_norm"], impl=self.kw["impl"],
@@ -274,6 +271,8 @@ class InfoGAN(Recipe):
     def predict_code(self, x: torch.Tensor) -> torch.Tensor:
         """Q's most likely value of the first categorical code for data x (N,)."""
         return self.judge(x)[1][:, :self.codes.cats[0]].argmax(1)
+
+    metric_labels = {"infogan_cat_accuracy": ("InfoGAN categorical code vs labels (best one-to-one pairing)", "%")}
 
     def evaluation(self, split, features, out) -> dict:
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 3)

@@ -9,21 +9,24 @@ from ...nn import (
     LinearAct,
     MinibatchDiscrimination,
 )
-from ...ops.mmd import kernel_sum, median_bandwidth, median_distance, mmd2
+from ...ops.kernel_sum import kernel_sum, median_bandwidth, median_distance, mmd2
 from ...penalties import penalty_from_outputs
 from .base import R1_OPTIONS, Recipe
 from .critic import CriticGAN, _Clipped
+from .options import custom, integer, number, switch
 
-_BANDWIDTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
-
-def _bandwidth_factors(cfg) -> tuple[float, ...]:
-    """cfg.extra['bandwidth_factors'] (default 0.25 ... 4): Gaussian bandwidths relative to a median distance."""
-    factors = cfg.extra.get("bandwidth_factors", _BANDWIDTH_FACTORS)
+def _positive_numbers(factors, where) -> tuple[float, ...]:
     if not (isinstance(factors, (list, tuple)) and factors
             and all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in factors)):
-        raise ValueError(f"extra['bandwidth_factors']: expected a non-empty list of positive numbers, got {factors!r}")
+        raise ValueError(f"{where}: expected a non-empty list of positive numbers, got {factors!r}")
     return tuple(float(f) for f in factors)
+
+
+# Gaussian bandwidths relative to a median distance (the data's for gmmn, the features' for the MMD GANs)
+BANDWIDTH_FACTORS = custom("bandwidth_factors", (0.25, 0.5, 1.0, 2.0, 4.0),
+                           "the Gaussian kernel's bandwidths, relative to a median pairwise distance",
+                           _positive_numbers, cli_type=None)
 
 
 class GMMN(Recipe):
@@ -33,7 +36,7 @@ class GMMN(Recipe):
 
     name = "gmmn"
     groups = {"G": ("G",)}
-    options = ("bandwidth_factors",)
+    options = (BANDWIDTH_FACTORS,)
     adversarial = False
     defaults = dict(lr=1e-3, batch_size=256)
     # the mixtures' modes are ~100x narrower than the data's median distance: smaller factors (docs/defaults.md)
@@ -42,7 +45,7 @@ class GMMN(Recipe):
 
     def build(self, x_dim, z_dim):
         m = median_bandwidth(self.split.train_x[:2000])
-        self.bandwidths = tuple(m * f for f in _bandwidth_factors(self.cfg))
+        self.bandwidths = tuple(m * f for f in self.opt("bandwidth_factors"))
         return {"G": self.generator(z_dim, x_dim)}
 
     def step(self, ctx, next_batch, gen):
@@ -64,15 +67,15 @@ class _MMDCritic(CriticGAN):
     with bandwidths cfg.extra['bandwidth_factors'] (0.25 ... 4) -- bandwidths factor x m on the raw features. G
     minimises the MMD^2, the critic maximises it."""
 
-    options = ("bandwidth_factors", "features")
+    options = (BANDWIDTH_FACTORS, integer("features", 16, "the critic's feature map's width"))
     data_defaults: dict = {}
-    bandwidths_follow = True  # the default of cfg.extra['bandwidths_follow']
+    bandwidths_follow = True  # the MMD GANs without the option bandwidths_follow (mmdgan-clip)
 
     def critic(self, x_dim):
         """The feature map: an MLP encoder to cfg.extra['features'] (16) units, batch-norm-free; under --arch dcgan
         the DCGAN E (the MMD GAN paper's conv feature map), batch-norm-free too."""
-        self.bandwidths = _bandwidth_factors(self.cfg)
-        features = int(self.cfg.extra.get("features", 16))
+        self.bandwidths = self.opt("bandwidth_factors")
+        features = self.opt("features")
         if self.convolutional(x_dim):
             return self.conv_net("E", features, out_act="linear", batch_norm=False)
         return BiGANEncoder(x_dim, features, **{**self.kw, "batch_norm": False})
@@ -81,7 +84,7 @@ class _MMDCritic(CriticGAN):
         """f(x) / m, f(G(z)) / m: the features in units of their median distance m; with
         cfg.extra['bandwidths_follow'] False, the raw features (m = 1: the bandwidths are absolute)."""
         fx, fg = self.d(x), self.d(gz)
-        if not self.cfg.extra.get("bandwidths_follow", self.bandwidths_follow):
+        if not self._options.get("bandwidths_follow", self.bandwidths_follow):
             return fx, fg, 1.0
         m = median_distance(fx, fg).clamp_min(torch.finfo(fx.dtype).tiny)
         return fx / m, fg / m, m
@@ -119,10 +122,10 @@ class MMDGAN(_MMDCritic):
     (the paper's); on the 2-D mixtures lr 1e-3, batch 512 (wgan-gp's there)."""
 
     name = "mmdgan"
-    options = ("bandwidth_factors", "features", "gp_weight", "bandwidths_follow")
+    options = (number("gp_weight", 1.0, "the witness function's gradient penalty weight"),
+               switch("bandwidths_follow", False, "run the kernel on the features over their median distance"))
     defaults = dict(update="alternating", lr=1e-4, beta1=0.5, beta2=0.9, n_critic=5, batch_size=64)
     data_defaults = {k: dict(lr=1e-3, batch_size=512) for k in ("gmm8", "gmm25")}
-    bandwidths_follow = False
 
     def critic_loss(self, ctx, x, gz, gen, i=0):
         fx, fg, m = self._scaled(x, gz)
@@ -132,7 +135,7 @@ class MMDGAN(_MMDCritic):
         ft = self.d(t) / m
         kw = dict(bandwidths=self.bandwidths, impl=self.op_impl)
         witness = kernel_sum(ft, fx, **kw) / fx.shape[0] - kernel_sum(ft, fg, **kw) / fg.shape[0]  # summed over t
-        return loss + penalty_from_outputs(witness, t, "wgan-gp", 1.0, float(self.cfg.extra.get("gp_weight", 1.0)),
+        return loss + penalty_from_outputs(witness, t, "wgan-gp", 1.0, self.opt("gp_weight"),
                                            scaler=ctx.scaler)
 
 
@@ -167,10 +170,11 @@ class Improved(CriticGAN):
     cfg.extra['feature_matching'] = True (--feature-matching): |E f(x) - E f(G(z))|^2 with f = D's last hidden layer
     (it suits semi-supervised learning, the paper's use of it; why it is not the default: docs/defaults.md).
     cfg.extra['r1'] = gamma: the R1 penalty on D, through the minibatch layer's second derivative
-    (fastgan::minibatch_disc_backward2), lazy with cfg.extra['r1_every'] (CriticGAN)."""
+    (fastgan::minibatch_discrimination_backward2), lazy with cfg.extra['r1_every'] (CriticGAN)."""
 
     name = "improved"
-    options = ("feature_matching", *R1_OPTIONS)
+    options = (switch("feature_matching", False, "train G by feature matching instead of the non-saturating loss",
+                      flag="--feature-matching"), *R1_OPTIONS)
     # gmm8 only: gmm25 keeps the paper's settings (measured: docs/defaults.md)
     data_defaults = {"gmm8": dict(lr=1e-3, batch_size=256, extra={"r1": 0.1})}
 
@@ -186,7 +190,7 @@ class Improved(CriticGAN):
 
     def generator_loss(self, x, gz):
         D = self.nets["D"]
-        if not self.cfg.extra.get("feature_matching", False):
+        if not self.opt("feature_matching"):
             return losses.gan_g_loss(D(gz), "ns")
         with torch.no_grad():
             target = D.features(x).mean(0)

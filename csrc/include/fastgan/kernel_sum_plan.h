@@ -1,6 +1,6 @@
-// The work plan of the CUDA kernel_sum walk (csrc/cuda/mmd.cu): TILE x TILE pair tiles grouped into pr x pc
+// The work plan of the CUDA kernel_sum walk (csrc/cuda/kernel_sum.cu): TILE x TILE pair tiles grouped into pr x pc
 // super-blocks, one CTA each, and the partial buffers that layout costs. Host-only arithmetic, in a header so that
-// the C++ unit tests check it on a CPU (csrc/tests/test_mmd_plan_cpu.cpp).
+// the C++ unit tests check it on a CPU (csrc/tests/test_kernel_sum_plan_cpu.cpp).
 //
 // Partial buffers: the row side keeps one [n][d] copy per super-column (pc slots: [pc][n][d]), the column side one
 // [m][d] copy per super-row ([pr][m][d]); the second order keeps two of each (t1, t2). So each slot of a side costs

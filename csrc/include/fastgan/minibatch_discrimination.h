@@ -1,6 +1,6 @@
-// The device-independent half of the minibatch discrimination ops (fastgan::minibatch_disc, _backward, _backward2):
-// the argument checks of the three ops and the per-pair math, shared by csrc/cpu/minibatch_disc.cpp and
-// csrc/cuda/minibatch_disc.cu (csrc/tests/test_minibatch_disc_math_cpu.cpp tests the math in fp64).
+// The device-independent half of the minibatch discrimination ops (fastgan::minibatch_discrimination, _backward, _backward2):
+// the argument checks of the three ops and the per-pair math, shared by csrc/cpu/minibatch_discrimination.cpp and
+// csrc/cuda/minibatch_discrimination.cu (csrc/tests/test_minibatch_discrimination_math_cpu.cpp tests the math in fp64).
 //
 // One pair (i, j) of one kernel slice k, a = m[i, k, :], b = r[j, k, :] (C values each):
 //   d = sum_c |a_c - b_c|,   e = exp(-d)                                        (md_abs_diff, md_pair_exp)
@@ -66,7 +66,7 @@ inline bool md_has(const c10::optional<at::Tensor>& t) { return t.has_value() &&
 // The compute type: fp64 for fp64, else fp32 (fp16 / bf16 are read and written in their dtype, summed in fp32).
 inline at::ScalarType md_compute_type(at::ScalarType st) { return st == at::kDouble ? at::kDouble : at::kFloat; }
 
-inline void check_minibatch_disc(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
+inline void check_minibatch_discrimination(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
   check_float_tensor(m, "m");
   TORCH_CHECK_VALUE(m.dim() == 3, "m: expected a 3-d tensor of shape (batch, kernels K, kernel_dim C), got shape ",
                     m.sizes());
@@ -79,20 +79,20 @@ inline void check_minibatch_disc(const at::Tensor& m, const c10::optional<at::Te
   }
 }
 
-// minibatch_disc_backward: the forward's checks and grad = dL/do of shape (B, K).
-inline void check_minibatch_disc_backward(const at::Tensor& grad, const at::Tensor& m,
+// minibatch_discrimination_backward: the forward's checks and grad = dL/do of shape (B, K).
+inline void check_minibatch_discrimination_backward(const at::Tensor& grad, const at::Tensor& m,
                                           const c10::optional<at::Tensor>& ref, bool exclude_self) {
-  check_minibatch_disc(m, ref, exclude_self);
+  check_minibatch_discrimination(m, ref, exclude_self);
   check_like(grad, "grad", m, "m");
   TORCH_CHECK_VALUE(grad.dim() == 2 && grad.size(0) == m.size(0) && grad.size(1) == m.size(1), "grad: expected shape (",
                     m.size(0), ", ", m.size(1), "), got ", grad.sizes());
 }
 
-// minibatch_disc_backward2: the backward's checks, ggm like m, ggr like ref (None within the batch).
-inline void check_minibatch_disc_backward2(const at::Tensor& ggm, const c10::optional<at::Tensor>& ggr,
+// minibatch_discrimination_backward2: the backward's checks, ggm like m, ggr like ref (None within the batch).
+inline void check_minibatch_discrimination_backward2(const at::Tensor& ggm, const c10::optional<at::Tensor>& ggr,
                                            const at::Tensor& grad, const at::Tensor& m,
                                            const c10::optional<at::Tensor>& ref, bool exclude_self) {
-  check_minibatch_disc_backward(grad, m, ref, exclude_self);
+  check_minibatch_discrimination_backward(grad, m, ref, exclude_self);
   check_like(ggm, "ggm", m, "m");
   TORCH_CHECK_VALUE(ggm.sizes() == m.sizes(), "ggm: expected shape ", m.sizes(), " like m, got ", ggm.sizes());
   const bool self = !md_has(ref);

@@ -2,7 +2,7 @@
 g = 1 / d, c = 1, p = 3): values, first and second derivatives against the dense fp64 reference on every backend,
 degrees 1 ... 4 and offsets (0 included), mixtures of scales, self-sums with and without the diagonal (whose pairs
 count in every order here, unlike the distance kernels'), tile boundaries, odd / zero sizes, non-contiguous inputs,
-every dtype; gradcheck / gradgradcheck fp64; the errors (opcheck with the poly arguments: test_mmd.py)."""
+every dtype; gradcheck / gradgradcheck fp64; the errors (opcheck with the poly arguments: test_kernel_sum.py)."""
 import functools
 
 import pytest
@@ -126,7 +126,7 @@ def test_poly_gradcheck_gradgradcheck_fp64(impl):
 @pytest.mark.parametrize("impl", TRITON)
 def test_poly_triton_column_splits(impl, monkeypatch):
     """Uneven column splits of the Triton kernel (partials summed on the host) with the poly kernel's terms."""
-    tk = pytest.importorskip("fastgan._triton.mmd")
+    tk = pytest.importorskip("fastgan._triton.kernel_sum")
     monkeypatch.setattr(tk, "_SPLITS_OVERRIDE", 2)
     device = IMPL_DEVICE[impl]
     x, y = _points(20, 3, device, torch.float64), _points(37, 3, device, torch.float64, shift=0.2)

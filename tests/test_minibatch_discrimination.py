@@ -42,7 +42,7 @@ def test_matches_reference(impl, dtype):
             g = torch.randn(B, K, device=device, dtype=torch.float64).to(dtype)
             what = f"B={B} R={R} K={K} C={C} reference={ref is not None} exclude_self={excl} noncontig={noncontig}"
             fast = functools.partial(fastgan.minibatch_discrimination, exclude_self=excl, impl=impl)
-            ref_fn = functools.partial(reference.minibatch_disc, exclude_self=excl)
+            ref_fn = functools.partial(reference.minibatch_discrimination, exclude_self=excl)
             got = _grads(lambda a, b=None: fast(a, b), m, ref, g)
             exp = _grads(lambda a, b=None: ref_fn(a, b), m, ref, g)
             close(got[0], exp[0], dtype, f"forward {what}")
@@ -61,8 +61,8 @@ def _second_order(fn, m, r, g, h):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=lambda d: str(d).split(".")[-1])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_second_order_matches_reference(impl, dtype):
-    """fastgan::minibatch_disc_backward2 (the backward of the backward) vs autograd through the broadcast reference:
-    the gradients w.r.t. the upstream gradient g, m and the reference batch."""
+    """fastgan::minibatch_discrimination_backward2 (the backward of the backward) vs autograd through the broadcast
+    reference: the gradients w.r.t. the upstream gradient g, m and the reference batch."""
     device = IMPL_DEVICE[impl]
     for B, R, K, C, noncontig in ((7, 5, 4, 3, False), (1, 3, 2, 5, False), (21, 17, 3, 2, False),
                                   (9, 4, 3, 5, True), (0, 3, 2, 2, False)):
@@ -74,7 +74,7 @@ def test_second_order_matches_reference(impl, dtype):
             h = [torch.randn_like(m)] + ([] if ref is None else [torch.randn_like(r)])
             what = f"B={B} R={R} K={K} C={C} reference={ref is not None} exclude_self={excl} noncontig={noncontig}"
             got = _second_order(lambda a, b=None: fastgan.minibatch_discrimination(a, b, excl, impl=impl), m, ref, g, h)
-            exp = _second_order(lambda a, b=None: reference.minibatch_disc(a, b, excl), m, ref, g, h)
+            exp = _second_order(lambda a, b=None: reference.minibatch_discrimination(a, b, excl), m, ref, g, h)
             for name, a, e in zip(("d/dg", "d/dm", "d/dref"), got, exp):
                 close(a, e, dtype, f"second order {name} {what}")
 
@@ -106,14 +106,16 @@ def test_opcheck(impl):
         check = functools.partial(torch.library.opcheck, test_utils=("test_schema", "test_autograd_registration"))
     m = torch.randn(5, 3, 2, device=device, requires_grad=True)
     r = torch.randn(4, 3, 2, device=device, requires_grad=True)
-    check(ns.minibatch_disc.default, (m, None, False))
-    check(ns.minibatch_disc.default, (m, None, True))
-    check(ns.minibatch_disc.default, (m, r, False))
-    check(ns.minibatch_disc_backward.default, (torch.randn(5, 3, device=device), m.detach(), r.detach(), False))
+    check(ns.minibatch_discrimination.default, (m, None, False))
+    check(ns.minibatch_discrimination.default, (m, None, True))
+    check(ns.minibatch_discrimination.default, (m, r, False))
+    check(ns.minibatch_discrimination_backward.default,
+          (torch.randn(5, 3, device=device), m.detach(), r.detach(), False))
     g = torch.randn(5, 3, device=device)
-    check(ns.minibatch_disc_backward2.default, (torch.randn(5, 3, 2, device=device), None, g, m.detach(), None, False))
+    check(ns.minibatch_discrimination_backward2.default,
+          (torch.randn(5, 3, 2, device=device), None, g, m.detach(), None, False))
     gg = (torch.randn(5, 3, 2, device=device), torch.randn(4, 3, 2, device=device))
-    check(ns.minibatch_disc_backward2.default, (*gg, g, m.detach(), r.detach(), False))
+    check(ns.minibatch_discrimination_backward2.default, (*gg, g, m.detach(), r.detach(), False))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -126,12 +128,13 @@ def test_module(impl):
     assert out.shape == (9, 18)
     close(out[:, :12], f, torch.float64, "features pass through")
     m = (f @ layer.T).view(9, 6, 3)
-    close(out[:, 12:], reference.minibatch_disc(m, None, False), torch.float64, "o")
+    close(out[:, 12:], reference.minibatch_discrimination(m, None, False), torch.float64, "o")
     out.square().sum().backward()
     assert layer.T.grad is not None and f.grad is not None
     ref_batch = torch.randn(4, 12, device=device, dtype=torch.float64)
-    close(layer(f, ref_batch)[:, 12:], reference.minibatch_disc(m, (ref_batch @ layer.T).view(4, 6, 3), False),
-          torch.float64, "o against a reference batch")
+    close(layer(f, ref_batch)[:, 12:],
+          reference.minibatch_discrimination(m, (ref_batch @ layer.T).view(4, 6, 3), False), torch.float64,
+          "o against a reference batch")
     assert "kernels=6" in repr(layer)
     with pytest.raises(ValueError, match=r"f: expected a 2-d tensor of shape \(batch, 12\)"):
         layer(torch.randn(3, 11, device=device, dtype=torch.float64))
@@ -199,6 +202,7 @@ def test_memory_at_4096():
 def test_errors(impl):
     device = IMPL_DEVICE[impl]
     m = torch.randn(4, 3, 2, device=device)
+    md_ops = torch.ops.fastgan  # the C++ ops' own checks
     cases = [
         (lambda: fastgan.minibatch_discrimination(m[0], impl=impl), ValueError, "m: expected a 3-d tensor"),
         (lambda: fastgan.minibatch_discrimination(m, torch.randn(5, 3, 3, device=device), impl=impl), ValueError,
@@ -210,15 +214,15 @@ def test_errors(impl):
         (lambda: fastgan.minibatch_discrimination(m.long(), impl=impl), TypeError, "m: expected a floating tensor"),
         (lambda: fastgan.minibatch_discrimination(m, exclude_self=1, impl=impl), TypeError,
          "exclude_self: expected a bool"),
-        (lambda: torch.ops.fastgan.minibatch_disc(m[0].cpu(), None, False), ValueError, "m: expected a 3-d tensor"),
-        (lambda: torch.ops.fastgan.minibatch_disc_backward2(m.cpu(), m.cpu(), m[:, :, 0].cpu(), m.cpu(), None, False),
+        (lambda: md_ops.minibatch_discrimination(m[0].cpu(), None, False), ValueError, "m: expected a 3-d tensor"),
+        (lambda: md_ops.minibatch_discrimination_backward2(m.cpu(), m.cpu(), m[:, :, 0].cpu(), m.cpu(), None, False),
          ValueError, r"ggr: expected None within the batch"),
-        (lambda: torch.ops.fastgan.minibatch_disc_backward2(m.cpu(), None, m[:, :, 0].cpu(), m.cpu(), m.cpu(), False),
+        (lambda: md_ops.minibatch_discrimination_backward2(m.cpu(), None, m[:, :, 0].cpu(), m.cpu(), m.cpu(), False),
          ValueError, r"ggr: expected a tensor like ref, got None"),
-        (lambda: torch.ops.fastgan.minibatch_disc_backward2(m.cpu(), None, m[:3, :, 0].cpu(), m.cpu(), None, False),
+        (lambda: md_ops.minibatch_discrimination_backward2(m.cpu(), None, m[:3, :, 0].cpu(), m.cpu(), None, False),
          ValueError, r"grad: expected shape \(4, 3\)"),
-        (lambda: torch.ops.fastgan.minibatch_disc_backward2(m[:, :, :1].cpu(), None, m[:, :, 0].cpu(), m.cpu(), None,
-                                                            False), ValueError, r"ggm: expected shape \[4, 3, 2\]"),
+        (lambda: md_ops.minibatch_discrimination_backward2(m[:, :, :1].cpu(), None, m[:, :, 0].cpu(), m.cpu(), None,
+                                                           False), ValueError, r"ggm: expected shape \[4, 3, 2\]"),
         (lambda: MinibatchDiscrimination(0), ValueError, "in_features: expected a positive int"),
     ]
     for fn, exc, msg in cases:
@@ -291,7 +295,7 @@ def test_global_batch_uneven_sizes_raise_on_every_rank(tmp_path):
 
 def test_triton_grid_axes():
     """Row blocks on grid axis 0, the K kernels on axis 1 (CUDA's 65535 limit): a larger K is refused clearly."""
-    from fastgan._triton import minibatch_disc as tk
+    from fastgan._triton import minibatch_discrimination as tk
 
     bi, bj, _ = tk.config(256, 100, False)
     assert bi in (8, 16, 32) and bj == 32

@@ -22,9 +22,28 @@ import torch
 
 from .. import metrics as ev
 
-__all__ = ["evaluate", "representation", "N_SAMPLES"]
+__all__ = ["METRIC_LABELS", "evaluate", "representation", "N_SAMPLES"]
 
 N_SAMPLES = 2000
+# what evaluate() reports for any recipe, in the order `fastgan train` prints it: key -> (label, unit); unit "%"
+# prints a fraction as a percentage. A recipe's own metrics: Recipe.metric_labels.
+METRIC_LABELS = {
+    "1nn_accuracy": ("1NN test accuracy in the learned features", "%"),
+    "1nn_accuracy_hidden": ("1NN test accuracy in E's last hidden layer (the BiGAN paper's Table 1)", "%"),
+    "mmd2": ("MMD^2 to held-out data", ""),
+    "fd": ("classifier Frechet distance (generated vs test)", ""),
+    "fd_real": ("  (train vs test, the floor)", ""),
+    "kid": ("classifier KID (generated vs test)", ""),
+    "kid_std": ("  its std over subsets", ""),
+    "precision": ("precision (generated inside the test manifold, k = 3)", "%"),
+    "recall": ("recall (test inside the generated manifold, k = 3)", "%"),
+    "classifier_score": ("classifier score", ""),
+    "modes_covered": ("modes covered", "of n_modes"),
+    "high_quality": ("high-quality samples", "%"),
+}
+# bookkeeping in a run's results, not metrics
+RESULT_FIELDS = ("model", "data", "backend", "steps", "ema", "train_time_s", "steps_per_s", "samples_per_s",
+                 "n_modes", "per_mode", "seed")
 _CHUNK = 4096
 
 

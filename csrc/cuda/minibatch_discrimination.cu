@@ -1,6 +1,6 @@
-// CUDA kernels of fastgan::minibatch_disc, minibatch_disc_backward and minibatch_disc_backward2 (Salimans et al.
-// 2016), without the B x B x K x C tensor. Same semantics, checks and messages as csrc/cpu/minibatch_disc.cpp: the
-// checks and the per-pair math (|a - b|, exp(-d), the sign terms) are fastgan/minibatch_disc.h, shared by both.
+// CUDA kernels of fastgan::minibatch_discrimination, minibatch_discrimination_backward and minibatch_discrimination_backward2 (Salimans et al.
+// 2016), without the B x B x K x C tensor. Same semantics, checks and messages as csrc/cpu/minibatch_discrimination.cpp: the
+// checks and the per-pair math (|a - b|, exp(-d), the sign terms) are fastgan/minibatch_discrimination.h, shared by both.
 //
 // One kernel, md_kernel<MODE>, walks "rows a against columns b" for one kernel slice k:
 //   e_ij = exp(-sum_c |a_ikc - b_jkc|)
@@ -9,7 +9,7 @@
 //   MODE 2 (2nd order)  u_ij = sum_c sign(a_ic - b_jc) (p_ic - q_jc);  dout[i, k, c] = sum_j w_ij e_ij u_ij sign(...);
 //                       dg[i, k] = -sum_j e_ij u_ij (when dg is given)
 // with w_ij = ga_i + gb_j (either weight may be absent: 0). The ops are compositions of launches (as in
-// kernels/minibatch_disc.py): within the batch a = b = m, w = g_i + g_j, p = q = P (each row i walks all j, so it
+// kernels/minibatch_discrimination.py): within the batch a = b = m, w = g_i + g_j, p = q = P (each row i walks all j, so it
 // gathers both sides of every pair itself: no scatter, no atomics); with a reference batch r, dm is (a, b) = (m, r),
 // ga = g [, (p, q) = (P, Q), dg], and dr the same kernel with the roles swapped, (a, b) = (r, m), gb = g
 // [, (p, q) = (Q, P): u is unchanged by the swap, both of its factors change sign].
@@ -52,7 +52,7 @@
 #include <limits>
 #include <tuple>
 
-#include "fastgan/minibatch_disc.h"
+#include "fastgan/minibatch_discrimination.h"
 
 namespace fastgan {
 namespace {
@@ -263,7 +263,7 @@ void launch(const at::Tensor& a, const at::Tensor& b, const at::Tensor& p, const
   P.self = self;
   P.excl = excl;
   const int64_t gx = ceil_div(P.NA, kBI);
-  TORCH_CHECK(gx <= int64_t(std::numeric_limits<int32_t>::max()), "minibatch_disc: ", P.NA,
+  TORCH_CHECK(gx <= int64_t(std::numeric_limits<int32_t>::max()), "minibatch_discrimination: ", P.NA,
               " rows exceed the CUDA grid (at most ", int64_t(std::numeric_limits<int32_t>::max()) * kBI, ")");
   const dim3 grid(unsigned(gx), unsigned(std::min<int64_t>(P.K, kMaxGridY)));  // k loops past 65535
   md_kernel<MODE, scalar_t>
@@ -278,9 +278,9 @@ inline at::Tensor acc_buffer(int64_t N, const at::Tensor& like) {
 
 inline at::Tensor to_dtype(const at::Tensor& t, at::ScalarType st) { return t.scalar_type() == st ? t : t.to(st); }
 
-at::Tensor minibatch_disc_cuda(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
+at::Tensor minibatch_discrimination_cuda(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(m));
-  check_minibatch_disc(m, ref, exclude_self);
+  check_minibatch_discrimination(m, ref, exclude_self);
   const bool self = !md_has(ref);
   const int64_t B = m.size(0), K = m.size(1), C = m.size(2), R = self ? B : ref->size(0);
   if (B == 0 || K == 0 || R == 0) return at::zeros({B, K}, m.options());
@@ -288,17 +288,17 @@ at::Tensor minibatch_disc_cuda(const at::Tensor& m, const c10::optional<at::Tens
   const at::Tensor mc = m.contiguous();
   const at::Tensor rc = self ? mc : ref->contiguous();
   at::Tensor o = at::empty({B, K}, m.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, m.scalar_type(), "fastgan_minibatch_disc_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, m.scalar_type(), "fastgan_minibatch_discrimination_cuda", [&] {
     launch<0, scalar_t>(mc, rc, {}, {}, {}, {}, o, {}, {}, self, self && exclude_self);
   });
   return o;
 }
 
-std::tuple<at::Tensor, at::Tensor> minibatch_disc_backward_cuda(const at::Tensor& grad, const at::Tensor& m,
+std::tuple<at::Tensor, at::Tensor> minibatch_discrimination_backward_cuda(const at::Tensor& grad, const at::Tensor& m,
                                                                 const c10::optional<at::Tensor>& ref,
                                                                 bool exclude_self) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(m));
-  check_minibatch_disc_backward(grad, m, ref, exclude_self);
+  check_minibatch_discrimination_backward(grad, m, ref, exclude_self);
   const bool self = !md_has(ref);
   const int64_t B = m.size(0), K = m.size(1), C = m.size(2), R = self ? B : ref->size(0);
   if (B == 0 || K == 0 || C == 0 || R == 0) {  // every sum is empty
@@ -308,7 +308,7 @@ std::tuple<at::Tensor, at::Tensor> minibatch_disc_backward_cuda(const at::Tensor
   const at::Tensor g = grad.contiguous();
   const at::Tensor dm = acc_buffer(B, m);
   at::Tensor dr;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, m.scalar_type(), "fastgan_minibatch_disc_backward_cuda",
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, m.scalar_type(), "fastgan_minibatch_discrimination_backward_cuda",
                                   [&] {
     if (self) {  // w_ij = g_i + g_j
       launch<1, scalar_t>(mc, mc, {}, {}, g, g, {}, dm, {}, true, false);
@@ -322,11 +322,11 @@ std::tuple<at::Tensor, at::Tensor> minibatch_disc_backward_cuda(const at::Tensor
   return {to_dtype(dm, m.scalar_type()), self ? m.new_empty({0}) : to_dtype(dr, m.scalar_type())};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> minibatch_disc_backward2_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> minibatch_discrimination_backward2_cuda(
     const at::Tensor& ggm, const c10::optional<at::Tensor>& ggr, const at::Tensor& grad, const at::Tensor& m,
     const c10::optional<at::Tensor>& ref, bool exclude_self) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(m));
-  check_minibatch_disc_backward2(ggm, ggr, grad, m, ref, exclude_self);
+  check_minibatch_discrimination_backward2(ggm, ggr, grad, m, ref, exclude_self);
   const bool self = !md_has(ref);
   const int64_t B = m.size(0), K = m.size(1), C = m.size(2), R = self ? B : ref->size(0);
   if (B == 0 || K == 0 || C == 0 || R == 0) {  // every sum is empty (C = 0: u = 0)
@@ -339,7 +339,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> minibatch_disc_backward2_cuda(
   at::Tensor dg = at::empty({B, K}, grad.options());
   const at::Tensor dm = acc_buffer(B, m);
   at::Tensor dr;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, m.scalar_type(), "fastgan_minibatch_disc_backward2_cuda",
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, m.scalar_type(), "fastgan_minibatch_discrimination_backward2_cuda",
                                   [&] {
     if (self) {  // (a, b, p, q) = (m, m, P, P), w_ij = g_i + g_j
       launch<2, scalar_t>(mc, mc, pm, pm, g, g, {}, dm, dg, true, false);
@@ -357,9 +357,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> minibatch_disc_backward2_cuda(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastgan, CUDA, m) {
-  m.impl("minibatch_disc", &minibatch_disc_cuda);
-  m.impl("minibatch_disc_backward", &minibatch_disc_backward_cuda);
-  m.impl("minibatch_disc_backward2", &minibatch_disc_backward2_cuda);
+  m.impl("minibatch_discrimination", &minibatch_discrimination_cuda);
+  m.impl("minibatch_discrimination_backward", &minibatch_discrimination_backward_cuda);
+  m.impl("minibatch_discrimination_backward2", &minibatch_discrimination_backward2_cuda);
 }
 
 }  // namespace fastgan

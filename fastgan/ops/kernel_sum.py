@@ -279,8 +279,8 @@ def _autograd(ns, ns_name: str) -> None:
 
 def _triton() -> dict:
     # bare names: torch finds the kernels behind a triton_op (for its compile-cache keys) only through them
-    from .._triton.mmd import kernel_sum as tk_sum
-    from .._triton.mmd import kernel_sum_backward2 as tk_backward2
+    from .._triton.kernel_sum import kernel_sum as tk_sum
+    from .._triton.kernel_sum import kernel_sum_backward2 as tk_backward2
 
     # (the schema's defaults: the dispatcher leaves out trailing arguments equal to them)
     def fwd(x, y, kernel, bandwidths, weights, diagonal, grad_x, grad_y, degree=POLY_DEGREE, offset=POLY_OFFSET):

@@ -1,6 +1,6 @@
 // CUDA kernels of fastgan::kernel_sum (S = sum_ij sum_s w_s k_s(x_i, y_j) and, in the same walk, dS/dx, dS/dy) and
 // fastgan::kernel_sum_backward2 (d/dx, d/dy of <u, dS/dx> + <v, dS/dy>). Same results, checks and messages as
-// csrc/cpu/mmd.cpp: fastgan/mmd.h holds the checks, the mixture plan and the centring, fastgan/pair_math.h the
+// csrc/cpu/kernel_sum.cpp: fastgan/kernel_sum.h holds the checks, the mixture plan and the centring, fastgan/pair_math.h the
 // per-pair math (value, k', k'' of one r2 and one bandwidth), both shared with the CPU kernel.
 //
 // Decomposition (never the n x m kernel matrix; memory O((n + m) d) plus the partial buffers below)
@@ -9,7 +9,7 @@
 // SM, so that n = m = 256 / 512 / 1024 all fill an H100's 132 SMs; plan_tiles). The tiles are grouped into a grid of
 // super-blocks, pr super-rows x pc super-columns (contiguous, balanced ranges of tiles; at most kMaxSlots = 16 each
 // and 1 GiB of partials per side, except that an x-y sum with fewer than 16 tiles on one side takes up to 2 SMs /
-// that many on the other; csrc/include/fastgan/mmd_plan.h); one CTA
+// that many on the other; csrc/include/fastgan/kernel_sum_plan.h); one CTA
 // of 256 threads (16 x 16) walks the tiles of one super-block (A, B), row tile by row tile. A self-sum (y = None)
 // walks the upper triangle only: the CTAs are the pr (pr + 1) / 2 super-blocks with B >= A, and inside a diagonal
 // super-block only the tiles J >= I; an off-diagonal tile (I < J) counts twice in S and contributes to both its rows
@@ -52,7 +52,7 @@
 //
 // Compute type fp32 for fp32 / fp16 / bf16 (half inputs are widened once while centring, as on the CPU), fp64 for
 // fp64; never TF32 (its 10-bit mantissa would wreck |x|^2 + |y|^2 - 2 x.y). The per-bandwidth constants travel by
-// value in the kernel's argument struct (at most kMaxPairBandwidths, checked for every backend in mmd.h; the
+// value in the kernel's argument struct (at most kMaxPairBandwidths, checked for every backend in kernel_sum.h; the
 // argument is __grid_constant__, so indexing it by the bandwidth does not copy it to local memory). No host sync:
 // the only host calls are device attributes and the kernel launches, all on the current stream under a device guard.
 //
@@ -70,8 +70,8 @@
 #include <tuple>
 #include <type_traits>
 
-#include "fastgan/mmd.h"
-#include "fastgan/mmd_plan.h"
+#include "fastgan/kernel_sum.h"
+#include "fastgan/kernel_sum_plan.h"
 #include "fastgan/pair_math.h"
 
 namespace fastgan {
@@ -102,7 +102,7 @@ struct MixArgs {
   int kernel;
   int ns;
   PairCoef<T> cf[kMaxPairBandwidths];
-  int sq[kMaxPairBandwidths];  // gaussian squaring chain (mmd.h): -1 = exp, else squarings of the previous value
+  int sq[kMaxPairBandwidths];  // gaussian squaring chain (kernel_sum.h): -1 = exp, else squarings of the previous value
 };
 
 // The arguments of a pair walk, by value. Points are contiguous rows of d values in the compute type T.
@@ -1009,7 +1009,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_cuda(const at::Tensor&
 }
 
 // d/dx_i = f [rowsum(C)_i u_i - (C V)_i] + 2f [rowsum(Q)_i x_i - (Q Y)_i], f = 2 (4 for a self-sum, v = u, y = x)
-// d/dy_j = 2 [colsum(C)_j v_j - (C^T U)_j] + 4 [colsum(Q)_j y_j - (Q^T X)_j]     (see csrc/cpu/mmd.cpp)
+// d/dy_j = 2 [colsum(C)_j v_j - (C^T U)_j] + 4 [colsum(Q)_j y_j - (Q^T X)_j]     (see csrc/cpu/kernel_sum.cpp)
 // poly:  d/dx_i = f [(C V)_i + (Q Y)_i] (f = 2 for a self-sum, else 1),  d/dy_j = (C^T U)_j + (Q^T X)_j
 template <typename T>
 void backward2_run(const CentredPoints& P, const KernelSumCall& call, const at::Tensor& uc, const at::Tensor& vc,

@@ -19,8 +19,8 @@
 // a self-sum), no row-sum terms; the pairs (i, i) of a self-sum count with their gradients (2 c_ii x_i) and second
 // derivatives (see kernel_sum_backward2_impl).
 //
-// Shared with the CUDA kernels (csrc/cuda/mmd.cu): the argument checks, the mixture plan and the centring
-// (fastgan/mmd.h) and the per-pair math (fastgan/pair_math.h, called per element from the vectorised loops below).
+// Shared with the CUDA kernels (csrc/cuda/kernel_sum.cu): the argument checks, the mixture plan and the centring
+// (fastgan/kernel_sum.h) and the per-pair math (fastgan/pair_math.h, called per element from the vectorised loops below).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "fastgan/checks.h"
-#include "fastgan/mmd.h"
+#include "fastgan/kernel_sum.h"
 #include "fastgan/pair_kernels.h"
 #include "fastgan/pair_math.h"
 #include "fastgan/vec_math.h"
@@ -44,7 +44,7 @@ namespace {
 constexpr int64_t kTile = 512;
 constexpr int64_t kRowBlock = 32;  // rows of a tile per parallel work item (and per column-sum slot)
 
-// The kernels of a call: MixturePlan (mmd.h) — per-bandwidth constants, gaussians ordered by p with the squaring
+// The kernels of a call: MixturePlan (kernel_sum.h) — per-bandwidth constants, gaussians ordered by p with the squaring
 // chain where consecutive parameters differ by an exact power of two.
 template <typename T>
 using Mixture = MixturePlan<T>;
@@ -220,7 +220,7 @@ at::Tensor row_sq_norms(const at::Tensor& a) {
   return out;
 }
 
-// The centred point sets of a call (mmd.h) and their squared norms.
+// The centred point sets of a call (kernel_sum.h) and their squared norms.
 struct Points : CentredPoints {
   at::Tensor nx, ny;
 };

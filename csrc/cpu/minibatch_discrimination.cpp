@@ -1,4 +1,4 @@
-// CPU kernels of fastgan::minibatch_disc (Salimans et al. 2016) and its backward, without the B x B x K x C tensor:
+// CPU kernels of fastgan::minibatch_discrimination (Salimans et al. 2016) and its backward, without the B x B x K x C tensor:
 //
 //   o_ik = sum_j exp(-|m_ik - r_jk|_1)     m (B, K, C); r = m (pairs within the batch) or a reference batch (R, K, C)
 //
@@ -15,8 +15,8 @@
 //   dL'/dm_ic = sum_j w_ij e_ij u_ij sign(m_ic - r_jc),   dL'/d(r or m)_jc = -sum_i w_ij e_ij u_ij sign(m_ic - r_jc)
 // Memory O((B + R) K C) plus O(B) scratch per thread.
 // Compute type fp64 for fp64, else fp32; sums run in a fixed order (results do not depend on the thread count).
-// The argument checks and the per-pair math (|a - b|, exp(-d), the sign terms) are fastgan/minibatch_disc.h, shared
-// with csrc/cuda/minibatch_disc.cu.
+// The argument checks and the per-pair math (|a - b|, exp(-d), the sign terms) are fastgan/minibatch_discrimination.h, shared
+// with csrc/cuda/minibatch_discrimination.cu.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "fastgan/checks.h"
-#include "fastgan/minibatch_disc.h"
+#include "fastgan/minibatch_discrimination.h"
 #include "fastgan/vec_math.h"
 
 namespace fastgan {
@@ -230,24 +230,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward2_impl(const at::Tensor& 
           self ? m.new_empty({0}) : drt.permute({2, 0, 1}).to(ref->scalar_type()).contiguous()};
 }
 
-at::Tensor minibatch_disc_cpu(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
-  check_minibatch_disc(m, ref, exclude_self);
+at::Tensor minibatch_discrimination_cpu(const at::Tensor& m, const c10::optional<at::Tensor>& ref, bool exclude_self) {
+  check_minibatch_discrimination(m, ref, exclude_self);
   if (m.scalar_type() == at::kDouble) return forward_impl<double>(m, ref, exclude_self);
   return forward_impl<float>(m, ref, exclude_self);
 }
 
-std::tuple<at::Tensor, at::Tensor> minibatch_disc_backward_cpu(const at::Tensor& grad, const at::Tensor& m,
+std::tuple<at::Tensor, at::Tensor> minibatch_discrimination_backward_cpu(const at::Tensor& grad, const at::Tensor& m,
                                                                const c10::optional<at::Tensor>& ref,
                                                                bool exclude_self) {
-  check_minibatch_disc_backward(grad, m, ref, exclude_self);
+  check_minibatch_discrimination_backward(grad, m, ref, exclude_self);
   if (m.scalar_type() == at::kDouble) return backward_impl<double>(grad, m, ref);
   return backward_impl<float>(grad, m, ref);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> minibatch_disc_backward2_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> minibatch_discrimination_backward2_cpu(
     const at::Tensor& ggm, const c10::optional<at::Tensor>& ggr, const at::Tensor& grad, const at::Tensor& m,
     const c10::optional<at::Tensor>& ref, bool exclude_self) {
-  check_minibatch_disc_backward2(ggm, ggr, grad, m, ref, exclude_self);
+  check_minibatch_discrimination_backward2(ggm, ggr, grad, m, ref, exclude_self);
   if (m.scalar_type() == at::kDouble) return backward2_impl<double>(ggm, ggr, grad, m, ref);
   return backward2_impl<float>(ggm, ggr, grad, m, ref);
 }
@@ -255,9 +255,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> minibatch_disc_backward2_cpu(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
-  m.impl("minibatch_disc", &minibatch_disc_cpu);
-  m.impl("minibatch_disc_backward", &minibatch_disc_backward_cpu);
-  m.impl("minibatch_disc_backward2", &minibatch_disc_backward2_cpu);
+  m.impl("minibatch_discrimination", &minibatch_discrimination_cpu);
+  m.impl("minibatch_discrimination_backward", &minibatch_discrimination_backward_cpu);
+  m.impl("minibatch_discrimination_backward2", &minibatch_discrimination_backward2_cpu);
 }
 
 }  // namespace fastgan

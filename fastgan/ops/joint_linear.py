@@ -20,7 +20,7 @@ import torch
 from .. import _checks
 from ..activations import ACTIVATIONS, get_act
 from . import reference
-from .fused_act import OP as ACT_OP
+from .bias_act import OP as ACT_OP
 from .registry import declare
 from .weight_grads import weight_grads_skipped
 

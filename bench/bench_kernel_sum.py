@@ -1,6 +1,6 @@
 """fastgan.mmd2 (tiled pair reductions, no n x m matrix) against the eager cdist formulation and torch.compile of it.
 
-    pytest bench/bench_mmd.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
+    pytest bench/bench_kernel_sum.py --device cpu --benchmark-min-rounds 5 [--fastgan-save]
 
 Groups `mmd2-n<n>-d<d>-fwd+bwd`: the biased MMD^2 of two fp32 samples of n rows each with a 5-bandwidth gaussian
 mixture (1, 2, 4, 8, 16 times sqrt(d): distances grow like sqrt(d)), then its gradients w.r.t. both. The dense

@@ -367,7 +367,7 @@ TRITON = impl_params(("triton",))
 def test_triton_column_splits(impl, splits, monkeypatch):
     """Forced split counts (even, uneven: 4 column tiles of 16 over 3 splits, capped at the tiles) give the reference's
     values and first and second derivatives, bit-identical from run to run (fixed-order reduction, no atomics)."""
-    tk = importlib.import_module("fastgan._triton.mmd")
+    tk = importlib.import_module("fastgan._triton.kernel_sum")
     monkeypatch.setattr(tk, "_SPLITS_OVERRIDE", splits)
     device = IMPL_DEVICE[impl]
     x, y = _points(37, 5, device, torch.float64), _points(50, 5, device, torch.float64, shift=0.3)
@@ -393,7 +393,7 @@ def test_triton_column_splits(impl, splits, monkeypatch):
 def test_triton_many_bandwidths_and_no_host_tensors(impl, monkeypatch):
     """More bandwidths than one launch takes (NS_MAX) are summed over launches; the parameters travel as scalar
     kernel arguments: no tensor is built from Python numbers on the way (a pageable copy + sync on CUDA)."""
-    tk = importlib.import_module("fastgan._triton.mmd")
+    tk = importlib.import_module("fastgan._triton.kernel_sum")
     device = IMPL_DEVICE[impl]
     bw = tuple(0.25 * (k + 1) for k in range(tk.NS_MAX + 3))
     w = tuple(1.0 / (k + 1) for k in range(len(bw)))
@@ -413,7 +413,7 @@ def test_triton_many_bandwidths_and_no_host_tensors(impl, monkeypatch):
 def test_triton_static_variants_contract():
     """static_variants(): the report's contract, from the launcher's own pick_config; at the H100 benchmark batches
     (n = 256 ... 1024) every grid is at least one wave of 132 programs with <= 32 splits."""
-    tk = pytest.importorskip("fastgan._triton.mmd")
+    tk = pytest.importorskip("fastgan._triton.kernel_sum")
     variants = list(tk.static_variants())
     assert variants and any(v["hot"] for v in variants) and any(not v["hot"] for v in variants)
     by_name = {}

@@ -1,4 +1,4 @@
-// C++ unit test of csrc/include/fastgan/minibatch_disc.h, the per-pair math that the CPU and CUDA minibatch
+// C++ unit test of csrc/include/fastgan/minibatch_discrimination.h, the per-pair math that the CPU and CUDA minibatch
 // discrimination kernels share: sign / |a - b| / exp(-d) against closed forms, the first- and second-order pair terms
 // against central finite differences (fp64, away from ties), and the CPU ops (through the dispatcher, fp64) against a
 // naive walk over all pairs built from the same functions (within the batch with and without the self pairs, and
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "fastgan/minibatch_disc.h"
+#include "fastgan/minibatch_discrimination.h"
 
 namespace {
 
@@ -183,9 +183,9 @@ bool close(const at::Tensor& a, const at::Tensor& b) {
 
 void test_ops() {
   auto& d = c10::Dispatcher::singleton();
-  auto fwd = d.findSchemaOrThrow("fastgan::minibatch_disc", "").typed<FwdFn>();
-  auto bwd = d.findSchemaOrThrow("fastgan::minibatch_disc_backward", "").typed<BwdFn>();
-  auto bwd2 = d.findSchemaOrThrow("fastgan::minibatch_disc_backward2", "").typed<Bwd2Fn>();
+  auto fwd = d.findSchemaOrThrow("fastgan::minibatch_discrimination", "").typed<FwdFn>();
+  auto bwd = d.findSchemaOrThrow("fastgan::minibatch_discrimination_backward", "").typed<BwdFn>();
+  auto bwd2 = d.findSchemaOrThrow("fastgan::minibatch_discrimination_backward2", "").typed<Bwd2Fn>();
   torch::manual_seed(3);
   const auto f64 = torch::dtype(torch::kFloat64);
   for (const auto& [B, R, K, C] : std::vector<std::array<int64_t, 4>>{{7, 5, 3, 4}, {1, 2, 2, 1}, {13, 9, 2, 17}}) {

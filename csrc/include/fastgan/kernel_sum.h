@@ -1,6 +1,6 @@
 // The device-independent half of fastgan::kernel_sum and kernel_sum_backward2: argument checks (one set of checks
 // and messages for the CPU and CUDA kernels), the plan of the kernel mixture (per-bandwidth constants, the gaussian
-// squaring chain) and the centring of the points. csrc/cpu/mmd.cpp and csrc/cuda/mmd.cu supply the pair walks.
+// squaring chain) and the centring of the points. csrc/cpu/kernel_sum.cpp and csrc/cuda/kernel_sum.cu supply the pair walks.
 #pragma once
 
 #include <ATen/ATen.h>

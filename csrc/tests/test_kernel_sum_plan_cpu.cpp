@@ -1,4 +1,4 @@
-// C++ unit test of csrc/include/fastgan/mmd_plan.h, the CUDA kernel_sum walk's plan (tiles, super-blocks, partial
+// C++ unit test of csrc/include/fastgan/kernel_sum_plan.h, the CUDA kernel_sum walk's plan (tiles, super-blocks, partial
 // buffers), on a CPU: every plan's partial buffers stay within kPartialBytesPerSide per side (issue 28: n = m = 4096,
 // d = 12288 in fp32 had 16 slots of 201 MB per side and copy), the grid still fills an H100 (132 SMs) at the
 // benchmark shapes, a side without partials is not bounded by them, and the plans within the budget are the ones
@@ -7,7 +7,7 @@
 #include <string>
 
 #include "expect.h"
-#include "fastgan/mmd_plan.h"
+#include "fastgan/kernel_sum_plan.h"
 
 namespace {
 

@@ -503,8 +503,8 @@ _PTR_ARGS = ("a_ptr", "b_ptr", "na_ptr", "nb_ptr", "val_ptr", "g_ptr", "g2_ptr",
 _SCALAR_ARGS = {"NA": "i32", "NB": "i32", "D": "i32", "SPLITS": "i32", "fac1": "fp32", "fac2": "fp32"} | {
     f"{c}{i}": "fp64" for c in "pw" for i in range(NS_MAX)} | {"off": "fp64"}  # (ints: i32 below 2^31, as the JIT)
 _SIG = dict.fromkeys(_PTR_ARGS, "*fp32") | _SCALAR_ARGS
-# (n = m, d): the mmd2 calls of bench/bench_mmd.py, the trainers of bench/bench_train_step.py (gmmn: B = 128 on 784
-# MNIST pixels; mmdgan: B = 128 on 16 critic features) and batches of 256 and 512 (issue 16: 256-1024 fill an H100)
+# (n = m, d): the mmd2 calls of bench/bench_kernel_sum.py, the trainers of bench/bench_train_step.py (gmmn: B = 128 on
+# 784 MNIST pixels; mmdgan: B = 128 on 16 critic features) and batches of 256 and 512 (issue 16: 256-1024 fill an H100)
 BENCH_SHAPES = ((128, 784), (128, 16), (256, 64), (512, 64), (1024, 64), (1024, 784), (4096, 64), (16384, 64))
 # (mode, self-sum, diagonal, hot) as the launch helpers pass them for mmd2 (biased, the benchmarks' and trainers'
 # estimator): a forward without gradients (mode 0: e.g. the data's self-sum in gmmn), forward-with-gradients (mode 1;

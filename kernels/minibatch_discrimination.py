@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import concrete, device_guard, launch_spec, wave_programs, wrap_triton
+from ._launch import concrete, device_guard, generic_variant, launch_spec, wave_programs, wrap_triton
 from ._math import _exp
 
 __all__ = ["forward", "backward", "backward2", "config", "static_variants"]
@@ -124,8 +124,8 @@ def _launch(mode, a, b, out, ga=None, gb=None, self_sum=False, excl=False, p=Non
     if NA == 0 or K == 0:
         return
     if K > MAX_GRID_Y:
-        raise ValueError(f"minibatch_disc: the Triton kernel takes at most {MAX_GRID_Y} kernels (grid axis 1), got "
-                         f"K = {K}")
+        raise ValueError(f"minibatch_discrimination: the Triton kernel takes at most {MAX_GRID_Y} kernels (grid axis "
+                         f"1), got K = {K}")
     bi, bj, warps = config(NA, K, a.device.type == "cpu")
     with device_guard(a):
         wrap_triton(_md_kernel)[(triton.cdiv(NA, bi), K)](
@@ -181,9 +181,9 @@ _STATIC_MODES = ((0, True, True, False, False, False, "fwd", True), (1, True, Fa
 
 
 def static_variants():
-    """The kernel's launches at bench/bench_minibatch_disc.py's shapes (B in {64, 256, 1024} rows, K = 100 kernels of
-    C = 5 dims, fp32; within the batch: the forward and backward are hot, the second order and the reference-batch
-    forms are not), configured by `config` and specialised by launch_spec."""
+    """The kernel's launches at bench/bench_minibatch_discrimination.py's shapes (B in {64, 256, 1024} rows, K = 100
+    kernels of C = 5 dims, fp32; within the batch: the forward and backward are hot, the second order and the
+    reference-batch forms are not), configured by `config` and specialised by launch_spec."""
     K, C = 100, 5
     for B in (64, 256, 1024):
         bi, bj, warps = config(B, K, False)
@@ -195,6 +195,24 @@ def static_variants():
                           C=C)
             consts = dict(MODE=mode, SELF=self_sum, EXCL=excl, ROW_G=row_g, COL_G=col_g, G_OUT=g_out, BI=bi, BJ=bj)
             sig, consts, attrs = launch_spec(_md_kernel, values, consts)
-            yield dict(name=f"minibatch_disc {what} [BI={bi}]", kernel=_md_kernel, signature=sig, constexprs=consts,
-                       attrs=attrs, options=dict(num_warps=warps, num_stages=3), grid=(triton.cdiv(B, bi), K),
+            yield dict(name=f"minibatch_discrimination {what} [BI={bi}]", kernel=_md_kernel, signature=sig,
+                       constexprs=consts, attrs=attrs, options=dict(num_warps=warps, num_stages=3),
+                       grid=(triton.cdiv(B, bi), K),
                        shape=f"B={B} K={K} C={C}", hot=hot)
+
+
+def generic_variants():
+    """The compile check's coverage (.ci/triton_check.py): every (mode, self, rows / columns) launch the wrappers make,
+    in fp32 and fp64 (the kernel computes in those only; half inputs are widened first), generic scalars."""
+    scalars = dict.fromkeys(("NA", "NB", "K", "C"), "i64")
+    ptrs = ("a_ptr", "b_ptr", "ga_ptr", "gb_ptr", "out_ptr", "p_ptr", "q_ptr", "dg_ptr")
+    for dt in ("fp32", "fp64"):
+        # (MODE, SELF, EXCL, ROW_G, COL_G, G_OUT): forward, backward, second order
+        for mode, self_sum, excl, row_g, col_g, g_out in (
+                (0, True, True, False, False, False), (0, False, False, False, False, False),
+                (1, True, False, True, True, False), (1, False, False, True, False, False),
+                (1, False, False, False, True, False), (2, True, False, True, True, True),
+                (2, False, False, True, False, True), (2, False, False, False, True, False)):
+            consts = dict(MODE=mode, SELF=self_sum, EXCL=excl, ROW_G=row_g, COL_G=col_g, G_OUT=g_out, BI=32, BJ=32)
+            yield generic_variant(f"minibatch_discrimination {dt} mode={mode} self={self_sum} row_g={row_g}",
+                                  _md_kernel, ptrs, dt, scalars, consts, dict(num_warps=4))

@@ -4,10 +4,11 @@ B x B x K x C difference tensor.
     o[i, k] = sum_j exp(-|m[i, k, :] - r[j, k, :]|_1),   m (B, K, C) = f(x) T,  r = m or a reference batch (R, K, C)
 
 The C++ kernel walks each kernel slice k on its own thread, each pair once within the batch (o is symmetric in the
-pair); Triton walks blocks of rows against tiles of the other side. Backward: fastgan::minibatch_disc_backward, one
-more walk that recomputes the pair terms (nothing of size B x B is saved); its own backward (the second order, for
-gradient penalties on a discriminator with this layer): fastgan::minibatch_disc_backward2, one more walk. The third
-derivative raises NotImplementedError naming the op.
+pair); Triton walks blocks of rows against tiles of the other side. Backward:
+fastgan::minibatch_discrimination_backward, one more walk that recomputes the pair terms (nothing of size B x B is
+saved); its own backward (the second order, for gradient penalties on a discriminator with this layer):
+fastgan::minibatch_discrimination_backward2, one more walk. The third derivative raises NotImplementedError naming the
+op.
 """
 from __future__ import annotations
 
@@ -51,15 +52,16 @@ def _fake_ref_grad(m, ref):
 
 
 _FAKES = {
-    "minibatch_disc": lambda m, ref, exclude_self: m.new_empty(m.shape[:2]),
-    "minibatch_disc_backward": lambda grad, m, ref, exclude_self: (torch.empty_like(m), _fake_ref_grad(m, ref)),
-    "minibatch_disc_backward2": lambda ggm, ggr, grad, m, ref, exclude_self:
+    "minibatch_discrimination": lambda m, ref, exclude_self: m.new_empty(m.shape[:2]),
+    "minibatch_discrimination_backward":
+        lambda grad, m, ref, exclude_self: (torch.empty_like(m), _fake_ref_grad(m, ref)),
+    "minibatch_discrimination_backward2": lambda ggm, ggr, grad, m, ref, exclude_self:
         (torch.empty_like(grad), torch.empty_like(m), _fake_ref_grad(m, ref)),
 }
 
 
 def _autograd(ns, ns_name: str) -> None:
-    q = f"{ns_name}::minibatch_disc"
+    q = f"{ns_name}::minibatch_discrimination"
 
     def setup(ctx, inputs, output):
         m, ref, exclude_self = inputs
@@ -69,7 +71,7 @@ def _autograd(ns, ns_name: str) -> None:
     def backward(ctx, g):
         m, ref = ctx.saved_tensors
         need_m, need_r = ctx.needs_input_grad[:2]
-        dm, dr = ns.minibatch_disc_backward(g, m, ref, ctx.exclude_self)
+        dm, dr = ns.minibatch_discrimination_backward(g, m, ref, ctx.exclude_self)
         return (dm if need_m else None), (dr if need_r and ref is not None else None), None
 
     torch.library.register_autograd(q, backward, setup_context=setup)
@@ -88,7 +90,7 @@ def _autograd(ns, ns_name: str) -> None:
         ggm = torch.zeros_like(m) if ggm is None else ggm
         if ref is not None and ggr is None:
             ggr = torch.zeros_like(ref)
-        dg, dm, dr = ns.minibatch_disc_backward2(ggm, ggr, g, m, ref, ctx.exclude_self)
+        dg, dm, dr = ns.minibatch_discrimination_backward2(ggm, ggr, g, m, ref, ctx.exclude_self)
         need_g, need_m, need_r = ctx.needs_input_grad[:3]
         return (dg if need_g else None), (dm if need_m else None), (dr if need_r and ref is not None else None), None
 
@@ -97,9 +99,9 @@ def _autograd(ns, ns_name: str) -> None:
 
 def _triton() -> dict:
     # bare names: torch finds the kernels behind a triton_op (for its compile-cache keys) only through them
-    from .._triton.minibatch_disc import backward as tk_backward
-    from .._triton.minibatch_disc import backward2 as tk_backward2
-    from .._triton.minibatch_disc import forward as tk_forward
+    from .._triton.minibatch_discrimination import backward as tk_backward
+    from .._triton.minibatch_discrimination import backward2 as tk_backward2
+    from .._triton.minibatch_discrimination import forward as tk_forward
 
     def fwd(m, ref, exclude_self):
         return tk_forward(m, ref, exclude_self)
@@ -110,10 +112,11 @@ def _triton() -> dict:
     def bwd2(ggm, ggr, grad, m, ref, exclude_self):
         return tk_backward2(ggm, ggr, grad, m, ref)
 
-    return {"minibatch_disc": fwd, "minibatch_disc_backward": bwd, "minibatch_disc_backward2": bwd2}
+    return {"minibatch_discrimination": fwd, "minibatch_discrimination_backward": bwd,
+            "minibatch_discrimination_backward2": bwd2}
 
 
-OP = declare("minibatch_discrimination", kernels=("minibatch_disc", "minibatch_disc_backward",
-                                                  "minibatch_disc_backward2"),
-             backends=("reference", "cpp", "cuda", "triton"), reference=spec.minibatch_disc, fakes=_FAKES,
-             autograd=_autograd, triton=_triton, last="minibatch_disc_backward2")
+OP = declare("minibatch_discrimination", kernels=("minibatch_discrimination", "minibatch_discrimination_backward",
+                                                  "minibatch_discrimination_backward2"),
+             backends=("reference", "cpp", "cuda", "triton"), reference=spec.minibatch_discrimination, fakes=_FAKES,
+             autograd=_autograd, triton=_triton, last="minibatch_discrimination_backward2")

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .._checks import positive_int
-from ..ops.minibatch_disc import minibatch_discrimination
+from ..ops.minibatch_discrimination import minibatch_discrimination
 
 
 class MinibatchDiscrimination(nn.Module):
