@@ -7,6 +7,7 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
     lr       the paper's latent regressor baseline: a GAN, plus E trained to regress z from G(z) (G's samples
              detached: E does not shape G)
     jlr      the joint latent regressor: the same regression loss also trains G
+  the autoencoders (autoencoding.py), the Table-1 baselines first:
     ae-l2    an autoencoder E -> G of the same networks, l2 reconstruction loss
     ae-l1    the same with the l1 loss
   the objective family (issue 8), G and a batch-norm-free critic D (fastgan.nn.MLPCritic), alternating updates:
@@ -16,8 +17,9 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
     lsgan, hinge least squares (a=0, b=c=1) and hinge losses
     fgan-<div>   f-GAN with div in KL, RKL, Pearson, Hellinger, JS, GAN (losses.f_divergence_losses)
     gmmn         no critic: G minimises the fused MMD^2 (Gaussian, 5 bandwidths around the data's median distance)
-    mmdgan       min_G max_f MMD^2(f(x), f(G(z))): f a weight-clipped MLP feature map (16-d), fused MMD on features,
-                 bandwidths relative to the features' median distance (every step)
+    mmdgan       min_G max_f MMD^2(f(x), f(G(z))) with the witness function's gradient penalty (Binkowski et al. 2018):
+                 f an MLP feature map, fused MMD on its raw features through kernel_sum's second derivative
+    mmdgan-clip  the same with a weight-clipped f (Li et al. 2017), bandwidths relative to the features' median
     improved     the fused minibatch-discrimination layer in D, G non-saturating (or feature matching: a flag)
   the energy family (energy.py): D an autoencoder, its reconstruction error the energy
     ebgan        D: mean squared error of real + margin hinge on fake; G: fake energy + the pull-away term (0.1)
@@ -34,7 +36,7 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
                  over the paper's scales (Tolstikhin et al. 2018)
     wae-gan      the same cost + lambda (1) x a latent adversary's non-saturating loss
 R1 on D's real inputs (cfg.extra['r1'] = gamma, lazily every K-th step of D with cfg.extra['r1_every'] = K; one
-forward of D over the real batch serves the loss and the penalty: Recipe.real_logits) in gan, bigan, lr, jlr,
+forward of D over the real batch serves the loss and the penalty: PenalisedD.real_logits) in gan, bigan, lr, jlr,
 infogan, improved, lsgan, hinge and the f-GANs; the other recipes refuse the option.
 Each recipe's defaults (Recipe.defaults, data_defaults) and the checks it makes of a configuration
 (Recipe.check_config) live here, not in fastgan.train.config (which holds the values): config_for(model, ...)
@@ -59,10 +61,11 @@ from __future__ import annotations
 
 from ... import losses
 from ..config import TrainConfig
-from .adversarial import GAN, AutoEncoder, AutoEncoderL1, BiGAN, JointLatentRegressor, LatentRegressor
-from .autoencoding import AAE, VAE, WAEGAN, WAEMMD, BetaVAE
-from .base import DEFAULT_STEPS, ENCODER_OUT, MNIST_R1, Recipe, StepContext, default_hidden
+from .adversarial import GAN, BiGAN, JointLatentRegressor, LatentRegressor
+from .autoencoding import AAE, VAE, WAEGAN, WAEMMD, AutoEncoder, AutoEncoderL1, BetaVAE
+from .base import DEFAULT_STEPS, ENCODER_OUT, Recipe, StepContext, default_hidden
 from .critic import LSGAN, WGAN, WGANGP, HingeGAN, _fgan
+from .discriminator import MNIST_R1
 from .energy import BEGAN, EBGAN
 from .info import InfoGAN
 from .moments import GMMN, MMDGAN, Improved, MMDGANClip

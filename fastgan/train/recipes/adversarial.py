@@ -1,15 +1,16 @@
-"""The cross-entropy GAN family: gan, bigan, the Table-1 baselines (lr, jlr) and the autoencoders (ae-l2, ae-l1)."""
+"""The cross-entropy GAN family: gan, bigan and the Table-1 baselines lr, jlr (D: cross-entropy on the data)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from ... import losses
-from .base import _MNIST_R1_DEFAULTS, ENCODER_OUT_OPTION, R1_OPTIONS, Recipe
+from .base import ENCODER_OUT_OPTION
+from .discriminator import MNIST_R1_DEFAULTS, R1_OPTIONS, CrossEntropyD
 from .options import POSITIVE, number, switch
 
 
-class GAN(Recipe):
+class GAN(CrossEntropyD):
     """On the 2-D mixtures (data_defaults) it trains with lr 2e-3, batch 512, alternating updates and the R1 penalty
     (gamma 0.1) on D, for 10000 steps on gmm8 and 20000 on gmm25 (measured: docs/defaults.md). cfg.extra['r1'] =
     gamma turns R1 on anywhere (cfg.extra['r1_every'] = K: lazy, K * gamma on every K-th step of D); on mnist5k it is
@@ -19,7 +20,7 @@ class GAN(Recipe):
     options = R1_OPTIONS
     _mixture = dict(lr=2e-3, batch_size=512, extra={"r1": 0.1})
     data_defaults = {"gmm8": dict(_mixture, steps=10000), "gmm25": dict(_mixture, steps=20000),
-                     **_MNIST_R1_DEFAULTS}
+                     **MNIST_R1_DEFAULTS}
 
     def build(self, x_dim, z_dim):
         return {"G": self.generator(z_dim, x_dim), "D": self.discriminator(x_dim)}
@@ -52,7 +53,7 @@ class GAN(Recipe):
         return self.nets["D"].features(x)
 
 
-class BiGAN(Recipe):
+class BiGAN(CrossEntropyD):
     """On mnist5k D takes the R1 penalty on its real pairs (x, E(x)), gamma 1 (MNIST_R1).
 
     Variants (issue 30; measured in docs/results.md, off by default): cfg.extra['e_lr'] = s runs E's learning rate at
@@ -66,7 +67,7 @@ class BiGAN(Recipe):
                number("e_lr", 1.0, "E's learning rate over G's (they share the optimiser group GE)", POSITIVE),
                switch("stochastic_encoder", False, "E a diagonal Gaussian q(z | x) whose draws D sees (ALI's)"))
     inverse_g_loss = True
-    data_defaults = _MNIST_R1_DEFAULTS
+    data_defaults = MNIST_R1_DEFAULTS
 
     @classmethod
     def check_config(cls, cfg):
@@ -126,7 +127,7 @@ class LatentRegressor(GAN):
     loss (weight cfg.extra['reg_weight'], default 1) train G as well (the paper's JLR)."""
 
     name = "lr"
-    data_defaults = _MNIST_R1_DEFAULTS  # a Table-1 baseline: the same D as gan / bigan
+    data_defaults = MNIST_R1_DEFAULTS  # a Table-1 baseline: the same D as gan / bigan
     joint = False
     groups = {"D": ("D",), "G": ("G",), "E": ("E",)}
     options = (ENCODER_OUT_OPTION,)
@@ -173,29 +174,3 @@ class JointLatentRegressor(LatentRegressor):
     name = "jlr"
     joint = True
     options = (number("reg_weight", 1.0, "the regression loss's weight in G's objective"),)
-
-
-class AutoEncoder(Recipe):
-    """E -> G trained on reconstruction (the l2 or l1 loss); no discriminator."""
-
-    name = "ae-l2"
-    groups = {"GE": ("G", "E")}
-    options = (ENCODER_OUT_OPTION,)
-    adversarial = False
-    p = 2
-
-    def build(self, x_dim, z_dim):
-        return {"G": self.generator(z_dim, x_dim), "E": self.encoder(x_dim, z_dim)}
-
-    def step(self, ctx, next_batch, gen):
-        x = next_batch()
-        rec = self.nets["G"](self.nets["E"](x))
-        rec, x = losses.wide(rec, x)  # the reconstruction loss in fp32 under autocast (an fp64 run stays fp64)
-        loss = F.mse_loss(rec, x) if self.p == 2 else F.l1_loss(rec, x)
-        self.apply(ctx, "GE", self.grads(ctx, loss, self.params("GE")))
-        return {"loss_rec": loss.detach()}
-
-
-class AutoEncoderL1(AutoEncoder):
-    name = "ae-l1"
-    p = 1

@@ -1,18 +1,23 @@
-"""The encoder family (issue 18): autoencoders whose codes are pushed towards the prior N(0, I).
+"""The autoencoders: E -> G trained on reconstruction, alone (ae-l2, ae-l1: the BiGAN paper's Table-1 baselines) or
+with the codes pushed towards the prior N(0, I) (the encoder family, issue 18; an adversary, where there is one,
+judges codes, not data).
+
+    ae-l2     E -> G, the l2 reconstruction loss on the BiGAN paper's networks (its latent U(-1, 1), z_dim 50)
+    ae-l1     the same with the l1 loss
 
     vae       Kingma & Welling 2014: Gaussian encoder q(z|x) = N(mu(x), diag exp(log_var(x))), the
               reparameterisation z = mu + exp(log_var / 2) * eps, decoder p(x|z) Bernoulli on images (logits from
               G; the targets (x + 1) / 2 of data in [-1, 1]) or Gaussian on 2-D data (mean from G, a learned
               per-dimension log-variance); loss: the negative ELBO, E_q[-log p(x|z)] + KL(q(z|x) || N(0, I)),
               summed over dimensions and averaged over the batch
-    beta-vae  Higgins et al. 2017: the same with the KL term weighted by beta (cfg.extra['beta'], default 4)
+    beta-vae  Higgins et al. 2017: the same with the KL term weighted by beta (cfg.extra['beta'])
     aae       Makhzani et al. 2016: deterministic E, decoder G, two phases per iteration: reconstruction (MSE,
               G and E), then regularisation (a latent adversary D_z tells N(0, I) draws from E(x); E is then
               trained to fool it, non-saturating)
     wae-mmd   Tolstikhin et al. 2018: |x - G(E(x))|^2 (summed over dimensions, batch mean) + lambda MMD^2(E(x), z)
               with z ~ N(0, I), the unbiased estimator and the inverse multiquadratic kernel C / (C + r^2) summed
-              over C = 2 z_dim s, s in WAE_SCALES, through the fused fastgan mmd2 (lambda 10, the paper's MNIST)
-    wae-gan   the same reconstruction cost + lambda times a latent adversary's non-saturating loss (lambda 1);
+              over C = 2 z_dim s, s in WAE_SCALES, through the fused fastgan mmd2 (cfg.extra['lambda'])
+    wae-gan   the same reconstruction cost + lambda times a latent adversary's non-saturating loss;
               D_z trained with the cross-entropy before each G / E step
 
 Every network comes from the Recipe's builders (generator / encoder), so an architecture switch there applies
@@ -31,7 +36,7 @@ from torch import nn
 from ... import losses
 from ...nn import GANDiscriminator
 from ...ops.kernel_sum import median_bandwidth, mmd2
-from .base import Recipe
+from .base import ENCODER_OUT_OPTION, Recipe
 from .options import POSITIVE, number
 
 __all__ = ["AAE", "BetaVAE", "VAE", "WAEGAN", "WAEMMD", "WAE_SCALES", "codes_mmd2"]
@@ -59,6 +64,32 @@ def codes_mmd2(codes: torch.Tensor, seed: int = 0) -> float:
     codes = codes.detach().cpu().double()
     z = torch.randn(codes.shape, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
     return float(mmd2(codes, z, bandwidths=(median_bandwidth(z),), estimator="unbiased"))
+
+
+class AutoEncoder(Recipe):
+    """E -> G trained on reconstruction (the l2 or l1 loss); no discriminator."""
+
+    name = "ae-l2"
+    groups = {"GE": ("G", "E")}
+    options = (ENCODER_OUT_OPTION,)
+    adversarial = False
+    p = 2
+
+    def build(self, x_dim, z_dim):
+        return {"G": self.generator(z_dim, x_dim), "E": self.encoder(x_dim, z_dim)}
+
+    def step(self, ctx, next_batch, gen):
+        x = next_batch()
+        rec = self.nets["G"](self.nets["E"](x))
+        rec, x = losses.wide(rec, x)  # the reconstruction loss in fp32 under autocast (an fp64 run stays fp64)
+        loss = F.mse_loss(rec, x) if self.p == 2 else F.l1_loss(rec, x)
+        self.apply(ctx, "GE", self.grads(ctx, loss, self.params("GE")))
+        return {"loss_rec": loss.detach()}
+
+
+class AutoEncoderL1(AutoEncoder):
+    name = "ae-l1"
+    p = 1
 
 
 class DecoderLogVar(nn.Module):

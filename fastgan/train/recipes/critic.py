@@ -8,11 +8,11 @@ from ...nn import (
     MLPCritic,
 )
 from ...penalties import wgan_critic_loss
-from .base import R1_OPTIONS, Recipe
+from .discriminator import R1_OPTIONS, PenalisedD
 from .options import POSITIVE, number
 
 
-class CriticGAN(Recipe):
+class CriticGAN(PenalisedD):
     """G and a batch-norm-free critic trained on one objective, alternating (n_critic critic steps, then G)."""
 
     groups = {"D": ("D",), "G": ("G",)}
@@ -41,7 +41,7 @@ class CriticGAN(Recipe):
 
     def critic_loss(self, ctx, x, gz, gen, i=0):
         """The critic's loss on its step i of this iteration; with the R1 penalty (the recipes whose options include
-        'r1') from the same forward over the real batch (Recipe.real_logits)."""
+        'r1') from the same forward over the real batch (PenalisedD.real_logits)."""
         v_real, r1 = self.real_logits(ctx, (x,), i, critic=self.d)
         return self.plus(self.objective(v_real, self.d(gz))[0], r1)
 
@@ -120,7 +120,7 @@ class WGANGP(CriticGAN):
 
 class LSGAN(CriticGAN):
     name = "lsgan"
-    options = R1_OPTIONS  # R1 on the critic's real inputs (Recipe.real_logits), off unless set
+    options = R1_OPTIONS  # R1 on the critic's real inputs (PenalisedD.real_logits), off unless set
 
     def objective(self, v_real, v_fake):
         return losses.least_squares_losses(v_real, v_fake)

@@ -52,7 +52,7 @@ from torch import nn
 from ... import losses
 from ... import metrics as ev
 from ...nn import LinearAct, make_act
-from .base import _MNIST_R1_DEFAULTS, R1_OPTIONS, Recipe
+from .discriminator import MNIST_R1_DEFAULTS, R1_OPTIONS, PenalisedD
 from .options import POSITIVE, custom, number
 
 __all__ = ["CODES", "Codes", "InfoGAN", "QHead", "parse_codes"]
@@ -154,7 +154,7 @@ def _trunk_width(D: nn.Module, x_dim: int) -> int:
     return h.shape[1]
 
 
-class InfoGAN(Recipe):
+class InfoGAN(PenalisedD):
     """Chen et al. 2016 on fastgan's nets (module docstring). Options: codes (--codes), info_weight (lambda on L_I,
     default 1), cont_weight (the continuous codes' weight inside L_I, default 1), g_lr_scale (G's learning rate
     over D's, default 5), r1 (R1 on D's real inputs; gamma 1 on mnist5k, as for gan) and r1_every (lazy R1)."""
@@ -167,7 +167,7 @@ class InfoGAN(Recipe):
                number("info_weight", 1.0, "lambda, the weight of L_I"),
                number("cont_weight", 1.0, "the continuous codes' weight inside L_I"),
                number("g_lr_scale", G_LR_SCALE, "G's learning rate over D's", POSITIVE), *R1_OPTIONS)
-    data_defaults = _MNIST_R1_DEFAULTS  # R1 (gamma 1) on D's real images on mnist5k, as for gan (docs/defaults.md)
+    data_defaults = MNIST_R1_DEFAULTS  # R1 (gamma 1) on D's real images on mnist5k, as for gan (docs/defaults.md)
 
     def build(self, x_dim, z_dim):
         self.codes = self.opt("codes")

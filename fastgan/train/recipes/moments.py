@@ -11,8 +11,9 @@ from ...nn import (
 )
 from ...ops.kernel_sum import kernel_sum, median_bandwidth, median_distance, mmd2
 from ...penalties import penalty_from_outputs
-from .base import R1_OPTIONS, Recipe
+from .base import Recipe
 from .critic import CriticGAN, _Clipped
+from .discriminator import R1_OPTIONS
 from .options import custom, integer, number, switch
 
 
