@@ -141,7 +141,7 @@ def test_train_step_mnist5k(measure, device, impl, model, precision):
                   hidden=H)
 
 
-DCGAN = dict(arch="dcgan", hidden=None)  # hidden None: the conv nets' default base width (recipes.base.DCGAN_BASE)
+DCGAN = dict(arch="dcgan", hidden=None)  # hidden None: the conv nets' default base width (recipes.nets.DCGAN_BASE)
 
 
 @pytest.mark.parametrize("precision", ("fp32", "bf16"))

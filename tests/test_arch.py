@@ -109,7 +109,7 @@ def test_which_nets_are_convolutional():
         d = Trainer(tiny(model=model, steps=1, batch_norm=True, **SMALL)).recipe.nets["D"]
         assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in d.modules()), model
     r = Trainer(tiny(model="gan", steps=1, **{**SMALL, "hidden": None})).recipe
-    assert r.nets["D"].net.base == 32 and r.base == 32  # recipes.base.DCGAN_BASE
+    assert r.nets["D"].net.base == 32 and r.base == 32  # recipes.nets.DCGAN_BASE
     assert r.encoder(4, 3).__class__.__name__ == "BiGANEncoder"  # a net off the data side (on codes) stays an MLP
     x = t.split.test_x[:3]
     g = Trainer(tiny(model="gan", steps=1, **SMALL)).recipe

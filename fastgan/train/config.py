@@ -15,7 +15,7 @@ __all__ = ["ARCHS", "BACKENDS", "PRECISIONS", "TrainConfig", "lr_factor"]
 # 'fastgan' = the fused nets with the automatic kernel choice; cpp / triton / cuda = the fused nets on that kernel
 # backend; 'eager' = the nets' eager twins (plain torch ops, the same parameters): the like-for-like baseline
 BACKENDS = ("fastgan", "cpp", "triton", "cuda", "eager")
-# the networks on the data side: the paper's MLPs, or DCGAN-style conv nets (images only; recipes/base.py)
+# the networks on the data side: the paper's MLPs, or DCGAN-style conv nets (images only; recipes/nets.py)
 ARCHS = ("mlp", "dcgan")
 # the training step's arithmetic: fp32; bf16 / fp16 autocast (GEMMs in half precision with fp32 accumulation, fastgan's
 # pointwise ops in fp32 inside, parameters and optimiser states fp32); fp16 with one dynamic GradScaler

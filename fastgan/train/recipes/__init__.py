@@ -30,14 +30,15 @@ iteration, and what evaluation reads from it (samples, encoder features, reconst
   the encoder family (autoencoding.py): an encoder E, a decoder G, the prior N(0, I), z_dim 8 on images
     vae          Gaussian E (mean, log-variance), reparameterisation, Bernoulli decoder on images (Gaussian on 2-D),
                  the negative ELBO (Kingma & Welling 2014)
-    beta-vae     the same with the KL term weighted by beta (--beta, default 4; Higgins et al. 2017)
+    beta-vae     the same with the KL term weighted by beta (--beta; Higgins et al. 2017)
     aae          reconstruction phase (MSE), then a latent adversary D_z: N(0, I) vs E(x) (Makhzani et al. 2016)
-    wae-mmd      squared l2 cost + lambda (--lambda, 10) x the fused unbiased MMD^2 of E(x) vs N(0, I), IMQ kernel
+    wae-mmd      squared l2 cost + lambda (--lambda) x the fused unbiased MMD^2 of E(x) vs N(0, I), IMQ kernel
                  over the paper's scales (Tolstikhin et al. 2018)
-    wae-gan      the same cost + lambda (1) x a latent adversary's non-saturating loss
+    wae-gan      the same cost + lambda x a latent adversary's non-saturating loss
 R1 on D's real inputs (cfg.extra['r1'] = gamma, lazily every K-th step of D with cfg.extra['r1_every'] = K; one
 forward of D over the real batch serves the loss and the penalty: PenalisedD.real_logits) in gan, bigan, lr, jlr,
 infogan, improved, lsgan, hinge and the f-GANs; the other recipes refuse the option.
+Defaults: each written once, in the recipe (its options, defaults, data_defaults); `fastgan train --help` shows them.
 Each recipe's defaults (Recipe.defaults, data_defaults) and the checks it makes of a configuration
 (Recipe.check_config) live here, not in fastgan.train.config (which holds the values): config_for(model, ...)
 puts the user's explicit settings over them, validate(cfg) checks a configuration for its recipe. Why each default
