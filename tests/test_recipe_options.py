@@ -1,6 +1,7 @@
 """Recipe options as data (fastgan.train.recipes.options, issue 32): every option a recipe reads is declared once,
 with a default its own check accepts, a help text and, for the common ones, a flag; the command line builds its
 flags, help and result labels from the recipes and names none of them itself."""
+import argparse
 import ast
 import dataclasses
 import re
@@ -11,6 +12,7 @@ import pytest
 from fastgan import cli
 from fastgan.train import RECIPES, TrainConfig, Trainer, config_for
 from fastgan.train.evaluation import METRIC_LABELS
+from fastgan.train.recipes import options
 
 
 @pytest.mark.parametrize("model", sorted(RECIPES))
@@ -26,21 +28,21 @@ def test_every_option_is_declared_with_a_valid_default(model):
 
 def test_one_flag_is_one_option():
     """A flag means the same option (name, argparse type) in every recipe that declares it."""
-    for flag, uses in cli._option_flags().items():
+    for flag, uses in options.flags(RECIPES).items():
         assert flag.startswith("--") and len({(s.name, s.cli_type) for _, s in uses}) == 1, flag
 
 
 def test_flags_land_in_extra_and_the_recipe_reads_them():
     """Each flag sets its option in TrainConfig.extra; the recipe's opt() then reads that value (not the default)."""
-    p = cli.argparse.ArgumentParser()
+    p = argparse.ArgumentParser()
     cli._train_args(p, "")
-    for flag, uses in cli._option_flags().items():
+    for flag, uses in options.flags(RECIPES).items():
         recipe, spec = uses[0]
         value = {float: "0.25", int: "3", str: None, None: None}[spec.cli_type]
         if spec.cli_type is str:  # a text option: its own default, spelled on the command line
             value = spec.default
         args = p.parse_args([flag] if spec.cli_type is None else [flag, value])
-        extra = cli._extra(args)
+        extra = options.extra_from_args(args, RECIPES)
         assert list(extra) == [spec.name], flag
         cfg = config_for(recipe, hidden=8, z_dim=2, batch_size=8, steps=1, progress=False, eval_at_end=False)
         cfg = dataclasses.replace(cfg, extra={**cfg.extra, **extra})
@@ -50,7 +52,8 @@ def test_flags_land_in_extra_and_the_recipe_reads_them():
 
 
 def test_help_shows_each_default_once_from_the_declarations():
-    help_text = " ".join(cli._defaults_text(s.name, uses) for uses in cli._option_flags().values() for _, s in uses[:1])
+    help_text = " ".join(options.defaults_text(uses[0][1].name, uses, RECIPES)
+                         for uses in options.flags(RECIPES).values())
     assert "10.0 (wae-mmd), 1.0 (wae-gan)" in help_text  # lambda: one declaration per recipe
     assert "on mnist5k: 1.0 (gan, bigan, lr, jlr, infogan)" in help_text  # R1: the recipes' data defaults
 

@@ -563,10 +563,11 @@ def test_cli_option_sets_recipe_options(tmp_path, capsys):
     """--option KEY=VALUE (JSON values, else strings) lands in TrainConfig.extra; the recipe refuses an unknown key
     naming its options; a key also given by its own flag is refused."""
     from fastgan import cli
+    from fastgan.train.recipes.options import parse_assignment
 
-    assert cli._option("e_lr=0.5") == ("e_lr", 0.5) and cli._option("stochastic_encoder=true") == \
+    assert parse_assignment("e_lr=0.5") == ("e_lr", 0.5) and parse_assignment("stochastic_encoder=true") == \
         ("stochastic_encoder", True)
-    assert cli._option("encoder_out=tanh") == ("encoder_out", "tanh")
+    assert parse_assignment("encoder_out=tanh") == ("encoder_out", "tanh")
     out = tmp_path / "run"
     assert cli.main(["train", "bigan", "--steps", "1", "--hidden", "8", "--batch-size", "16", "--no-progress",
                      "--no-eval", "--option", "e_lr=0.5", "--option", "stochastic_encoder=true", "--out",
