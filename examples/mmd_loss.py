@@ -13,8 +13,8 @@ and the peak memory of one loss + backward of each, measured in this run (fastga
 CPU allocator's events from torch.profiler, tensor memory only, above what was allocated before the call).
 
 Bandwidths. Code of this kind writes the Gaussian kernel as exp(-gamma |a - b|^2) with a list of gammas, or as
-exp(-|a - b|^2 / (2 sigma^2)) with a list of sigmas. fastgan's gaussian kernel is exp(-r^2 / (2 s^2)) (fastgan/ops/
-mmd.py), so
+exp(-|a - b|^2 / (2 sigma^2)) with a list of sigmas. fastgan's gaussian kernel is exp(-r^2 / (2 s^2))
+(fastgan/ops/kernel_sum.py), so
     sigma form:  bandwidths = sigmas
     gamma form:  bandwidths = [1 / sqrt(2 gamma) for gamma in gammas]
     (a kernel written exp(-r^2 / s^2), without the 2: bandwidths = [s / sqrt(2) for s in ss]).
