@@ -64,12 +64,13 @@ from ... import losses
 from ..config import TrainConfig
 from .adversarial import GAN, BiGAN, JointLatentRegressor, LatentRegressor
 from .autoencoding import AAE, VAE, WAEGAN, WAEMMD, AutoEncoder, AutoEncoderL1, BetaVAE
-from .base import DEFAULT_STEPS, ENCODER_OUT, Recipe, StepContext, default_hidden
+from .base import DEFAULT_STEPS, Recipe, StepContext
 from .critic import LSGAN, WGAN, WGANGP, HingeGAN, _fgan
 from .discriminator import MNIST_R1
 from .energy import BEGAN, EBGAN
 from .info import InfoGAN
 from .moments import GMMN, MMDGAN, Improved, MMDGANClip
+from .nets import ENCODER_OUT, default_hidden
 
 __all__ = ["DEFAULT_STEPS", "ENCODER_OUT", "MNIST_R1", "RECIPES", "Recipe", "StepContext", "config_for", "defaults_for",
            "default_hidden", "recipe_class", "validate"]

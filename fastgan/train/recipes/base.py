@@ -9,8 +9,8 @@ import torch
 
 from ..config import ARCHS
 from .gradients import Gradients, StepContext
-from .nets import DCGAN_BASE, ENCODER_OUT, GaussianEncoder, NetBuilder, default_hidden  # noqa: F401  (re-exported)
-from .options import NON_NEGATIVE, POSITIVE, Option, choice  # noqa: F401  (re-exported)
+from .nets import ENCODER_OUT, NetBuilder
+from .options import Option, choice
 
 DEFAULT_STEPS = 5000  # a run's length when neither the user nor the recipe's data_defaults set steps or epochs
 # E's output activation, an option of the recipes with an encoder

@@ -31,8 +31,9 @@ class PenalisedD(Recipe):
     @classmethod
     def check_config(cls, cfg):
         super().check_config(cfg)
-        if "r1" in cls.option_specs():
-            gamma, every = (cls.option_specs()[k].value(cfg.extra) for k in ("r1", "r1_every"))
+        specs = cls.option_specs()
+        if "r1" in specs:
+            gamma, every = (specs[k].value(cfg.extra) for k in ("r1", "r1_every"))
             if every != 1 and gamma == 0:
                 raise ValueError(f"extra['r1_every']: {every} without the R1 penalty (extra['r1'] is 0): set --r1 "
                                  f"GAMMA > 0 too")
