@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="gan,bigan")
     p.add_argument("--data", default="mnist5k")
     p.add_argument("--precisions", default="fp32,bf16")
-    p.add_argument("--backends", default="eager,fastgan")
+    p.add_argument("--backends", default="eager,auto")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--block", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)

@@ -271,7 +271,9 @@ def _train_args(p, steps_default_note: str) -> None:
     p.add_argument("--arch", default=None, choices=("mlp", "dcgan"),
                    help="the nets on the data side: mlp (the paper's, default) | dcgan (conv G / D / E, images "
                         "padded to 32x32; --hidden is then their base width, default 32)")
-    p.add_argument("--backend", default="fastgan", help="fastgan (auto) | cpp | triton | cuda | eager (the twins)")
+    p.add_argument("--backend", default=os.environ.get("FASTGAN_BACKEND") or "auto",
+                   help="every fastgan op of the run on auto | reference | cpp | triton | cuda (default: "
+                        "FASTGAN_BACKEND, else auto); eager: the nets' eager twins, the other ops on the reference")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
                    help="fp32 (default); bf16 / fp16 autocast (fp16 with a GradScaler); auto: bf16 where the device "
                         "has bf16 matrix units (CPU avx512_bf16 / amx_bf16, GPU sm_80+), else fp32")

@@ -85,7 +85,7 @@ def test_adapter_on_flat_rows_and_twins(shape):
         FlatImageAdapter(DCGANDiscriminator(nc=1, size=32, base=2), (8, 8))(torch.zeros(2, 63))
 
 
-@pytest.mark.parametrize("backend", ["fastgan", "eager"])
+@pytest.mark.parametrize("backend", ["auto", "eager"])
 @pytest.mark.parametrize("model", DCGAN_RECIPES)
 def test_every_dcgan_recipe_trains_an_iteration(model, backend):
     t = Trainer(tiny(model=model, backend=backend, steps=1, **SMALL))

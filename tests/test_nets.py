@@ -12,6 +12,7 @@ import copy
 import pytest
 import torch
 
+import fastgan
 from fastgan.nn import (
     BiGANDiscriminator,
     BiGANEncoder,
@@ -61,10 +62,10 @@ NETS = {
 JOINT = ["bigan-D", "dcgan-D-joint", "dcgan-D-joint-bn-64"]
 
 
-def twins(name, dtype, impl=None):
+def twins(name, dtype):
     """(fused, eager twin with the fused net's state) in dtype, train mode."""
     cls, kw, _, _ = NETS[name]
-    fused = cls(**kw, impl=impl).to(dtype)
+    fused = cls(**kw).to(dtype)
     eager = cls(**kw, eager=True).to(dtype)
     eager.load_state_dict(fused.state_dict())
     return fused, eager
@@ -170,17 +171,20 @@ def _penalty(net, xs):
     return out
 
 
-def compare_twins(name, dtype, fn, impl=None):
-    """fn(fused net, inputs) against fn(eager twin, inputs), key by key.
+def compare_twins(name, dtype, fn, impl="auto"):
+    """fn(fused net, inputs) against fn(eager twin, inputs), key by key; the fused net's ops on backend `impl` (the nets
+    take the backend in force: fastgan.use_backend).
 
     float32: beyond the relative tolerance, the fused result may differ from the eager one by 3x the rounding
     error the eager float32 net itself makes (measured against a float64 copy of it): long float32 reductions
     (a bias gradient sums N H W terms) round differently in a different order.
     """
-    fused, eager = twins(name, dtype, impl)
+    fused, eager = twins(name, dtype)
     truth_net = copy.deepcopy(eager).double() if dtype == torch.float32 else None
     xs = inputs(name, dtype)
-    a, b = fn(fused, xs), fn(eager, xs)
+    with fastgan.use_backend(impl):
+        a = fn(fused, xs)
+    b = fn(eager, xs)
     assert list(a) == list(b)
     slack = {}
     if truth_net is not None:
@@ -191,7 +195,7 @@ def compare_twins(name, dtype, fn, impl=None):
         close(a[k], b[k], dtype, k, slack.get(k, 0.0))
 
 
-@pytest.mark.parametrize("impl", [None, "cpp", "reference"])  # cpp: the fused op where auto leaves a pair to torch
+@pytest.mark.parametrize("impl", ["auto", "cpp", "reference"])  # cpp: the fused op where auto leaves a pair to torch
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", list(NETS))
 def test_twin_forward_backward(name, dtype, impl):

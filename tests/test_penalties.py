@@ -27,16 +27,17 @@ def eager_penalty(critic, real, fake, kind, center, weight, eps):
     return weight / 2 * (flat ** 2).sum(1).mean()
 
 
-def _critics(impl, device):
+def _critics(device):
+    """{name: (fused critic, its eager twin, inputs(batch))} in fp64 on `device`; the fused critics' ops run on the
+    backend in force (the tests enter fastgan.use_backend(impl))."""
     torch.manual_seed(0)
     nets = {
-        "mlp": (MLPCritic(12, hidden=(16, 16), impl=impl), MLPCritic(12, hidden=(16, 16), eager=True),
+        "mlp": (MLPCritic(12, hidden=(16, 16)), MLPCritic(12, hidden=(16, 16), eager=True),
                 lambda b: (torch.randn(b, 12),)),
-        "bigan-joint": (BiGANDiscriminator(10, 4, hidden=16, impl=impl),
+        "bigan-joint": (BiGANDiscriminator(10, 4, hidden=16),
                         BiGANDiscriminator(10, 4, hidden=16, eager=True),
                         lambda b: (torch.randn(b, 10), torch.randn(b, 4))),
-        "dcgan": (DCGANDiscriminator(nc=1, size=32, base=2, impl=impl), DCGANDiscriminator(nc=1, size=32, base=2,
-                                                                                           eager=True),
+        "dcgan": (DCGANDiscriminator(nc=1, size=32, base=2), DCGANDiscriminator(nc=1, size=32, base=2, eager=True),
                   lambda b: (torch.randn(b, 1, 32, 32),)),
     }
     out = {}
@@ -49,8 +50,12 @@ def _critics(impl, device):
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind", ["wgan-gp", "r1", "r2"])
 def test_matches_eager(impl, kind):
-    device = IMPL_DEVICE[impl]
-    for name, (fused, eager, make) in _critics(impl, device).items():
+    with fastgan.use_backend(impl):
+        _matches_eager(IMPL_DEVICE[impl], kind)
+
+
+def _matches_eager(device, kind):
+    for name, (fused, eager, make) in _critics(device).items():
         torch.manual_seed(1)
         real = tuple(t.to(device).double() for t in make(6))
         fake = tuple(t.to(device).double() for t in make(6))
@@ -70,12 +75,14 @@ def test_matches_eager(impl, kind):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_skipping_inner_weight_grads_changes_nothing(impl):
     device = IMPL_DEVICE[impl]
-    fused, _, make = _critics(impl, device)["bigan-joint"]
+    fused, _, make = _critics(device)["bigan-joint"]
     real, fake = [tuple(t.to(device).double() for t in make(5)) for _ in range(2)]
     res = []
     for skip in (True, False):
-        p = fastgan.gradient_penalty(fused, real, fake, generator=torch.Generator().manual_seed(0), skip_weights=skip)
-        res.append((p.detach(), torch.autograd.grad(p, list(fused.parameters()), allow_unused=True)))
+        with fastgan.use_backend(impl):
+            p = fastgan.gradient_penalty(fused, real, fake, generator=torch.Generator().manual_seed(0),
+                                         skip_weights=skip)
+            res.append((p.detach(), torch.autograd.grad(p, list(fused.parameters()), allow_unused=True)))
     close(res[0][0], res[1][0], torch.float64, "penalty")
     for a, b in zip(res[0][1], res[1][1]):
         if a is None or b is None:
@@ -305,7 +312,12 @@ def test_amp_grad_scaler_on_gpu(impl):
     """The AMP recipe on a GPU: fp16 autocast with a GradScaler gives the fp32 penalty (to fp16 accuracy) and finite,
     unscaled parameter gradients after scaler.unscale_."""
     torch.manual_seed(0)
-    critic = MLPCritic(64, hidden=(128, 128), impl=impl).cuda()
+    with fastgan.use_backend(impl):
+        _amp_grad_scaler_on_gpu()
+
+
+def _amp_grad_scaler_on_gpu():
+    critic = MLPCritic(64, hidden=(128, 128)).cuda()
     real, fake = torch.randn(32, 64, device="cuda"), torch.randn(32, 64, device="cuda")
     ref = fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(0))
     (ref_grad,) = torch.autograd.grad(ref, [critic.layers[0].weight])

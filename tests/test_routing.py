@@ -8,7 +8,7 @@ import torch
 import fastgan
 from fastgan import backend
 from fastgan.ops import registry
-from fastgan.train import RECIPES, Trainer, config_for
+from fastgan.train import RECIPES, Trainer, config_for, evaluation
 
 TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False)
 
@@ -77,19 +77,28 @@ def _spy_resolve(monkeypatch, seen: list):
     return real
 
 
-@pytest.mark.parametrize("name", ["cuda", "triton"])
+@pytest.mark.parametrize("name", ["cuda", "triton", "eager"])
 @pytest.mark.parametrize("model", sorted(RECIPES))
 def test_every_recipe_accepts_every_gpu_backend(model, name, monkeypatch, every_backend_runs):
-    """One iteration with --backend NAME: every fastgan op the recipe calls is asked for NAME and NAME resolves for it
-    on CUDA tensors (before issue 16, gmmn / mmdgan / improved asked MMD and minibatch discrimination for cuda, which
-    they did not have: the first step on a GPU raised)."""
+    """One iteration and the evaluation with --backend NAME: every fastgan op the recipe's nets, losses and own metrics
+    call is asked for NAME (the run's use_backend scope reaches them all, no impl threaded by hand) and NAME resolves
+    for it on CUDA tensors (before issue 16, gmmn / mmdgan / improved asked MMD and minibatch discrimination for cuda,
+    which they did not have: the first step on a GPU raised). 'eager': the twins run no fastgan op and the ops outside
+    them (MMD, minibatch discrimination) are asked for their reference."""
     seen: list = []
     real = _spy_resolve(monkeypatch, seen)
-    Trainer(config_for(model, **TINY, backend=name, steps=1)).run()
-    assert seen, f"{model} called no fastgan op"
+    t = Trainer(config_for(model, **TINY, backend=name, steps=1))
+    t.run()
+    # the evaluation: the recipe's nets and own metrics on the run's backend; the sample metrics (KID, FD), which run
+    # on the backend in force outside the run, left out
+    monkeypatch.setattr(evaluation.ev, "generation_metrics", lambda *a: {})
+    monkeypatch.setattr(evaluation.ev, "get_classifier", lambda *a: None)
+    evaluation.evaluate(t.recipe, t.split)
+    want = "reference" if name == "eager" else name
+    assert seen or name == "eager", f"{model} called no fastgan op"
     for impl, op, impls in seen:
-        assert impl == name, f"{model}: {op} was asked for {impl!r}, not {name!r}"
-        assert real(impl, "cuda", op, impls) == name
+        assert impl == want, f"{model}: {op} was asked for {impl!r}, not {want!r}"
+        assert real(impl, "cuda", op, impls) == want
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

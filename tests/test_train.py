@@ -16,6 +16,7 @@ import torch
 from fastgan.train import RECIPES, TrainConfig, Trainer, config_for, lr_factor
 from fastgan.train import checkpoint as ckpt
 from fastgan.train.table1 import FEATURES, METHODS
+from fastgan.train.trainer import CHECKPOINT
 
 TINY = dict(hidden=16, z_dim=4, batch_size=32, progress=False, eval_at_end=False)
 
@@ -37,7 +38,7 @@ def metric_lines(path):
     return lines
 
 
-@pytest.mark.parametrize("backend", ["fastgan", "eager"])
+@pytest.mark.parametrize("backend", ["auto", "eager"])
 @pytest.mark.parametrize("model", sorted(RECIPES))
 def test_every_recipe_trains(model, backend):
     t = Trainer(tiny(model=model, backend=backend, steps=3))
@@ -98,7 +99,7 @@ def _assert_twin_gradients_equal(model, monkeypatch, **kw):
     torch.set_default_dtype(torch.float64)
     try:
         grads = {}
-        for backend in ("fastgan", "eager"):
+        for backend in ("auto", "eager"):
             t = Trainer(tiny(model=model, backend=backend, steps=1, **kw))
             got = []
             monkeypatch.setattr(t.recipe, "apply",
@@ -108,8 +109,8 @@ def _assert_twin_gradients_equal(model, monkeypatch, **kw):
             grads[backend] = got
     finally:
         torch.set_default_dtype(old)
-    assert [g for g, _ in grads["fastgan"]] == [g for g, _ in grads["eager"]]
-    for (group, a), (_, b) in zip(grads["fastgan"], grads["eager"]):
+    assert [g for g, _ in grads["auto"]] == [g for g, _ in grads["eager"]]
+    for (group, a), (_, b) in zip(grads["auto"], grads["eager"]):
         # absolute slack relative to the group's largest gradient: some gradients are exactly zero in exact
         # arithmetic (MMD ignores a shift common to all features: mmdgan's last bias) and hold only rounding noise
         scale = max(max(y.abs().max().item() for y in b), 1e-300)
@@ -241,11 +242,27 @@ def test_bad_checkpoints_are_refused_before_loading(tmp_path):
         Trainer(cfg, resume=True)
 
 
+def test_a_checkpoint_saved_under_the_former_backend_name_resumes(tmp_path):
+    """Checkpoints written before the backend vocabulary was one (TrainConfig.backend 'fastgan', now 'auto') resume
+    with the default configuration: the saved name is read as its new one, not as a changed trajectory."""
+    cfg = tiny(model="gan", steps=2, out=str(tmp_path / "run"))
+    Trainer(cfg).run()
+    path = tmp_path / "run" / CHECKPOINT
+    state = torch.load(path, weights_only=True)
+    assert state["config"]["backend"] == "auto"
+    state["config"]["backend"] = "fastgan"
+    torch.save(state, path)
+    t = Trainer(cfg, resume=True)
+    assert t.step == 2 and t.cfg.backend == "auto"
+    assert TrainConfig.from_dict({**cfg.to_dict(), "backend": "fastgan"}).backend == "auto"
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(model="vqvae"), "model: expected one of"),
     (dict(steps=3, epochs=2), "steps / epochs"),
     (dict(batch_size=0), "batch_size"),
-    (dict(backend="numpy"), "backend: expected one of"),
+    (dict(backend="numpy"), "backend: expected one of auto, reference, cpp, triton, cuda, eager, got 'numpy'"),
+    (dict(backend="fastgan"), "got 'fastgan' \\(its name is now 'auto'\\)"),
     (dict(update="sequential"), "update:"),
     (dict(n_critic=2, update="simultaneous"), "n_critic"),
     (dict(lr=-1.0), "lr:"),

@@ -39,20 +39,20 @@ _LEAK = 0.2
 class _BiGANMLP(nn.Module):
     """in -> hidden (act) -> hidden (no bias, BatchNorm1d(affine=False), act) -> out (linear): G and E."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int, act: str, impl: str | None, eager: bool,
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, act: str, eager: bool,
                  out_act: str = "linear", batch_norm: bool = True):
         super().__init__()
         self.eager, self.batch_norm = bool(eager), bool(batch_norm)
         alpha = _LEAK if act == "lrelu" else None
-        self.fc1 = LinearAct(in_dim, hidden, act=act, alpha=alpha, gain=1.0, impl=impl, eager=eager)
+        self.fc1 = LinearAct(in_dim, hidden, act=act, alpha=alpha, gain=1.0, eager=eager)
         if batch_norm:
-            self.fc2 = LinearAct(hidden, hidden, bias=False, impl=impl, eager=eager)
+            self.fc2 = LinearAct(hidden, hidden, bias=False, eager=eager)
             self.bn2 = nn.BatchNorm1d(hidden, affine=False)
-            self.act2 = make_act(act, alpha, 1.0, impl, eager)
+            self.act2 = make_act(act, alpha, 1.0, eager)
         else:  # bias + activation fused into the layer, like fc1
-            self.fc2 = LinearAct(hidden, hidden, act=act, alpha=alpha, gain=1.0, impl=impl, eager=eager)
+            self.fc2 = LinearAct(hidden, hidden, act=act, alpha=alpha, gain=1.0, eager=eager)
             self.bn2 = self.act2 = nn.Identity()
-        self.out = LinearAct(hidden, out_dim, act=out_act, gain=1.0, impl=impl, eager=eager)
+        self.out = LinearAct(hidden, out_dim, act=out_act, gain=1.0, eager=eager)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (N, hidden)."""
@@ -67,10 +67,10 @@ class BiGANGenerator(_BiGANMLP):
     units with activation `out_act` ('linear' by default; 'tanh' for data in [-1, 1], 'sigmoid' for [0, 1]: fused
     with the output bias). z (N, z_dim) -> (N, x_dim)."""
 
-    def __init__(self, z_dim: int = 50, x_dim: int = 784, hidden: int = 1024, impl: str | None = None,
+    def __init__(self, z_dim: int = 50, x_dim: int = 784, hidden: int = 1024,
                  eager: bool = False, out_act: str = "linear", batch_norm: bool = True):
         positive_int(z_dim, "z_dim"), positive_int(x_dim, "x_dim")
-        super().__init__(z_dim, x_dim, positive_int(hidden, "hidden"), "relu", impl, eager, out_act, batch_norm)
+        super().__init__(z_dim, x_dim, positive_int(hidden, "hidden"), "relu", eager, out_act, batch_norm)
         self.z_dim, self.x_dim = z_dim, x_dim
 
 
@@ -79,10 +79,10 @@ class BiGANEncoder(_BiGANMLP):
     of z_dim units with activation `out_act` ('linear' by default; 'tanh' keeps E(x) in (-1, 1), the support of the
     BiGAN's uniform prior). x (N, x_dim) -> (N, z_dim)."""
 
-    def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024, impl: str | None = None,
+    def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024,
                  eager: bool = False, batch_norm: bool = True, out_act: str = "linear"):
         positive_int(x_dim, "x_dim"), positive_int(z_dim, "z_dim")
-        super().__init__(x_dim, z_dim, positive_int(hidden, "hidden"), "lrelu", impl, eager, out_act,
+        super().__init__(x_dim, z_dim, positive_int(hidden, "hidden"), "lrelu", eager, out_act,
                          batch_norm=batch_norm)
         self.x_dim, self.z_dim = x_dim, z_dim
 
@@ -92,9 +92,9 @@ class GANDiscriminator(_BiGANMLP):
     'D' baseline of the paper's Table 1): leaky ReLU 0.2 hidden layers, parameter-free BN in the second.
     x (N, x_dim) -> (N,); features(x) -> (N, hidden)."""
 
-    def __init__(self, x_dim: int = 784, hidden: int = 1024, impl: str | None = None, eager: bool = False,
+    def __init__(self, x_dim: int = 784, hidden: int = 1024, eager: bool = False,
                  batch_norm: bool = True):
-        super().__init__(positive_int(x_dim, "x_dim"), 1, positive_int(hidden, "hidden"), "lrelu", impl, eager,
+        super().__init__(positive_int(x_dim, "x_dim"), 1, positive_int(hidden, "hidden"), "lrelu", eager,
                          batch_norm=batch_norm)
         self.x_dim = x_dim
 
@@ -114,21 +114,21 @@ class BiGANDiscriminator(nn.Module):
     statistics would let D ignore a shift of a whole batch, e.g. 2-D mixtures).
     """
 
-    def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024, impl: str | None = None,
+    def __init__(self, x_dim: int = 784, z_dim: int = 50, hidden: int = 1024,
                  eager: bool = False, batch_norm: bool = True):
         super().__init__()
         self.x_dim, self.z_dim = positive_int(x_dim, "x_dim"), positive_int(z_dim, "z_dim")
         self.hidden, self.eager, self.batch_norm = positive_int(hidden, "hidden"), bool(eager), bool(batch_norm)
         JL = EagerJointLinear if eager else JointLinear
-        self.fc1 = JL(x_dim, z_dim, hidden, act="lrelu", alpha=_LEAK, gain=1.0, impl=impl)
+        self.fc1 = JL(x_dim, z_dim, hidden, act="lrelu", alpha=_LEAK, gain=1.0)
         if batch_norm:
-            self.fc2 = JL(hidden, z_dim, hidden, bias=False, act="linear", alpha=0.0, gain=1.0, impl=impl)
+            self.fc2 = JL(hidden, z_dim, hidden, bias=False, act="linear", alpha=0.0, gain=1.0)
             self.bn2 = nn.BatchNorm1d(hidden, affine=False)
-            self.act2 = make_act("lrelu", _LEAK, 1.0, impl, eager)
+            self.act2 = make_act("lrelu", _LEAK, 1.0, eager)
         else:  # bias + activation fused into the joint layer, like fc1
-            self.fc2 = JL(hidden, z_dim, hidden, act="lrelu", alpha=_LEAK, gain=1.0, impl=impl)
+            self.fc2 = JL(hidden, z_dim, hidden, act="lrelu", alpha=_LEAK, gain=1.0)
             self.bn2 = self.act2 = nn.Identity()
-        self.out = JL(hidden, z_dim, 1, act="linear", alpha=0.0, gain=1.0, impl=impl)
+        self.out = JL(hidden, z_dim, 1, act="linear", alpha=0.0, gain=1.0)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h = self.fc1(x, z)
@@ -142,7 +142,7 @@ class MLPCritic(nn.Module):
     weight, bias, act, alpha and gain: what a fused gradient-penalty path needs to walk the net."""
 
     def __init__(self, in_dim: int, hidden: Sequence[int] = (1024, 1024), act: str = "lrelu", alpha: float = 0.2,
-                 impl: str | None = None, eager: bool = False):
+                 eager: bool = False):
         super().__init__()
         self.in_dim = positive_int(in_dim, "in_dim")
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
@@ -153,9 +153,9 @@ class MLPCritic(nn.Module):
         get_act(act)
         self.hidden, self.act, self.alpha, self.eager = tuple(hidden), act, alpha, bool(eager)
         widths = (in_dim,) + self.hidden
-        hidden_layers = [LinearAct(a, b, act=act, alpha=alpha, gain=1.0, impl=impl, eager=eager)
+        hidden_layers = [LinearAct(a, b, act=act, alpha=alpha, gain=1.0, eager=eager)
                          for a, b in zip(widths, widths[1:])]
-        self.layers = nn.ModuleList(hidden_layers + [LinearAct(widths[-1], 1, impl=impl, eager=eager)])
+        self.layers = nn.ModuleList(hidden_layers + [LinearAct(widths[-1], 1, eager=eager)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:

@@ -90,7 +90,7 @@ def _check_images(x: torch.Tensor, nc: int, size: int) -> None:
 class _ConvTrunk(nn.Module):
     """The L = n_layers(S) downsampling layers of D and E, conv1 .. convL: (N, nc, S, S) -> (N, 2^(L-1) base 16)."""
 
-    def __init__(self, nc: int, size: int, base: int, batch_norm: bool, impl: str | None, eager: bool):
+    def __init__(self, nc: int, size: int, base: int, batch_norm: bool, eager: bool):
         super().__init__()
         self.nc, self.size = positive_int(nc, "nc"), _check_size(size)
         self.base, self.batch_norm, self.eager = positive_int(base, "base"), bool(batch_norm), bool(eager)
@@ -98,7 +98,7 @@ class _ConvTrunk(nn.Module):
         widths = (nc, *(base * 2 ** i for i in range(depth)))
         for i in range(depth):  # conv1 has no batch norm (DCGAN)
             self.add_module(f"conv{i + 1}", ConvAct(widths[i], widths[i + 1], batch_norm=batch_norm and i > 0,
-                                                    act="lrelu", alpha=_LEAK, impl=impl, eager=eager))
+                                                    act="lrelu", alpha=_LEAK, eager=eager))
         self.features = widths[-1] * 16
 
     @property
@@ -124,19 +124,19 @@ class DCGANDiscriminator(_ConvTrunk):
     """
 
     def __init__(self, nc: int = 3, size: int = 64, base: int = 64, batch_norm: bool = False, z_dim: int | None = None,
-                 impl: str | None = None, eager: bool = False, joint_hidden: int | None = None):
-        super().__init__(nc, size, base, batch_norm, impl, eager)
+                 eager: bool = False, joint_hidden: int | None = None):
+        super().__init__(nc, size, base, batch_norm, eager)
         self.z_dim = None if z_dim is None else positive_int(z_dim, "z_dim")
         if z_dim is None:
             if joint_hidden is not None:
                 raise ValueError(f"joint_hidden: only used with z_dim (a joint D(x, z)), got {joint_hidden!r}")
             self.joint = None
-            self.out = LinearAct(self.features, 1, impl=impl, eager=eager)
+            self.out = LinearAct(self.features, 1, eager=eager)
         else:
             self.joint_hidden = 16 * base if joint_hidden is None else positive_int(joint_hidden, "joint_hidden")
             JL = EagerJointLinear if eager else JointLinear
-            self.joint = JL(self.features, z_dim, self.joint_hidden, act="lrelu", alpha=_LEAK, gain=1.0, impl=impl)
-            self.out = LinearAct(self.joint_hidden, 1, impl=impl, eager=eager)
+            self.joint = JL(self.features, z_dim, self.joint_hidden, act="lrelu", alpha=_LEAK, gain=1.0)
+            self.out = LinearAct(self.joint_hidden, 1, eager=eager)
             _dcgan_init_linear(self.joint)
         _dcgan_init_linear(self.out)
 
@@ -154,9 +154,9 @@ class DCGANFeatures(_ConvTrunk):
     """The conv trunk of D and E alone: (N, nc, S, S) -> (N, 2^(L-1) base 16), lrelu 0.2 features (for a head of
     one's own, e.g. minibatch discrimination)."""
 
-    def __init__(self, nc: int = 3, size: int = 64, base: int = 64, batch_norm: bool = False, impl: str | None = None,
+    def __init__(self, nc: int = 3, size: int = 64, base: int = 64, batch_norm: bool = False,
                  eager: bool = False):
-        super().__init__(nc, size, base, batch_norm, impl, eager)
+        super().__init__(nc, size, base, batch_norm, eager)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
@@ -167,11 +167,11 @@ class DCGANEncoder(_ConvTrunk):
     default; its bias and activation fused). (N, nc, S, S) -> (N, z_dim)."""
 
     def __init__(self, nc: int = 3, size: int = 64, z_dim: int = 100, base: int = 64, batch_norm: bool = False,
-                 impl: str | None = None, eager: bool = False, out_act: str = "linear"):
-        super().__init__(nc, size, base, batch_norm, impl, eager)
+                 eager: bool = False, out_act: str = "linear"):
+        super().__init__(nc, size, base, batch_norm, eager)
         self.z_dim = positive_int(z_dim, "z_dim")
         get_act(out_act)
-        self.out = LinearAct(self.features, z_dim, act=out_act, gain=1.0, impl=impl, eager=eager)
+        self.out = LinearAct(self.features, z_dim, act=out_act, gain=1.0, eager=eager)
         _dcgan_init_linear(self.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,7 +187,7 @@ class DCGANGenerator(nn.Module):
     """
 
     def __init__(self, z_dim: int = 100, nc: int = 3, size: int = 64, base: int = 64, batch_norm: bool = False,
-                 impl: str | None = None, eager: bool = False, out_act: str = "tanh"):
+                 eager: bool = False, out_act: str = "tanh"):
         super().__init__()
         get_act(out_act)
         self.z_dim, self.nc = positive_int(z_dim, "z_dim"), positive_int(nc, "nc")
@@ -197,18 +197,18 @@ class DCGANGenerator(nn.Module):
         self.s0, c0 = 4, base * 2 ** (depth - 1)
         # without batch norm the per-unit bias and the ReLU are fused into the projection
         self.fc = LinearAct(z_dim, c0 * self.s0 ** 2, bias=not batch_norm, act="linear" if batch_norm else "relu",
-                            gain=1.0, impl=impl, eager=eager)
+                            gain=1.0, eager=eager)
         _dcgan_init_linear(self.fc)
         if batch_norm:
             self.bn0 = nn.BatchNorm2d(c0)
             nn.init.normal_(self.bn0.weight, 1.0, 0.02)
-            self.act0 = make_act("relu", None, 1.0, impl, eager)
+            self.act0 = make_act("relu", None, 1.0, eager)
         widths = (*(base * 2 ** i for i in reversed(range(depth))), nc)
         for i in range(depth):
             last = i == depth - 1
             self.add_module(f"deconv{i + 1}", ConvAct(widths[i], widths[i + 1], transposed=True,
                                                       batch_norm=batch_norm and not last,
-                                                      act=out_act if last else "relu", impl=impl, eager=eager))
+                                                      act=out_act if last else "relu", eager=eager))
 
     @property
     def layers(self) -> list:

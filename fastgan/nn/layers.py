@@ -56,10 +56,10 @@ class EagerAct(nn.Module):
         return f"act={self.act!r}, alpha={self.alpha}, gain={self.gain}"
 
 
-def make_act(act: str, alpha: float | None = None, gain: float = 1.0, impl: str | None = None,
-             eager: bool = False) -> nn.Module:
-    """A parameter-free activation module: fastgan BiasAct(None, ...) or its eager twin."""
-    return EagerAct(act, alpha, gain) if eager else BiasAct(None, act=act, alpha=alpha, gain=gain, impl=impl)
+def make_act(act: str, alpha: float | None = None, gain: float = 1.0, eager: bool = False) -> nn.Module:
+    """A parameter-free activation module: fastgan BiasAct(None, ...) (on the backend in force when it runs) or its
+    eager twin."""
+    return EagerAct(act, alpha, gain) if eager else BiasAct(None, act=act, alpha=alpha, gain=gain)
 
 
 class LinearAct(nn.Module):

@@ -10,11 +10,18 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..backend import IMPLS
+
 __all__ = ["ARCHS", "BACKENDS", "PRECISIONS", "TrainConfig", "lr_factor"]
 
-# 'fastgan' = the fused nets with the automatic kernel choice; cpp / triton / cuda = the fused nets on that kernel
-# backend; 'eager' = the nets' eager twins (plain torch ops, the same parameters): the like-for-like baseline
-BACKENDS = ("fastgan", "cpp", "triton", "cuda", "eager")
+# A run's backend, in the ops' vocabulary (fastgan.backend.IMPLS): the fused nets, every fastgan op of the run (the
+# nets', the losses', the evaluation's) on 'auto' (the automatic kernel choice), 'reference', 'cpp', 'triton' or
+# 'cuda' -- the recipe enters fastgan.use_backend(...) for its steps and its evaluation; plus 'eager': the nets' eager
+# twins (plain torch ops, the same parameters) and the ops outside the nets on their pure-PyTorch reference, the
+# like-for-like baseline
+BACKENDS = (*IMPLS, "eager")
+# names a saved config may carry from before (checkpoints, config files): the name each now has
+FORMER_BACKENDS = {"fastgan": "auto"}
 # the networks on the data side: the paper's MLPs, or DCGAN-style conv nets (images only; recipes/nets.py)
 ARCHS = ("mlp", "dcgan")
 # the training step's arithmetic: fp32; bf16 / fp16 autocast (GEMMs in half precision with fp32 accumulation, fastgan's
@@ -44,7 +51,7 @@ class TrainConfig:
     hidden: int | None = None       # hidden width of every net (None: recipes.default_hidden)
     batch_norm: bool | None = None  # the paper's BN in hidden layer 2 (None: on for images, off for 2-D mixtures)
     arch: str = "mlp"               # mlp | dcgan (conv G / D / E on image data; width: hidden = their base)
-    backend: str = "fastgan"
+    backend: str = "auto"           # BACKENDS: the ops' backend for the whole run, or 'eager'
     precision: str = "fp32"         # fp32 | bf16 (autocast) | fp16 (autocast + one GradScaler) | auto
     precision_auto: str = ""        # with 'auto': what it chose and why (set by the Trainer, which sets precision)
     g_loss: str = "ns"              # GAN generator: ns | minimax; BiGAN G/E: inverse | minimax (ns means inverse)
@@ -102,7 +109,9 @@ class TrainConfig:
         if self.arch not in ARCHS:
             raise ValueError(f"arch: expected one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.backend not in BACKENDS:
-            raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
+            renamed = FORMER_BACKENDS.get(self.backend) if isinstance(self.backend, str) else None
+            raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}"
+                             + (f" (its name is now {renamed!r})" if renamed else ""))
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.update not in ("simultaneous", "alternating"):
@@ -140,6 +149,8 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"config: unknown fields {sorted(unknown)}")
+        if isinstance(d.get("backend"), str) and d["backend"] in FORMER_BACKENDS:  # a config saved before the rename
+            d = {**d, "backend": FORMER_BACKENDS[d["backend"]]}
         return cls(**d)
 
     def trajectory_diff(self, other: "TrainConfig") -> dict:

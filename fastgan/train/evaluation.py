@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import metrics as ev
+from ..backend import use_backend
 
 __all__ = ["METRIC_LABELS", "evaluate", "representation", "N_SAMPLES"]
 
@@ -67,21 +68,23 @@ def representation(recipe, split) -> dict:
 
 def evaluate(recipe, split, out=None, seed: int = 0, ema=None) -> dict:
     """Metrics of `recipe` (networks in eval mode while measured) on `split`; PNGs into `out` when given; `ema`: G's
-    moving average, evaluated in G's place."""
+    moving average, evaluated in G's place. The recipe's networks and its own metrics run on the run's backend
+    (recipe.backend, as its steps do); the sample metrics (KID, FD, precision / recall) on the one in force outside."""
     if ema is not None:
         with ema.swapped_into(recipe.nets, "G"):
             return evaluate(recipe, split, out, seed)
     dev = recipe.device
     recipe.train(False)
     try:
-        res = representation(recipe, split)
-        with torch.no_grad():
+        with use_backend(recipe.backend), torch.no_grad():
+            res = representation(recipe, split)
             res.update(recipe.evaluation(split, lambda fn, x: _chunked(fn, x, dev), None if out is None else Path(out)))
-        if "G" not in recipe.nets:
-            return res
-        gen = torch.Generator(device=dev).manual_seed(seed + 2)
-        z = recipe.prior(N_SAMPLES, gen)
-        samples = _chunked(recipe.sample, z, dev)
+            if "G" not in recipe.nets:
+                return res
+            gen = torch.Generator(device=dev).manual_seed(seed + 2)
+            samples = _chunked(recipe.sample, recipe.prior(N_SAMPLES, gen), dev)
+            images = out is not None and split.image_shape is not None
+            rec = recipe.reconstruct(split.test_x[:128].to(dev)) if images else None
         classifier = None
         if split.train_y is not None and split.image_shape is not None:
             classifier = ev.get_classifier(split.name, split.train_x, split.train_y)
@@ -90,7 +93,6 @@ def evaluate(recipe, split, out=None, seed: int = 0, ema=None) -> dict:
             out = Path(out)
             if split.image_shape is not None:
                 ev.save_image_grid(samples[:256], split.image_shape, out / "samples.png")
-                rec = recipe.reconstruct(split.test_x[:128].to(dev))
                 if rec is not None:
                     x = split.test_x[:128]
                     pairs = torch.stack([x.reshape(8, 16, -1), rec.cpu().reshape(8, 16, -1)], 1).reshape(256, -1)

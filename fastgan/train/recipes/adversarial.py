@@ -25,7 +25,7 @@ class GAN(CrossEntropyD):
     def build(self, x_dim, z_dim):
         return {"G": self.generator(z_dim, x_dim), "D": self.discriminator(x_dim)}
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         G, D, kind = self.nets["G"], self.nets["D"], self.cfg.g_loss
         if self.cfg.update == "simultaneous":
             x = next_batch()
@@ -99,7 +99,7 @@ class BiGAN(CrossEntropyD):
     def _ge_loss(self, l_real, l_fake):
         return losses.bigan_ge_loss(l_real, l_fake, "minimax" if self.cfg.g_loss == "minimax" else "inverse")
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         G, D = self.nets["G"], self.nets["D"]
         if self.cfg.update == "simultaneous":
             x = next_batch()
@@ -135,7 +135,7 @@ class LatentRegressor(GAN):
     def build(self, x_dim, z_dim):
         return {**super().build(x_dim, z_dim), "E": self.encoder(x_dim, z_dim)}
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         G, D, E = self.nets["G"], self.nets["D"], self.nets["E"]
         if self.cfg.update == "alternating":
             x, d_loss, l_real, l_fake = self.d_steps(ctx, next_batch, gen)

@@ -78,7 +78,7 @@ class AutoEncoder(Recipe):
     def build(self, x_dim, z_dim):
         return {"G": self.generator(z_dim, x_dim), "E": self.encoder(x_dim, z_dim)}
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         x = next_batch()
         rec = self.nets["G"](self.nets["E"](x))
         rec, x = losses.wide(rec, x)  # the reconstruction loss in fp32 under autocast (an fp64 run stays fp64)
@@ -156,7 +156,7 @@ class VAE(_Encoding):
         z = mean + (0.5 * log_var).exp() * eps
         return self.nll(self.nets["G"](z), x), kl_to_standard_normal(mean, log_var)
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         x = next_batch()
         rec, kl = self.terms(x, self.normal(ctx, x.shape[0], self.cfg.z_dim, gen))
         rec, kl = rec.mean(), kl.mean()
@@ -216,7 +216,7 @@ class _LatentAdversary(_Encoding):
 
     def build(self, x_dim, z_dim):
         return {"G": self.generator(z_dim, x_dim), "E": self.encoder(x_dim, z_dim, out_act="linear"),
-                "D": GANDiscriminator(z_dim, hidden=self.kw["hidden"], impl=self.kw["impl"], eager=self.kw["eager"],
+                "D": GANDiscriminator(z_dim, hidden=self.kw["hidden"], eager=self.kw["eager"],
                                       batch_norm=False)}
 
     def d_step(self, ctx, x, gen) -> tuple:
@@ -244,7 +244,7 @@ class AAE(_LatentAdversary):
     name = "aae"
     groups = {"GE": ("G", "E"), "D": ("D",), "E": ("E",)}
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
         x = next_batch()
         rec = F.mse_loss(losses.wide(G(E(x))), x)
@@ -279,7 +279,7 @@ class WAEGAN(_Lambda, _LatentAdversary):
     options = (_lambda(1.0),)
     defaults = dict(_Encoding.defaults, extra={"lambda": options[0].default})  # recorded in the run's config
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
         x = next_batch()
         d_loss, l_real, l_fake = self.d_step(ctx, x, gen)
@@ -305,9 +305,9 @@ class WAEMMD(_Lambda, _Encoding):
 
     def penalty(self, codes: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The unbiased MMD^2 between codes and prior draws, IMQ kernel over the paper's scales."""
-        return mmd2(codes, z, kernel="imq", bandwidths=self.bandwidths, estimator="unbiased", impl=self.op_impl)
+        return mmd2(codes, z, kernel="imq", bandwidths=self.bandwidths, estimator="unbiased")
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         x = next_batch()
         ex = self.nets["E"](x)
         rec = squared_error(self.nets["G"](ex), x)

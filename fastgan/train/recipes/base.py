@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from ...backend import use_backend
 from ..config import ARCHS
 from .gradients import Gradients, StepContext
 from .nets import ENCODER_OUT, NetBuilder
@@ -130,8 +131,14 @@ class Recipe(NetBuilder, Gradients):
             net.train(mode)
 
     def step(self, ctx: StepContext, next_batch, gen) -> dict:
-        """One training iteration; next_batch() -> a (B, D) batch on the device, gen: the latents' generator.
-        Returns {name: detached scalar}."""
+        """One training iteration (the recipe's `iteration`) with every fastgan op on this run's backend
+        (self.backend, set once from cfg.backend: docs/design.md, "Backends"); next_batch() -> a (B, D) batch on the
+        device, gen: the latents' generator. Returns {name: detached scalar}."""
+        with use_backend(self.backend):
+            return self.iteration(ctx, next_batch, gen)
+
+    def iteration(self, ctx: StepContext, next_batch, gen) -> dict:
+        """What a recipe defines: one training iteration (step() runs it in the run's backend scope)."""
         raise NotImplementedError
 
     # ---- what evaluation reads (eval mode, no grad) ----

@@ -29,7 +29,7 @@ class CriticGAN(PenalisedD):
         would couple across the batch; the WGAN-GP critic's penalty then takes the generic double backward)."""
         if self.convolutional(x_dim):
             return self.conv_net("D", batch_norm=False)
-        return MLPCritic(x_dim, hidden=(self.hidden, self.hidden), impl=self.kw["impl"], eager=self.kw["eager"])
+        return MLPCritic(x_dim, hidden=(self.hidden, self.hidden), eager=self.kw["eager"])
 
     def objective(self, v_real, v_fake):
         """(critic loss, generator loss)."""
@@ -51,7 +51,7 @@ class CriticGAN(PenalisedD):
     def after_critic_step(self):
         pass
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         G = self.nets["G"]
         for i in range(self.cfg.n_critic):
             x = next_batch()

@@ -108,7 +108,7 @@ class _EnergyGAN(Recipe):
     def after_d(self, ctx, stats: dict) -> dict:
         return {}
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         G, D = self.nets["G"], self.nets["D"]
         if self.cfg.update == "simultaneous":
             x = next_batch()

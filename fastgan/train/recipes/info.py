@@ -121,16 +121,16 @@ class QHead(nn.Module):
     eager twin, with the same parameter names."""
 
     def __init__(self, in_dim: int, out_dim: int, width: int = Q_WIDTH, batch_norm: bool = True,
-                 impl: str | None = None, eager: bool = False):
+                 eager: bool = False):
         super().__init__()
         if batch_norm:
-            self.fc = LinearAct(in_dim, width, bias=False, impl=impl, eager=eager)
+            self.fc = LinearAct(in_dim, width, bias=False, eager=eager)
             self.bn = nn.BatchNorm1d(width, affine=False)
-            self.act = make_act("lrelu", 0.2, 1.0, impl, eager)
+            self.act = make_act("lrelu", 0.2, 1.0, eager)
         else:  # bias and activation fused into the layer
-            self.fc = LinearAct(in_dim, width, act="lrelu", alpha=0.2, gain=1.0, impl=impl, eager=eager)
+            self.fc = LinearAct(in_dim, width, act="lrelu", alpha=0.2, gain=1.0, eager=eager)
             self.bn = self.act = nn.Identity()
-        self.out = LinearAct(width, out_dim, impl=impl, eager=eager)
+        self.out = LinearAct(width, out_dim, eager=eager)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(self.act(self.bn(self.fc(h))))
@@ -175,8 +175,7 @@ class InfoGAN(PenalisedD):
         self.g_lr_scale = self.opt("g_lr_scale")
         G = self.generator(z_dim + self.codes.dim, x_dim)
         D = self.discriminator(x_dim)
-        Q = QHead(_trunk_width(D, x_dim), self.codes.dim, batch_norm=self.kw["batch_norm"], impl=self.kw["impl"],
-                  eager=self.kw["eager"])
+        Q = QHead(_trunk_width(D, x_dim), self.codes.dim, batch_norm=self.kw["batch_norm"], eager=self.kw["eager"])
         return {"G": G, "D": D, "Q": Q}
 
     # ---- the latent: noise and codes in one draw ----
@@ -225,7 +224,7 @@ class InfoGAN(PenalisedD):
         k, zd = self.codes.cats[0], self.cfg.z_dim
         return (q[:, :k].argmax(1) == c[:, zd:zd + k].argmax(1)).to(torch.float32).mean().detach()
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         G, kind, lam = self.nets["G"], self.cfg.g_loss, self.info_weight
         if self.cfg.update == "simultaneous":
             x = next_batch()

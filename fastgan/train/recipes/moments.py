@@ -49,10 +49,9 @@ class GMMN(Recipe):
         self.bandwidths = tuple(m * f for f in self.opt("bandwidth_factors"))
         return {"G": self.generator(z_dim, x_dim)}
 
-    def step(self, ctx, next_batch, gen):
+    def iteration(self, ctx, next_batch, gen):
         x = next_batch()
-        loss = mmd2(self.nets["G"](self.latent(ctx, x.shape[0], gen)), x, bandwidths=self.bandwidths,
-                    impl=self.op_impl)
+        loss = mmd2(self.nets["G"](self.latent(ctx, x.shape[0], gen)), x, bandwidths=self.bandwidths)
         self.apply(ctx, "G", self.grads(ctx, loss, self.params("G")))
         return {"mmd2": loss.detach()}
 
@@ -92,7 +91,7 @@ class _MMDCritic(CriticGAN):
 
     def _mmd(self, x, gz):
         fx, fg, _ = self._scaled(x, gz)
-        return mmd2(fx, fg, bandwidths=self.bandwidths, impl=self.op_impl)
+        return mmd2(fx, fg, bandwidths=self.bandwidths)
 
     def critic_loss(self, ctx, x, gz, gen, i=0):
         return -self._mmd(x, gz)
@@ -130,11 +129,11 @@ class MMDGAN(_MMDCritic):
 
     def critic_loss(self, ctx, x, gz, gen, i=0):
         fx, fg, m = self._scaled(x, gz)
-        loss = -mmd2(fx, fg, bandwidths=self.bandwidths, impl=self.op_impl)
+        loss = -mmd2(fx, fg, bandwidths=self.bandwidths)
         eps = self.uniform(ctx, x.shape[0], 1, gen)  # this rank's slice of the global batch's draw
         t = (eps * x + (1 - eps) * gz.to(x.dtype)).detach().requires_grad_(True)
         ft = self.d(t) / m
-        kw = dict(bandwidths=self.bandwidths, impl=self.op_impl)
+        kw = dict(bandwidths=self.bandwidths)
         witness = kernel_sum(ft, fx, **kw) / fx.shape[0] - kernel_sum(ft, fg, **kw) / fg.shape[0]  # summed over t
         return loss + penalty_from_outputs(witness, t, "wgan-gp", 1.0, self.opt("gp_weight"),
                                            scaler=ctx.scaler)
@@ -145,16 +144,16 @@ class ImprovedDiscriminator(torch.nn.Module):
     discriminator of the Improved-GAN techniques, on fastgan's fused layers. `trunk` (a module with features(x) and
     n_features, e.g. the DCGAN conv trunk on flat images) replaces the two hidden layers (hidden is then unused)."""
 
-    def __init__(self, x_dim, hidden, impl=None, eager=False, kernels=50, kernel_dim=5, mbd_impl=None, trunk=None):
+    def __init__(self, x_dim, hidden, eager=False, kernels=50, kernel_dim=5, trunk=None):
         super().__init__()
         self.trunk = trunk
         if trunk is None:
-            self.fc1 = LinearAct(x_dim, hidden, act="lrelu", alpha=0.2, gain=1.0, impl=impl, eager=eager)
-            self.fc2 = LinearAct(hidden, hidden, act="lrelu", alpha=0.2, gain=1.0, impl=impl, eager=eager)
+            self.fc1 = LinearAct(x_dim, hidden, act="lrelu", alpha=0.2, gain=1.0, eager=eager)
+            self.fc2 = LinearAct(hidden, hidden, act="lrelu", alpha=0.2, gain=1.0, eager=eager)
         else:
             hidden = trunk.n_features
-        self.mbd = MinibatchDiscrimination(hidden, kernels, kernel_dim, impl=mbd_impl)
-        self.out = LinearAct(hidden + kernels, 1, impl=impl, eager=eager)
+        self.mbd = MinibatchDiscrimination(hidden, kernels, kernel_dim)
+        self.out = LinearAct(hidden + kernels, 1, eager=eager)
 
     def features(self, x):
         if self.trunk is not None:
@@ -183,8 +182,7 @@ class Improved(CriticGAN):
         """The MLP D, or under --arch dcgan the DCGAN conv trunk (batch-norm-free, like the MLP's layers) under the
         minibatch-discrimination head."""
         trunk = self.conv_net("features", batch_norm=False) if self.convolutional(x_dim) else None
-        return ImprovedDiscriminator(x_dim, self.hidden, impl=self.kw["impl"], eager=self.kw["eager"],
-                                     mbd_impl=self.op_impl, trunk=trunk)
+        return ImprovedDiscriminator(x_dim, self.hidden, eager=self.kw["eager"], trunk=trunk)
 
     def objective(self, v_real, v_fake):
         return losses.gan_d_loss(v_real, v_fake), None  # G's loss: generator_loss

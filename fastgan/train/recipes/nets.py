@@ -59,12 +59,12 @@ class NetBuilder:
     def set_up_nets(self, cfg, split, encoder_out: str) -> None:
         self.hidden = cfg.hidden or default_hidden(split)
         eager = cfg.backend == "eager"
-        impl = None if cfg.backend in ("fastgan", "eager") else cfg.backend
         bn = cfg.batch_norm if cfg.batch_norm is not None else split.image_shape is not None
-        self.kw = dict(hidden=self.hidden, impl=impl, eager=eager, batch_norm=bn)
-        # fastgan ops used outside the networks (MMD, minibatch discrimination): their pure-PyTorch reference in the
-        # eager twin, so that a like-for-like comparison has no fastgan kernel on the eager side
-        self.op_impl = "reference" if eager else impl
+        self.kw = dict(hidden=self.hidden, eager=eager, batch_norm=bn)
+        # the backend every fastgan op of this run takes (Recipe.step and evaluate enter it: fastgan.use_backend):
+        # cfg.backend, or under 'eager' the pure-PyTorch reference for the ops outside the twin nets (MMD, minibatch
+        # discrimination), so that a like-for-like comparison has no fastgan kernel on the eager side
+        self.backend = "reference" if eager else cfg.backend
         self.out_act = "tanh" if split.image_shape is not None else "linear"
         self.encoder_out = encoder_out
         self.image = None  # --arch dcgan: ((C, H, W), S) of the data's images (nn.image_geometry)
@@ -77,7 +77,7 @@ class NetBuilder:
             except ValueError as e:
                 raise ValueError(f"arch: 'dcgan' on data {cfg.data!r}: {e}") from None
         self.base = cfg.hidden or DCGAN_BASE  # the conv nets' width (DCGAN_BASE)
-        self.conv_kw = dict(base=self.base, impl=impl, eager=eager, batch_norm=bn)
+        self.conv_kw = dict(base=self.base, eager=eager, batch_norm=bn)
 
     # ---- the networks a recipe builds (fused, or the eager twins under cfg.backend='eager'; self.kw) ----
     # cfg.arch 'mlp': the paper's MLPs (self.kw). 'dcgan': a net whose input or output is the data (x_dim = the
