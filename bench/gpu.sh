@@ -20,7 +20,8 @@
 #   preflight      30 s     ~5 s   imports, nvidia-smi, nvcc vs torch's CUDA, the toolkit setup.py will use
 #   build         150 s   ~100 s   setup.py with the CUDA kernels (sm_90, MAX_JOBS = cores): on the GPU stack here
 #                                  (bench/gpu_stack.sh) the slowest file, csrc/cuda/kernel_sum.cu, took 60 s (2 jobs on 2
-#                                  cores; 72 s at one job beside other work), bias_act.cu 55, joint_linear.cu 37,
+#                                  cores; 72 s at one job beside other work; 51 s since its second order is
+#                                  kernel_sum_backward2.cu, 44 s), bias_act.cu 55, joint_linear.cu 37,
 #                                  minibatch_discrimination.cu 33; the whole build 157 s at 2 jobs, 313 s at one. With a job
 #                                  per file the build is its slowest file + the C++ files' share + the link
 #   (build-cpu     60 s    ~40 s   only if the CUDA build failed: the C++ CPU kernels, so the Triton ops still load)

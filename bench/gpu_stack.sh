@@ -63,10 +63,15 @@ if ((BUILD)); then
   echo "   build: $((SECONDS - t)) s at MAX_JOBS=${MAX_JOBS:-2}; nvcc seconds per file:"
   sed 's/^/     /' nvcc-times.txt
   "$PY" -c "
-import fastgan, sys
+import fastgan, sys, torch
+from fastgan.ops import OPS
 e = fastgan.backend_info()['extension']
 print('   import fastgan:', e)
-sys.exit(0 if e['built'] and e['cuda'] and e['cuda_archs'] == '90' else 1)"
+# every kernel of every op with a cuda backend has a CUDA registration (each .cu file registers its own)
+missing = [k for op in OPS.values() if 'cuda' in op.backends for k in op.kernels
+           if not torch._C._dispatch_has_kernel_for_dispatch_key(f'fastgan::{k}', 'CUDA')]
+print('   CUDA kernels registered:', 'all' if not missing else f'missing {missing}')
+sys.exit(0 if e['built'] and e['cuda'] and e['cuda_archs'] == '90' and not missing else 1)"
 else
   echo "== build, CPU kernels only (--no-build: no CUDA)"
   env FASTGAN_CUDA=0 "$PY" -m pip install -q --no-build-isolation --no-deps -e .

@@ -1,6 +1,7 @@
-"""bench/static_report.py: its parsers on captured cuobjdump / ptxas output, the occupancy and wave arithmetic, the
-failing rule, and one tiny sm_90 compilation (in a subprocess without the interpreter; skipped without the tools).
-The modules' static_variants() share the launch helpers' configuration functions (checked here too)."""
+"""bench/static_report.py and its rules (bench/static_rules.py): the parsers on captured cuobjdump / ptxas output, the
+occupancy and wave arithmetic, the failing rule, and one tiny sm_90 compilation (in a subprocess without the
+interpreter; skipped without the tools). The modules' static_variants() share the launch helpers' configuration
+functions (checked here too)."""
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import static_report as sr
+from bench import static_rules as rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,13 +38,13 @@ ptxas info    : Used 32 registers, used 0 barriers, 4096 bytes smem, 400 bytes c
 
 
 def test_parse_cuobjdump():
-    res = sr.parse_cuobjdump(CUOBJDUMP)
+    res = rules.parse_cuobjdump(CUOBJDUMP)
     assert res["_joint_mm_kernel"]["REG"] == 124 and res["_joint_mm_kernel"]["SHARED"] == 1024
     assert res["other_kernel"]["STACK"] == 40 and res["other_kernel"]["CONSTANT[0]"] == 400
 
 
 def test_parse_ptxas():
-    res = sr.parse_ptxas(PTXAS)
+    res = rules.parse_ptxas(PTXAS)
     assert res["_joint_mm_kernel"] == dict(regs=168, spill_stores=12, spill_loads=16, stack=40, smem=0)
     assert res["_Z15bias_act_kernelILi0EfEvPf"] == dict(regs=32, spill_stores=0, spill_loads=0, stack=0, smem=4096)
 
@@ -54,41 +56,41 @@ def test_base_name():
 
 def test_occupancy_and_waves():
     # 4 warps at 32 registers: the thread limit (2048 / 128 = 16 CTAs) binds
-    assert sr.ctas_per_sm(32, 128, 0) == 16
+    assert rules.ctas_per_sm(32, 128, 0) == 16
     # 8 warps at 124 registers: 124 * 32 = 3968 -> 4096 per warp; 65536 / 4096 = 16 warps = 2 CTAs
-    assert sr.ctas_per_sm(124, 256, 17408) == 2
+    assert rules.ctas_per_sm(124, 256, 17408) == 2
     # shared memory: 100 KiB + 1 KiB reserved per CTA -> 2 CTAs in 228 KiB
-    assert sr.ctas_per_sm(32, 128, 100 * 1024) == 2
+    assert rules.ctas_per_sm(32, 128, 100 * 1024) == 2
     # 1 warp, few registers: the 32-CTA limit
-    assert sr.ctas_per_sm(16, 32, 0) == 32
-    assert sr.waves(132 * 2, 2) == 1.0
-    assert sr.waves(160, 2) == pytest.approx(160 / 264)
+    assert rules.ctas_per_sm(16, 32, 0) == 32
+    assert rules.waves(132 * 2, 2) == 1.0
+    assert rules.waves(160, 2) == pytest.approx(160 / 264)
 
 
 def _row(**kw):
     base = dict(kernel="k", variant="v", shape="s", regs=32, spills=0, smem=0, threads=128, programs=132 * 16,
                 hot=True)
     base.update(kw)
-    return sr.Row(**base)
+    return rules.Row(**base)
 
 
 def test_failing_rule():
-    assert sr.judge(_row()).verdict == "ok"
-    spilling = sr.judge(_row(spills=8))
+    assert rules.judge(_row()).verdict == "ok"
+    spilling = rules.judge(_row(spills=8))
     assert spilling.verdict.startswith("FAIL") and "spills 8 B" in spilling.verdict
-    small = sr.judge(_row(programs=100))
+    small = rules.judge(_row(programs=100))
     assert small.verdict.startswith("FAIL") and "100 programs < 132 SMs" in small.verdict
     # every SM busy passes, also below a full occupancy wave (the waves are reported beside)
-    busy = sr.judge(_row(programs=132))
+    busy = rules.judge(_row(programs=132))
     assert busy.verdict == "ok" and busy.waves < 1.0
-    assert sr.failed([spilling, small, sr.judge(_row())]) == [spilling, small]
+    assert rules.failed([spilling, small, rules.judge(_row())]) == [spilling, small]
     # an excused hot variant passes, and carries its reason
-    excused = sr.judge(_row(variant="my variant", spills=8), reasons={"my variant": "because"})
-    assert excused.verdict.startswith("excused") and excused.reason == "because" and not sr.failed([excused])
+    excused = rules.judge(_row(variant="my variant", spills=8), reasons={"my variant": "because"})
+    assert excused.verdict.startswith("excused") and excused.reason == "because" and not rules.failed([excused])
     # patterns match "variant @ shape"
-    assert sr.judge(_row(variant="x fwd", shape="128x1", programs=1), reasons={r"fwd @ 128x1 ": "r"}).reason == "r"
+    assert rules.judge(_row(variant="x fwd", shape="128x1", programs=1), reasons={r"fwd @ 128x1 ": "r"}).reason == "r"
     # a variant that is not hot never fails
-    assert not sr.failed([sr.judge(_row(hot=False, spills=8, programs=1))])
+    assert not rules.failed([rules.judge(_row(hot=False, spills=8, programs=1))])
     md = sr.markdown([spilling, excused], ["a note"])
     assert "| k | v | s | 32 | 8 |" in md and "because" in md and "- a note" in md and "1 failing" in md
 
@@ -145,3 +147,11 @@ def test_one_tiny_compilation():
     _, regs, spills, smem, programs, *verdict = line.split()
     assert 0 < int(regs) <= 255 and int(spills) == 0 and int(programs) == 32 * 100
     assert verdict[0] == "ok"
+
+
+def test_run_as_a_file_says_how_to_run_it():
+    """The report is a module of the bench package (its rules are a sibling module): run as a file it exits with the
+    command to use instead of an ImportError."""
+    p = subprocess.run([sys.executable, "bench/static_report.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode != 0 and "python -m bench.static_report" in p.stderr
