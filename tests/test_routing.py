@@ -94,6 +94,7 @@ def test_every_recipe_accepts_every_gpu_backend(model, name, monkeypatch, every_
     monkeypatch.setattr(evaluation.ev, "generation_metrics", lambda *a: {})
     monkeypatch.setattr(evaluation.ev, "get_classifier", lambda *a: None)
     evaluation.evaluate(t.recipe, t.split)
+    evaluation.representation(t.recipe, t.split)  # also called alone: Table 1's untrained rows (train/table1.py)
     want = "reference" if name == "eager" else name
     assert seen or name == "eager", f"{model} called no fastgan op"
     for impl, op, impls in seen:

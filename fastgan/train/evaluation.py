@@ -55,14 +55,18 @@ def _chunked(fn, x: torch.Tensor, device) -> torch.Tensor:
 def representation(recipe, split) -> dict:
     """1NN test accuracy (fitted on the training split) in the model's features, `1nn_accuracy` (recipe.features: E(x),
     or D's last hidden layer for a GAN), and in E's last hidden layer, `1nn_accuracy_hidden` (recipe.hidden_features,
-    models with an encoder: the BiGAN paper's Table-1 protocol); {} for unlabelled data. The caller sets the mode."""
+    models with an encoder: the BiGAN paper's Table-1 protocol); {} for unlabelled data. The caller sets the mode; the
+    networks run on the run's backend (recipe.backend), as its steps do."""
     if split.train_y is None:
         return {}
     dev, res = recipe.device, {}
     for key, fn in (("1nn_accuracy", recipe.features), ("1nn_accuracy_hidden", recipe.hidden_features)):
-        if fn(split.test_x[:2].to(dev)) is not None:
-            res[key] = ev.one_nn_accuracy(_chunked(fn, split.train_x, dev), split.train_y,
-                                          _chunked(fn, split.test_x, dev), split.test_y)
+        with use_backend(recipe.backend):
+            feats = None
+            if fn(split.test_x[:2].to(dev)) is not None:
+                feats = _chunked(fn, split.train_x, dev), _chunked(fn, split.test_x, dev)
+        if feats is not None:
+            res[key] = ev.one_nn_accuracy(feats[0], split.train_y, feats[1], split.test_y)
     return res
 
 
