@@ -60,13 +60,11 @@ def representation(recipe, split) -> dict:
     if split.train_y is None:
         return {}
     dev, res = recipe.device, {}
-    for key, fn in (("1nn_accuracy", recipe.features), ("1nn_accuracy_hidden", recipe.hidden_features)):
-        with use_backend(recipe.backend):
-            feats = None
+    with use_backend(recipe.backend):
+        for key, fn in (("1nn_accuracy", recipe.features), ("1nn_accuracy_hidden", recipe.hidden_features)):
             if fn(split.test_x[:2].to(dev)) is not None:
-                feats = _chunked(fn, split.train_x, dev), _chunked(fn, split.test_x, dev)
-        if feats is not None:
-            res[key] = ev.one_nn_accuracy(feats[0], split.train_y, feats[1], split.test_y)
+                res[key] = ev.one_nn_accuracy(_chunked(fn, split.train_x, dev), split.train_y,
+                                              _chunked(fn, split.test_x, dev), split.test_y)
     return res
 
 
